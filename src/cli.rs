@@ -1,0 +1,104 @@
+//! Command-line interface: `clap` derive, one subcommand per front door.
+
+use crate::api;
+use crate::validate::{self, References, Severity};
+use clap::{Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// servicehub: declarative provisioning of Services Hub customers, workspaces, memberships
+/// and Customer Lockbox policies.
+#[derive(Parser, Debug)]
+#[command(name = "servicehub", version, about, long_about = None)]
+pub struct Cli {
+    /// Log level filter (tracing `EnvFilter` syntax, e.g. `info` or `servicehub_operator=debug`).
+    #[arg(long, env = "SERVICEHUB_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// Log format: `text` for a terminal, `json` for a cluster's log pipeline.
+    #[arg(long, env = "SERVICEHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the four CustomResourceDefinitions as multi-document YAML.
+    Crd(CrdArgs),
+    /// Check YAML files against the schema, the CEL rules and the domain rules.
+    Validate(ValidateArgs),
+}
+
+/// Arguments of `servicehub crd`.
+#[derive(clap::Args, Debug)]
+pub struct CrdArgs {
+    /// Write one file per CRD into this directory instead of printing them.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// Arguments of `servicehub validate`.
+#[derive(clap::Args, Debug)]
+pub struct ValidateArgs {
+    /// Files or directories (walked recursively) of YAML to check.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+}
+
+impl Cli {
+    /// Run the chosen subcommand.
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let Self { log: _, log_format: _, command } = self;
+        match command {
+            Command::Crd(args) => crd(args),
+            Command::Validate(args) => validate(args),
+        }
+    }
+}
+
+fn crd(args: CrdArgs) -> anyhow::Result<ExitCode> {
+    let CrdArgs { out_dir } = args;
+    match out_dir {
+        None => {
+            std::io::stdout().write_all(api::crds_yaml()?.as_bytes())?;
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir)?;
+            for crd in api::crds() {
+                let path = dir.join(api::crd_file_name(&crd));
+                std::fs::write(&path, serde_yaml::to_string(&crd)?)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
+    let ValidateArgs { paths } = args;
+    let report = validate::validate_paths(&paths, References::InSet);
+    let mut out = std::io::stdout().lock();
+    for p in &report.problems {
+        writeln!(out, "{p}")?;
+    }
+    let errors = report.problems.iter().filter(|p| p.severity == Severity::Error).count();
+    let warnings = report.problems.len() - errors;
+    eprintln!(
+        "{} object(s) checked: {} valid, {errors} error(s), {warnings} warning(s); {} other object(s) ignored",
+        report.checked,
+        report.objects.len(),
+        report.ignored
+    );
+    Ok(if errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
