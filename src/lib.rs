@@ -1,0 +1,8 @@
+//! servicehub-operator: declarative provisioning of Services Hub customers, workspaces,
+//! memberships and Customer Lockbox policies.
+
+pub mod api;
+pub mod cli;
+pub mod domain;
+pub mod telemetry;
+pub mod validate;
