@@ -1,0 +1,290 @@
+//! `servicehub validate`: is this YAML right, before anything touches a cluster or a store?
+//!
+//! Pipeline per object: load (YAML, file and line on error) -> schema (types, enums, unknown
+//! fields, defaults) -> CEL rules (the same `x-kubernetes-validations` the API server runs)
+//! -> typed decode -> domain rules. Then the rules between objects of the set: references,
+//! one default workspace and one LockboxPolicy per customer, personal accounts, duplicates.
+
+pub mod load;
+mod refs;
+pub mod schema;
+
+use crate::api::{self, Customer, LockboxPolicy, Membership, Workspace};
+use kube::CustomResourceExt;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+pub use load::Document;
+
+/// How bad a problem is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Accepted, but the user should look (a deprecated permission).
+    Warning,
+    /// Rejected.
+    Error,
+}
+
+/// One problem, printed as `FILE: KIND/NAME: FIELD: MESSAGE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The file the object came from.
+    pub file: String,
+    /// `Kind/name`, or empty when the problem is with the file itself.
+    pub object: String,
+    /// The field path, e.g. `spec.agreement.endDate`, or empty.
+    pub field: String,
+    /// What is wrong and, where possible, how to fix it.
+    pub message: String,
+    /// Error or warning.
+    pub severity: Severity,
+}
+
+impl Problem {
+    fn file(file: String, message: String) -> Problem {
+        Problem { file, object: String::new(), field: String::new(), message, severity: Severity::Error }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:", self.file)?;
+        if !self.object.is_empty() {
+            write!(f, " {}:", self.object)?;
+        }
+        if !self.field.is_empty() {
+            write!(f, " {}:", self.field)?;
+        }
+        if self.severity == Severity::Warning {
+            write!(f, " warning:")?;
+        }
+        write!(f, " {}", self.message)
+    }
+}
+
+/// A decoded object of one of the four kinds.
+#[derive(Clone, Debug)]
+pub enum Object {
+    /// A Customer.
+    Customer(Box<Customer>),
+    /// A Workspace.
+    Workspace(Box<Workspace>),
+    /// A Membership.
+    Membership(Box<Membership>),
+    /// A LockboxPolicy.
+    LockboxPolicy(Box<LockboxPolicy>),
+}
+
+impl Object {
+    /// The kind name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Object::Customer(_) => "Customer",
+            Object::Workspace(_) => "Workspace",
+            Object::Membership(_) => "Membership",
+            Object::LockboxPolicy(_) => "LockboxPolicy",
+        }
+    }
+
+    /// Position in dependency order: customers first, then workspaces, memberships, policies.
+    pub fn order(&self) -> usize {
+        api::KINDS.iter().position(|k| *k == self.kind()).unwrap_or(usize::MAX)
+    }
+
+    fn meta(&self) -> &kube::api::ObjectMeta {
+        match self {
+            Object::Customer(o) => &o.metadata,
+            Object::Workspace(o) => &o.metadata,
+            Object::Membership(o) => &o.metadata,
+            Object::LockboxPolicy(o) => &o.metadata,
+        }
+    }
+
+    /// `metadata.name`.
+    pub fn name(&self) -> &str {
+        self.meta().name.as_deref().unwrap_or_default()
+    }
+
+    /// `metadata.namespace`.
+    pub fn namespace(&self) -> &str {
+        self.meta().namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE)
+    }
+}
+
+/// The namespace of an object that names none, as `kubectl` would assume.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
+/// A valid object and where it came from.
+#[derive(Clone, Debug)]
+pub struct Sourced {
+    /// The file it came from.
+    pub file: String,
+    /// The object, with schema defaults applied and `metadata.namespace` set.
+    pub object: Object,
+}
+
+/// What validation found.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    /// Objects without errors, in dependency order (customers first).
+    pub objects: Vec<Sourced>,
+    /// Every problem, errors and warnings, in the order found.
+    pub problems: Vec<Problem>,
+    /// How many servicehub.io objects were read.
+    pub checked: usize,
+    /// How many objects of other API groups were skipped.
+    pub ignored: usize,
+}
+
+impl Report {
+    /// Whether any problem is an error.
+    pub fn has_errors(&self) -> bool {
+        self.problems.iter().any(|p| p.severity == Severity::Error)
+    }
+}
+
+/// Whether references to objects outside the set are errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum References {
+    /// `validate`: every Customer and Workspace referred to must be in the set.
+    InSet,
+    /// `apply`: a reference may name an object the store already holds; the engine checks it.
+    MayBeInStore,
+}
+
+/// Read and validate everything under `paths`.
+pub fn validate_paths(paths: &[PathBuf], references: References) -> Report {
+    let (docs, problems) = load::load_paths(paths);
+    let mut report = validate_documents(docs, references);
+    let mut all = problems;
+    all.append(&mut report.problems);
+    report.problems = all;
+    report
+}
+
+/// Validate already-parsed documents.
+pub fn validate_documents(docs: Vec<Document>, references: References) -> Report {
+    let schemas: HashMap<&str, Value> = api::crds()
+        .into_iter()
+        .filter_map(|crd| {
+            let kind = api::KINDS.into_iter().find(|k| *k == crd.spec.names.kind)?;
+            let schema = crd.spec.versions.first()?.schema.as_ref()?.open_api_v3_schema.as_ref()?;
+            Some((kind, serde_json::to_value(schema).ok()?))
+        })
+        .collect();
+    let mut report = Report::default();
+    let mut decoded: Vec<(Sourced, bool)> = Vec::new();
+    for doc in docs {
+        if let Some((sourced, clean)) = check_document(doc, &schemas, &mut report) {
+            decoded.push((sourced, clean));
+        }
+    }
+    let bad = refs::check(&decoded, references, &mut report.problems);
+    let mut objects: Vec<Sourced> = decoded
+        .into_iter()
+        .enumerate()
+        .filter(|(i, (_, clean))| *clean && !bad.contains(i))
+        .map(|(_, (s, _))| s)
+        .collect();
+    objects.sort_by_key(|s| s.object.order());
+    report.objects = objects;
+    report
+}
+
+/// Check one document on its own. Returns the decoded object (if it decoded) and whether it
+/// had no errors.
+fn check_document(doc: Document, schemas: &HashMap<&str, Value>, report: &mut Report) -> Option<(Sourced, bool)> {
+    let Document { file, index, mut value } = doc;
+    let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>").to_owned();
+    let label = if kind.is_empty() { format!("document {index}") } else { format!("{kind}/{name}") };
+    let problem = |field: &str, message: String, severity: Severity| Problem {
+        file: file.clone(),
+        object: label.clone(),
+        field: field.to_owned(),
+        message,
+        severity,
+    };
+    let group = api_version.split('/').next().unwrap_or_default();
+    if group != api::GROUP {
+        if api_version.is_empty() || kind.is_empty() {
+            let msg = "not a Kubernetes object: apiVersion and kind are required".to_owned();
+            report.problems.push(problem("", msg, Severity::Error));
+        } else {
+            // Namespaces, kustomizations and the like sit beside our objects; they are not ours to check.
+            report.ignored += 1;
+        }
+        return None;
+    }
+    report.checked += 1;
+    if kind.is_empty() {
+        report.problems.push(problem("kind", "Required value".to_owned(), Severity::Error));
+        return None;
+    }
+    let Some(schema) = schemas.get(kind.as_str()) else {
+        let msg = format!("unknown kind {kind:?}: servicehub.io kinds are {}", api::KINDS.join(", "));
+        report.problems.push(problem("kind", msg, Severity::Error));
+        return None;
+    };
+    if api_version != api::API_VERSION {
+        let msg = format!("unsupported apiVersion {api_version:?}: use {}", api::API_VERSION);
+        report.problems.push(problem("apiVersion", msg, Severity::Error));
+        return None;
+    }
+    let schema_errors = schema::check_object(schema, &mut value);
+    if !schema_errors.is_empty() {
+        for e in schema_errors {
+            report.problems.push(problem(&e.field, e.message, Severity::Error));
+        }
+        return None;
+    }
+    if let Err(errors) = kube::core::cel::Validator::new().validate(schema, &value, None) {
+        for e in errors.into_vec() {
+            report.problems.push(problem(&cel_field(&e.field_path), e.message.clone(), Severity::Error));
+        }
+        return None;
+    }
+    if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.entry("namespace").or_insert_with(|| Value::String(DEFAULT_NAMESPACE.into()));
+    }
+    let object = match decode(&kind, value) {
+        Ok(o) => o,
+        Err(e) => {
+            report.problems.push(problem("", format!("cannot decode: {e}"), Severity::Error));
+            return None;
+        }
+    };
+    let before = report.problems.len();
+    refs::check_alone(&object, &mut |field, message, severity| report.problems.push(problem(field, message, severity)));
+    let clean = !report.problems[before..].iter().any(|p| p.severity == Severity::Error);
+    Some((Sourced { file, object }, clean))
+}
+
+fn decode(kind: &str, value: Value) -> Result<Object, serde_json::Error> {
+    Ok(match kind {
+        "Customer" => Object::Customer(Box::new(serde_json::from_value(value)?)),
+        "Workspace" => Object::Workspace(Box::new(serde_json::from_value(value)?)),
+        "Membership" => Object::Membership(Box::new(serde_json::from_value(value)?)),
+        _ => Object::LockboxPolicy(Box::new(serde_json::from_value(value)?)),
+    })
+}
+
+/// kube-cel reports paths like `spec.agreement` or `.spec.x`; print them like the schema paths.
+fn cel_field(path: &str) -> String {
+    path.trim_start_matches('.').to_owned()
+}
+
+/// The CRD of a kind, for callers that need its schema.
+pub fn crd_of(
+    kind: &str,
+) -> Option<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+    match kind {
+        "Customer" => Some(Customer::crd()),
+        "Workspace" => Some(Workspace::crd()),
+        "Membership" => Some(Membership::crd()),
+        "LockboxPolicy" => Some(LockboxPolicy::crd()),
+        _ => None,
+    }
+}
