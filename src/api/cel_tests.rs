@@ -58,7 +58,9 @@ fn merge(base: &mut serde_json::Value, patch: serde_json::Value) {
 fn messages(r: Result<(), kube::core::cel::ValidationErrors>) -> String {
     match r {
         Ok(()) => String::new(),
-        Err(e) => e.into_vec().iter().map(|e| format!("{}: {}", e.field_path, e.message)).collect::<Vec<_>>().join("\n"),
+        Err(e) => {
+            e.into_vec().iter().map(|e| format!("{}: {}", e.field_path, e.message)).collect::<Vec<_>>().join("\n")
+        }
     }
 }
 
@@ -77,7 +79,8 @@ fn rejected(r: Result<(), kube::core::cel::ValidationErrors>, needle: &str) {
 #[test]
 fn agreement_end_date_must_follow_start_date() {
     ok(customer(json!({})).validate_cel());
-    let agreement = |end: &str| json!({ "agreement": { "kind": "Premier", "id": "P", "startDate": "2025-01-01", "endDate": end } });
+    let agreement =
+        |end: &str| json!({ "agreement": { "kind": "Premier", "id": "P", "startDate": "2025-01-01", "endDate": end } });
     ok(customer(agreement("2025-01-02")).validate_cel());
     rejected(customer(agreement("2025-01-01")).validate_cel(), "endDate must be after startDate");
     rejected(customer(agreement("2024-12-31")).validate_cel(), "endDate must be after startDate");
@@ -109,7 +112,8 @@ fn every_email_field_checks_syntax() {
     rejected(policy(json!({ "notificationRecipients": [bad] })).validate_cel(), "email address");
     rejected(workspace(json!({ "administrators": [{ "email": bad }] })).validate_cel(), "email address");
     rejected(membership(json!({ "subject": { "kind": "User", "email": bad } })).validate_cel(), "email address");
-    ok(membership(json!({ "subject": { "kind": "User", "email": "first.last+tag@sub.contoso.co.uk" } })).validate_cel());
+    ok(membership(json!({ "subject": { "kind": "User", "email": "first.last+tag@sub.contoso.co.uk" } }))
+        .validate_cel());
 }
 
 #[test]
@@ -139,9 +143,15 @@ fn subject_kind_matches_its_fields() {
     ok(membership(json!({ "subject": { "kind": "Group", "groupId": gid } })).validate_cel());
     let msg = "a User subject needs email and no groupId";
     rejected(membership(json!({ "subject": { "kind": "User" } })).validate_cel(), msg);
-    rejected(membership(json!({ "subject": { "kind": "User", "email": "a@b.cd", "groupId": gid } })).validate_cel(), msg);
+    rejected(
+        membership(json!({ "subject": { "kind": "User", "email": "a@b.cd", "groupId": gid } })).validate_cel(),
+        msg,
+    );
     rejected(membership(json!({ "subject": { "kind": "Group" } })).validate_cel(), msg);
-    rejected(membership(json!({ "subject": { "kind": "Group", "groupId": gid, "email": "a@b.cd" } })).validate_cel(), msg);
+    rejected(
+        membership(json!({ "subject": { "kind": "Group", "groupId": gid, "email": "a@b.cd" } })).validate_cel(),
+        msg,
+    );
     rejected(
         membership(json!({ "subject": { "kind": "Group", "groupId": gid, "accountType": "Personal" } })).validate_cel(),
         msg,
@@ -156,7 +166,8 @@ fn roles_fit_the_scope() {
         rejected(membership(json!({ "roles": [role] })).validate_cel(), msg);
     }
     let customer_level = |roles: serde_json::Value| membership(json!({ "workspaceRef": null, "roles": roles }));
-    ok(customer_level(json!(["GlobalAdministrator", "CustomerSuccessAccountManager", "IncidentManager", "User"])).validate_cel());
+    ok(customer_level(json!(["GlobalAdministrator", "CustomerSuccessAccountManager", "IncidentManager", "User"]))
+        .validate_cel());
     rejected(customer_level(json!(["WorkspaceAdministrator"])).validate_cel(), msg);
     rejected(customer_level(json!(["ServiceAdministrator"])).validate_cel(), msg);
 }

@@ -39,7 +39,12 @@ fn expected() -> Vec<(Scope, Permission, Vec<String>)> {
         .collect()
 }
 
-fn holds(scope: Scope, role: Role, p: Permission, in_default: bool) -> Option<crate::api::membership::EffectivePermission> {
+fn holds(
+    scope: Scope,
+    role: Role,
+    p: Permission,
+    in_default: bool,
+) -> Option<crate::api::membership::EffectivePermission> {
     let roles = [role];
     let h = Holding { roles: &roles, individual: &[], in_default_workspace: in_default };
     effective(scope, &h).into_iter().find(|e| e.permission == p)
