@@ -158,7 +158,10 @@ impl std::str::FromStr for GoDuration {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let d: kube::core::Duration = s.parse().map_err(|e| format!("invalid duration {s:?}: {e}"))?;
-        let value = std::time::Duration::try_from(d).map_err(|_| format!("duration {s:?} must not be negative"))?;
+        if d.is_negative() {
+            return Err(format!("duration {s:?} must not be negative"));
+        }
+        let value = std::time::Duration::from(d);
         Ok(GoDuration { text: s.to_owned(), value })
     }
 }
