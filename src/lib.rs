@@ -4,5 +4,6 @@
 pub mod api;
 pub mod cli;
 pub mod domain;
+pub mod store;
 pub mod telemetry;
 pub mod validate;

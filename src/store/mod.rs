@@ -1,0 +1,181 @@
+//! The store: the system of record the operator reconciles against.
+//!
+//! One [`Store`] trait; one SQL implementation ([`sql::SqlStore`]) serving SQLite (the default,
+//! a file in WAL mode) and PostgreSQL (production), each with its own embedded migrations.
+//! Every change a reconcile makes is one [`Batch`] applied in ONE transaction, guarded by the
+//! row version of the object that owns it, so two writers cannot interleave on one object;
+//! a lost race surfaces as [`StoreError::Conflict`], which callers retry.
+
+mod change;
+mod records;
+mod snapshot;
+pub mod sql;
+mod sql_read;
+mod url;
+
+pub use change::{Batch, Change, Guard, GuardTable, Step};
+pub use records::*;
+pub use snapshot::{Snapshot, Versioned};
+pub use url::StoreUrl;
+
+use async_trait::async_trait;
+
+/// The default store: a SQLite file in the working directory.
+pub const DEFAULT_STORE_URL: &str = "sqlite://servicehub.db";
+
+/// Errors from the store. Each has a [`category`](StoreError::category) used as metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is busy. Retryable.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Another writer changed the same object first. Retryable: re-read and re-plan.
+    #[error("conflict: {0}; re-read and retry")]
+    Conflict(String),
+    /// A domain rule enforced by the schema (e.g. one default workspace per customer).
+    #[error("{0}")]
+    Constraint(String),
+    /// The store was migrated by a newer servicehub; this binary refuses to touch it.
+    #[error(
+        "store schema version {found} is newer than this binary supports (up to {supported}): \
+         upgrade servicehub; the store was not modified"
+    )]
+    SchemaTooNew {
+        /// The newest migration recorded in the store.
+        found: i64,
+        /// The newest migration this binary carries.
+        supported: i64,
+    },
+    /// The store URL is not usable.
+    #[error("invalid store URL: {0}")]
+    InvalidUrl(String),
+    /// A migration failed.
+    #[error("migration failed: {0}")]
+    Migration(String),
+    /// Data in the store that this binary cannot read.
+    #[error("corrupt store data: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("store error: {0}")]
+    Database(String),
+}
+
+impl StoreError {
+    /// Short label for metrics and Event reasons.
+    pub fn category(&self) -> &'static str {
+        match self {
+            StoreError::Unavailable(_) => "store_unavailable",
+            StoreError::Conflict(_) => "store_conflict",
+            StoreError::Constraint(_) => "store_constraint",
+            StoreError::SchemaTooNew { .. } => "store_schema_too_new",
+            StoreError::InvalidUrl(_) => "store_url",
+            StoreError::Migration(_) => "store_migration",
+            StoreError::Corrupt(_) => "store_corrupt",
+            StoreError::Database(_) => "store_error",
+        }
+    }
+
+    /// Whether retrying later may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Conflict(_))
+    }
+}
+
+/// Result alias for the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database a store runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// What a migration run did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MigrationReport {
+    /// Schema version before.
+    pub from: i64,
+    /// Schema version after.
+    pub to: i64,
+}
+
+/// Filter for the audit log.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    /// Only entries of this kind (`Customer`, `Membership`, `lockbox`, ...).
+    pub kind: Option<String>,
+    /// Only entries of this namespace's customers.
+    pub namespace: Option<String>,
+    /// Only entries at or after this time (Unix seconds).
+    pub since: Option<i64>,
+    /// At most this many, newest last.
+    pub limit: Option<i64>,
+}
+
+/// The system of record.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// SQLite or PostgreSQL.
+    fn backend(&self) -> Backend;
+
+    /// The URL, password redacted.
+    fn url(&self) -> &StoreUrl;
+
+    /// Apply the embedded migrations. Refuses a store whose schema is newer than this binary.
+    async fn migrate(&self) -> Result<MigrationReport>;
+
+    /// The newest migration applied to the store (0 for an empty store).
+    async fn schema_version(&self) -> Result<i64>;
+
+    /// Whether the store answers.
+    async fn ping(&self) -> Result<()>;
+
+    /// Everything the store holds for one customer (by namespace and name), for planning.
+    async fn load_customer(&self, namespace: &str, name: &str) -> Result<Snapshot>;
+
+    /// The uid the store knows for a managed object, so objects applied without a cluster
+    /// (which have no `metadata.uid`) keep their identity across runs.
+    async fn resolve_uid(&self, kind: GuardTable, namespace: &str, name: &str) -> Result<Option<String>>;
+
+    /// Apply one batch in one transaction: all or nothing. An empty batch writes nothing.
+    async fn apply(&self, batch: &Batch) -> Result<ApplyOutcome>;
+
+    /// Customers, optionally of one namespace.
+    async fn customers(&self, namespace: Option<&str>) -> Result<Vec<CustomerRow>>;
+
+    /// Workspaces, optionally of one namespace.
+    async fn workspaces(&self, namespace: Option<&str>) -> Result<Vec<WorkspaceRow>>;
+
+    /// Memberships with their roles, optionally of one namespace.
+    async fn memberships(&self, namespace: Option<&str>) -> Result<Vec<MembershipRow>>;
+
+    /// Invitations, optionally of one namespace.
+    async fn invitations(&self, namespace: Option<&str>) -> Result<Vec<InvitationRow>>;
+
+    /// Grants, optionally of one namespace.
+    async fn grants(&self, namespace: Option<&str>) -> Result<Vec<GrantRow>>;
+
+    /// Audit entries matching `filter`, oldest first.
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
+
+    /// Members of one workspace with their effective permissions (including customer-level
+    /// roles that reach every workspace, such as CSAM and Incident Manager).
+    async fn workspace_members(&self, workspace_id: &str) -> Result<Vec<MemberView>>;
+
+    /// What one subject (a normalized email or `group:<id>`) can see: per workspace, and at
+    /// customer level (workspace `None`), the "All workspaces" view.
+    async fn visible_to(&self, customer_uid: &str, subject_key: &str) -> Result<Vec<ScopeView>>;
+
+    /// Number of rows written since the store was opened (for zero-write checks).
+    fn rows_written(&self) -> u64;
+}
+
+/// Open the store at `url` and apply migrations.
+pub async fn open(url: &str) -> Result<std::sync::Arc<dyn Store>> {
+    let store = sql::SqlStore::connect(url.parse()?).await?;
+    store.migrate().await?;
+    Ok(std::sync::Arc::new(store))
+}

@@ -1,0 +1,758 @@
+//! The SQL store over sqlx's `Any` driver: one implementation, one set of SQL text (written in
+//! the dialect both SQLite and PostgreSQL accept: `$N` parameters, `ON CONFLICT`, partial
+//! indexes), two sets of embedded migrations. Backend differences are confined to
+//! [`SqlStore::connect`] (WAL and pragmas for SQLite), [`SqlStore::begin`] (`BEGIN IMMEDIATE`
+//! on SQLite so writers queue instead of failing on lock upgrade) and the schema-version probe.
+//!
+//! Booleans are read through `CASE WHEN col THEN 1 ELSE 0 END`, because the drivers disagree on
+//! how a boolean column decodes through `Any`.
+
+use super::change::{Batch, Change, GuardTable, Step};
+use super::records::*;
+use super::snapshot::{Snapshot, Versioned};
+use super::{AuditFilter, Backend, MigrationReport, Result, Store, StoreError, StoreUrl};
+use crate::api::{Permission, Role};
+use crate::domain::matrix;
+use crate::domain::rules::Source;
+use async_trait::async_trait;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+/// Rows per multi-row INSERT: keeps statements well under SQLite's parameter limit.
+const ROWS_PER_INSERT: usize = 100;
+
+/// The SQL store.
+pub struct SqlStore {
+    pool: AnyPool,
+    url: StoreUrl,
+    rows_written: AtomicU64,
+}
+
+impl std::fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlStore").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl SqlStore {
+    /// Connect without migrating. A SQLite file is created if missing and switched to WAL.
+    pub async fn connect(url: StoreUrl) -> Result<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let backend = url.backend();
+        let target = match backend {
+            Backend::Sqlite if !url.expose().contains("mode=") => {
+                let sep = if url.expose().contains('?') { '&' } else { '?' };
+                format!("{}{sep}mode=rwc", url.expose())
+            }
+            _ => url.expose().to_owned(),
+        };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        options = match backend {
+            // One writer at a time is SQLite's model; a small pool keeps readers concurrent
+            // under WAL while BEGIN IMMEDIATE queues the writers.
+            Backend::Sqlite => options.max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql(
+                        "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
+                         PRAGMA cache_size = -65536; PRAGMA temp_store = MEMORY;",
+                    )
+                    .execute(conn)
+                    .await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => options.max_connections(8),
+        };
+        let pool = options.connect(&target).await.map_err(|e| map_connect_error(&url, e))?;
+        if backend == Backend::Sqlite {
+            // WAL is a property of the file: set once, it stays.
+            sqlx::raw_sql("PRAGMA journal_mode = WAL;").execute(&pool).await.map_err(map_err)?;
+        }
+        Ok(SqlStore { pool, url, rows_written: AtomicU64::new(0) })
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.url.backend() {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// The newest migration this binary carries.
+    pub fn supported_version(&self) -> i64 {
+        self.migrator().iter().map(|m| m.version).max().unwrap_or(0)
+    }
+
+    /// Apply only the migrations up to `version` (tests of the upgrade path).
+    pub async fn migrate_to(&self, version: i64) -> Result<()> {
+        let mut m = Migrator::with_migrations(
+            self.migrator().iter().filter(|m| m.version <= version).cloned().collect::<Vec<_>>(),
+        );
+        m.set_ignore_missing(true);
+        m.run(&self.pool).await.map_err(|e| StoreError::Migration(e.to_string()))
+    }
+
+    /// The schema as text (tables, columns, indexes), to compare two stores.
+    pub async fn schema_dump(&self) -> Result<String> {
+        let sql = match self.url.backend() {
+            Backend::Sqlite => {
+                "SELECT type || ' ' || name || ': ' || COALESCE(sql, '') FROM sqlite_master \
+                 WHERE name NOT LIKE 'sqlite_%' AND name <> '_sqlx_migrations' ORDER BY type, name"
+            }
+            Backend::Postgres => {
+                "SELECT 'column ' || table_name || '.' || column_name || ': ' || data_type || ' ' || is_nullable \
+                 || ' ' || COALESCE(column_default, '') FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name <> '_sqlx_migrations' \
+                 UNION ALL SELECT 'index ' || indexname || ': ' || replace(indexdef, current_schema() || '.', '') FROM pg_indexes \
+                 WHERE schemaname = current_schema() AND tablename <> '_sqlx_migrations' ORDER BY 1"
+            }
+        };
+        let rows = sqlx::query(sql).fetch_all(&self.pool).await.map_err(map_err)?;
+        Ok(rows.iter().map(|r| r.try_get::<String, _>(0).unwrap_or_default()).collect::<Vec<_>>().join("\n"))
+    }
+
+    /// Run raw SQL (tests and benchmarks that need to reach behind the store's back).
+    #[doc(hidden)]
+    pub async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        let r = sqlx::raw_sql(AssertSqlSafe(sql.to_owned())).execute(&self.pool).await.map_err(map_err)?;
+        Ok(r.rows_affected())
+    }
+
+    /// Count rows of a query returning one integer (tests).
+    #[doc(hidden)]
+    pub async fn count(&self, sql: &str) -> Result<i64> {
+        sqlx::query_scalar(AssertSqlSafe(sql.to_owned())).fetch_one(&self.pool).await.map_err(map_err)
+    }
+
+    /// Close the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    async fn begin(&self) -> Result<Transaction<'static, Any>> {
+        let tx = match self.url.backend() {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        };
+        tx.map_err(map_err)
+    }
+
+    async fn check_guard(&self, tx: &mut Transaction<'static, Any>, batch: &Batch) -> Result<u64> {
+        let Some(g) = &batch.guard else { return Ok(0) };
+        let (table, key) = g.table.table();
+        match g.expected {
+            Some(v) => {
+                let sql = format!(
+                    "UPDATE {table} SET row_version = row_version + 1 WHERE {key} = $1 AND row_version = $2 AND managed"
+                );
+                let n =
+                    sqlx::query(AssertSqlSafe(sql)).bind(&g.id).bind(v).execute(&mut **tx).await.map_err(map_err)?;
+                if n.rows_affected() == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "{} {} changed since it was read (expected version {v})",
+                        g.table.kind(),
+                        g.id
+                    )));
+                }
+                Ok(n.rows_affected())
+            }
+            None => {
+                let sql = format!("SELECT COUNT(*) FROM {table} WHERE {key} = $1");
+                let n: i64 =
+                    sqlx::query_scalar(AssertSqlSafe(sql)).bind(&g.id).fetch_one(&mut **tx).await.map_err(map_err)?;
+                if n > 0 {
+                    return Err(StoreError::Conflict(format!("{} {} was created concurrently", g.table.kind(), g.id)));
+                }
+                Ok(0)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn backend(&self) -> Backend {
+        self.url.backend()
+    }
+
+    fn url(&self) -> &StoreUrl {
+        &self.url
+    }
+
+    async fn migrate(&self) -> Result<MigrationReport> {
+        let from = self.schema_version().await?;
+        let supported = self.supported_version();
+        if from > supported {
+            return Err(StoreError::SchemaTooNew { found: from, supported });
+        }
+        self.migrator().run(&self.pool).await.map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(MigrationReport { from, to: self.schema_version().await? })
+    }
+
+    async fn schema_version(&self) -> Result<i64> {
+        let exists_sql = match self.url.backend() {
+            Backend::Sqlite => "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            Backend::Postgres => {
+                "SELECT COUNT(*) FROM information_schema.tables \
+                 WHERE table_schema = current_schema() AND table_name = '_sqlx_migrations'"
+            }
+        };
+        let exists: i64 = sqlx::query_scalar(exists_sql).fetch_one(&self.pool).await.map_err(map_err)?;
+        if exists == 0 {
+            return Ok(0);
+        }
+        sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err).map(|_| ())
+    }
+
+    async fn load_customer(&self, namespace: &str, name: &str) -> Result<Snapshot> {
+        super::sql_read::load_customer(&self.pool, namespace, name).await
+    }
+
+    async fn resolve_uid(&self, kind: GuardTable, namespace: &str, name: &str) -> Result<Option<String>> {
+        let (table, key) = kind.table();
+        let sql = format!("SELECT {key} FROM {table} WHERE namespace = $1 AND name = $2 AND managed");
+        sqlx::query_scalar(AssertSqlSafe(sql))
+            .bind(namespace)
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
+    async fn apply(&self, batch: &Batch) -> Result<ApplyOutcome> {
+        if batch.is_empty() {
+            return Ok(ApplyOutcome::default());
+        }
+        let mut tx = self.begin().await?;
+        let mut out = ApplyOutcome { rows: self.check_guard(&mut tx, batch).await?, invitations: 0 };
+        let mut i = 0;
+        while i < batch.steps.len() {
+            // Runs of grant additions become multi-row INSERTs: a reconcile adds many at once.
+            let run = batch.steps[i..].iter().take_while(|s| matches!(s.change, Change::AddGrant { .. })).count();
+            if run > 1 {
+                for chunk in batch.steps[i..i + run].chunks(ROWS_PER_INSERT) {
+                    out.rows += insert_grants(&mut tx, self.backend(), chunk).await?;
+                }
+                i += run;
+                continue;
+            }
+            let step = &batch.steps[i];
+            out.rows += execute(&mut tx, &step.change, batch.at).await?;
+            if matches!(step.change, Change::IssueInvitation { .. }) {
+                out.invitations += 1;
+            }
+            i += 1;
+        }
+        for chunk in batch.steps.chunks(ROWS_PER_INSERT) {
+            out.rows += insert_audit(&mut tx, self.backend(), batch, chunk).await?;
+        }
+        tx.commit().await.map_err(map_err)?;
+        self.rows_written.fetch_add(out.rows, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    async fn customers(&self, namespace: Option<&str>) -> Result<Vec<CustomerRow>> {
+        super::sql_read::customers(&self.pool, namespace).await
+    }
+
+    async fn workspaces(&self, namespace: Option<&str>) -> Result<Vec<WorkspaceRow>> {
+        super::sql_read::workspaces(&self.pool, namespace).await
+    }
+
+    async fn memberships(&self, namespace: Option<&str>) -> Result<Vec<MembershipRow>> {
+        super::sql_read::memberships(&self.pool, namespace).await
+    }
+
+    async fn invitations(&self, namespace: Option<&str>) -> Result<Vec<InvitationRow>> {
+        super::sql_read::invitations(&self.pool, namespace).await
+    }
+
+    async fn grants(&self, namespace: Option<&str>) -> Result<Vec<GrantRow>> {
+        super::sql_read::grants(&self.pool, namespace).await
+    }
+
+    async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+        super::sql_read::audit(&self.pool, filter).await
+    }
+
+    async fn workspace_members(&self, workspace_id: &str) -> Result<Vec<MemberView>> {
+        super::sql_read::workspace_members(&self.pool, workspace_id).await
+    }
+
+    async fn visible_to(&self, customer_uid: &str, subject_key: &str) -> Result<Vec<ScopeView>> {
+        super::sql_read::visible_to(&self.pool, customer_uid, subject_key).await
+    }
+
+    fn rows_written(&self) -> u64 {
+        self.rows_written.load(Ordering::Relaxed)
+    }
+}
+
+async fn insert_grants(tx: &mut Transaction<'static, Any>, backend: Backend, steps: &[Step]) -> Result<u64> {
+    let grants: Vec<(&String, &Grant)> = steps
+        .iter()
+        .filter_map(|s| match &s.change {
+            Change::AddGrant { membership_id, grant } => Some((membership_id, grant)),
+            _ => None,
+        })
+        .collect();
+    let mut qb = Sql::for_backend(backend, "INSERT INTO grants (membership_id, permission, source, scope) ");
+    qb.values(&grants, |(m, g)| {
+        vec![
+            m.as_str().into(),
+            g.permission.as_str().into(),
+            g.source.label().into(),
+            matrix::row_of(g.permission).scope.as_str().into(),
+        ]
+    });
+    qb.push(" ON CONFLICT DO NOTHING");
+    let r = qb.build().execute(&mut **tx).await.map_err(map_err)?;
+    Ok(r.rows_affected())
+}
+
+async fn insert_audit(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    batch: &Batch,
+    steps: &[Step],
+) -> Result<u64> {
+    let mut qb =
+        Sql::for_backend(backend, "INSERT INTO audit (at, actor, action, kind, object, drift, before, after) ");
+    qb.values(steps, |step| {
+        let (kind, action) = step.change.audit_action();
+        vec![
+            batch.at.into(),
+            batch.actor.as_str().into(),
+            action.into(),
+            kind.into(),
+            step.change.object_key().into(),
+            step.drift.into(),
+            step.before.clone().into(),
+            step.change.after_json().into(),
+        ]
+    });
+    let r = qb.build().execute(&mut **tx).await.map_err(map_err)?;
+    Ok(r.rows_affected())
+}
+
+const LIVE_INVITATION: &str = "('Pending', 'Sent')";
+
+async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64) -> Result<u64> {
+    let conn = &mut **tx;
+    let r = match change {
+        Change::PutCustomer(c) => {
+            sqlx::query(
+                "INSERT INTO customers (uid, namespace, name, managed, display_name, agreement_kind, agreement_id, \
+                 start_date, end_date, administration_model, admin_group_id, settings, newsletters, phase, \
+                 deletion_policy, spec_hash) VALUES ($1, $2, $3, TRUE, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                 ON CONFLICT (uid) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, managed = TRUE, \
+                 display_name = excluded.display_name, agreement_kind = excluded.agreement_kind, \
+                 agreement_id = excluded.agreement_id, start_date = excluded.start_date, end_date = excluded.end_date, \
+                 administration_model = excluded.administration_model, admin_group_id = excluded.admin_group_id, \
+                 settings = excluded.settings, newsletters = excluded.newsletters, phase = excluded.phase, \
+                 deletion_policy = excluded.deletion_policy, spec_hash = excluded.spec_hash",
+            )
+            .bind(&c.uid)
+            .bind(&c.namespace)
+            .bind(&c.name)
+            .bind(&c.display_name)
+            .bind(&c.agreement_kind)
+            .bind(&c.agreement_id)
+            .bind(&c.start_date)
+            .bind(&c.end_date)
+            .bind(&c.administration_model)
+            .bind(&c.admin_group_id)
+            .bind(&c.settings)
+            .bind(&c.newsletters)
+            .bind(&c.phase)
+            .bind(&c.deletion_policy)
+            .bind(&c.spec_hash)
+            .execute(conn)
+            .await
+        }
+        Change::DeleteCustomer { uid } => sqlx::query("DELETE FROM customers WHERE uid = $1").bind(uid).execute(conn).await,
+        Change::PutWorkspace(w) => {
+            sqlx::query(
+                "INSERT INTO workspaces (id, customer_uid, namespace, name, managed, origin, display_name, description, \
+                 is_default, allow_personal, personal_allowed, support_benefits, deletion_policy, spec_hash) \
+                 VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+                 ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, managed = TRUE, \
+                 origin = excluded.origin, display_name = excluded.display_name, description = excluded.description, \
+                 is_default = excluded.is_default, allow_personal = excluded.allow_personal, \
+                 personal_allowed = excluded.personal_allowed, support_benefits = excluded.support_benefits, \
+                 deletion_policy = excluded.deletion_policy, spec_hash = excluded.spec_hash",
+            )
+            .bind(&w.id)
+            .bind(&w.customer_uid)
+            .bind(&w.namespace)
+            .bind(&w.name)
+            .bind(&w.origin)
+            .bind(&w.display_name)
+            .bind(&w.description)
+            .bind(w.is_default)
+            .bind(w.allow_personal)
+            .bind(w.personal_allowed)
+            .bind(&w.support_benefits)
+            .bind(&w.deletion_policy)
+            .bind(&w.spec_hash)
+            .execute(conn)
+            .await
+        }
+        Change::DeleteWorkspace { id } => {
+            let revoked = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE invitations SET state = 'Revoked' WHERE scope_key = $1 AND state IN {LIVE_INVITATION}"
+            )))
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+            let deleted = sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id).execute(conn).await.map_err(map_err)?;
+            return Ok(revoked.rows_affected() + deleted.rows_affected());
+        }
+        Change::PutUser(u) => {
+            sqlx::query(
+                "INSERT INTO users (customer_uid, email, display_name, account_type) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (customer_uid, email) DO UPDATE SET display_name = excluded.display_name, \
+                 account_type = excluded.account_type",
+            )
+            .bind(&u.customer_uid)
+            .bind(&u.email)
+            .bind(&u.display_name)
+            .bind(&u.account_type)
+            .execute(conn)
+            .await
+        }
+        Change::PutMembership(m) => {
+            sqlx::query(
+                "INSERT INTO memberships (id, customer_uid, workspace_id, origin, namespace, name, managed, subject_kind, \
+                 subject_key, user_id, deletion_policy, spec_hash) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, \
+                 (SELECT id FROM users WHERE customer_uid = $2 AND email = $8), $9, $10) \
+                 ON CONFLICT (id) DO UPDATE SET workspace_id = excluded.workspace_id, origin = excluded.origin, \
+                 namespace = excluded.namespace, name = excluded.name, managed = TRUE, \
+                 subject_kind = excluded.subject_kind, subject_key = excluded.subject_key, user_id = excluded.user_id, \
+                 deletion_policy = excluded.deletion_policy, spec_hash = excluded.spec_hash",
+            )
+            .bind(&m.id)
+            .bind(&m.customer_uid)
+            .bind(&m.workspace_id)
+            .bind(&m.origin)
+            .bind(&m.namespace)
+            .bind(&m.name)
+            .bind(&m.subject_kind)
+            .bind(&m.subject_key)
+            .bind(&m.deletion_policy)
+            .bind(&m.spec_hash)
+            .execute(conn)
+            .await
+        }
+        Change::DeleteMembership { id } => {
+            let revoked = sqlx::query(AssertSqlSafe(format!(
+                "UPDATE invitations SET state = 'Revoked' WHERE membership_id = $1 AND state IN {LIVE_INVITATION}"
+            )))
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+            let deleted =
+                sqlx::query("DELETE FROM memberships WHERE id = $1").bind(id).execute(conn).await.map_err(map_err)?;
+            return Ok(revoked.rows_affected() + deleted.rows_affected());
+        }
+        Change::AddRole { membership_id, role } => {
+            sqlx::query("INSERT INTO role_assignments (membership_id, role) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                .bind(membership_id)
+                .bind(role.as_str())
+                .execute(conn)
+                .await
+        }
+        Change::RemoveRole { membership_id, role } => {
+            sqlx::query("DELETE FROM role_assignments WHERE membership_id = $1 AND role = $2")
+                .bind(membership_id)
+                .bind(role.as_str())
+                .execute(conn)
+                .await
+        }
+        Change::AddGrant { membership_id, grant } => {
+            sqlx::query(
+                "INSERT INTO grants (membership_id, permission, source, scope) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(membership_id)
+            .bind(grant.permission.as_str())
+            .bind(grant.source.label())
+            .bind(matrix::row_of(grant.permission).scope.as_str())
+            .execute(conn)
+            .await
+        }
+        Change::RemoveGrant { membership_id, grant } => {
+            sqlx::query("DELETE FROM grants WHERE membership_id = $1 AND permission = $2 AND source = $3")
+                .bind(membership_id)
+                .bind(grant.permission.as_str())
+                .bind(grant.source.label())
+                .execute(conn)
+                .await
+        }
+        Change::IssueInvitation { invitation: i, payload } => {
+            let issued = sqlx::query(
+                "INSERT INTO invitations (customer_uid, membership_id, scope_key, subject_key, email, issue, state, \
+                 attempts, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'Pending', 0, $7) \
+                 ON CONFLICT (scope_key, subject_key) DO UPDATE SET membership_id = excluded.membership_id, \
+                 email = excluded.email, issue = excluded.issue, state = 'Pending', attempts = 0, \
+                 created_at = excluded.created_at, token_hash = NULL, sent_at = NULL, expires_at = NULL, \
+                 accepted_at = NULL WHERE invitations.state IN ('Revoked', 'Expired', 'Failed')",
+            )
+            .bind(&i.customer_uid)
+            .bind(&i.membership_id)
+            .bind(&i.scope_key)
+            .bind(&i.subject_key)
+            .bind(&i.email)
+            .bind(i.issue)
+            .bind(i.created_at)
+            .execute(&mut *conn)
+            .await
+            .map_err(map_err)?;
+            if issued.rows_affected() == 0 {
+                // A live invitation already exists: one per subject per scope.
+                return Ok(0);
+            }
+            let key = format!("invitation/{}/{}/{}", i.membership_id, i.scope_key, i.issue);
+            let queued = sqlx::query(
+                "INSERT INTO outbox (kind, idempotency_key, payload, state, attempts, next_attempt_at, created_at) \
+                 VALUES ('invitation', $1, $2, 'Pending', 0, $3, $3) ON CONFLICT (idempotency_key) DO NOTHING",
+            )
+            .bind(key)
+            .bind(payload)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map_err(map_err)?;
+            return Ok(issued.rows_affected() + queued.rows_affected());
+        }
+        Change::RevokeInvitation { scope_key, subject_key } => {
+            sqlx::query(AssertSqlSafe(format!(
+                "UPDATE invitations SET state = 'Revoked' WHERE scope_key = $1 AND subject_key = $2 \
+                 AND state IN {LIVE_INVITATION}"
+            )))
+            .bind(scope_key)
+            .bind(subject_key)
+            .execute(conn)
+            .await
+        }
+        Change::PutPolicy(p) => {
+            sqlx::query(
+                "INSERT INTO lockbox_policies (uid, customer_uid, namespace, name, managed, enabled, approvers, \
+                 pending_ttl_seconds, max_access_seconds, workloads, recipients, spec_hash) \
+                 VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8, $9, $10, $11) \
+                 ON CONFLICT (uid) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, managed = TRUE, \
+                 enabled = excluded.enabled, approvers = excluded.approvers, \
+                 pending_ttl_seconds = excluded.pending_ttl_seconds, max_access_seconds = excluded.max_access_seconds, \
+                 workloads = excluded.workloads, recipients = excluded.recipients, spec_hash = excluded.spec_hash",
+            )
+            .bind(&p.uid)
+            .bind(&p.customer_uid)
+            .bind(&p.namespace)
+            .bind(&p.name)
+            .bind(p.enabled)
+            .bind(&p.approvers)
+            .bind(p.pending_ttl_seconds)
+            .bind(p.max_access_seconds)
+            .bind(&p.workloads)
+            .bind(&p.recipients)
+            .bind(&p.spec_hash)
+            .execute(conn)
+            .await
+        }
+        Change::DeletePolicy { uid } => {
+            sqlx::query("DELETE FROM lockbox_policies WHERE uid = $1").bind(uid).execute(conn).await
+        }
+        Change::Release { table, id } => {
+            let (t, key) = table.table();
+            sqlx::query(AssertSqlSafe(format!("UPDATE {t} SET managed = FALSE WHERE {key} = $1"))).bind(id).execute(conn).await
+        }
+    };
+    r.map(|r| r.rows_affected()).map_err(map_err)
+}
+
+pub(super) fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            let msg = db.message().to_owned();
+            match code.as_str() {
+                // SQLite busy/locked, PostgreSQL serialization failure and deadlock: someone else won.
+                "5" | "6" | "517" | "40001" | "40P01" => StoreError::Conflict(msg),
+                // Unique violations.
+                "2067" | "1555" | "23505" => unique_violation(&msg),
+                "787" | "23503" => StoreError::Constraint(format!("a referenced row is missing: {msg}")),
+                _ => StoreError::Database(msg),
+            }
+        }
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+fn unique_violation(msg: &str) -> StoreError {
+    if msg.contains("workspaces_one_default") || msg.contains("workspaces.customer_uid") {
+        StoreError::Constraint("the customer already has a default workspace".into())
+    } else if msg.contains("lockbox_policies_one_per_customer") || msg.contains("lockbox_policies.customer_uid") {
+        StoreError::Constraint("the customer already has a LockboxPolicy".into())
+    } else if msg.contains("workspaces_managed_name") || msg.contains("workspaces.namespace") {
+        StoreError::Constraint("a workspace with this name already exists in the namespace".into())
+    } else if msg.contains("customers_managed_name") || msg.contains("customers.namespace") {
+        StoreError::Constraint("a customer with this name already exists in the namespace".into())
+    } else {
+        StoreError::Conflict(format!("created concurrently: {msg}"))
+    }
+}
+
+fn map_connect_error(url: &StoreUrl, e: sqlx::Error) -> StoreError {
+    match map_err(e) {
+        StoreError::Unavailable(m) | StoreError::Database(m) => StoreError::Unavailable(format!("{url}: {m}")),
+        other => other,
+    }
+}
+
+/// A statement built at run time with `$N` placeholders, which both backends accept.
+/// (sqlx's `QueryBuilder<Any>` emits `?`, which PostgreSQL rejects.)
+#[derive(Default)]
+pub(super) struct Sql {
+    text: String,
+    args: Vec<Arg>,
+    /// Plain `?` placeholders: sqlx's SQLite driver resolves `$N` by name for every
+    /// parameter, which dominates the cost of a 400-parameter multi-row INSERT.
+    positional: bool,
+}
+
+/// A bound value.
+pub(super) enum Arg {
+    Text(Option<String>),
+    Int(Option<i64>),
+    Bool(bool),
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Arg {
+        Arg::Text(Some(v.to_owned()))
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Arg {
+        Arg::Text(Some(v))
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Arg {
+        Arg::Text(v)
+    }
+}
+impl From<i64> for Arg {
+    fn from(v: i64) -> Arg {
+        Arg::Int(Some(v))
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Arg {
+        Arg::Bool(v)
+    }
+}
+
+impl Sql {
+    pub(super) fn new(text: impl Into<String>) -> Sql {
+        Sql { text: text.into(), args: Vec::new(), positional: false }
+    }
+
+    /// A statement using the cheapest placeholder style of `backend`.
+    pub(super) fn for_backend(backend: Backend, text: impl Into<String>) -> Sql {
+        Sql { positional: backend == Backend::Sqlite, ..Sql::new(text) }
+    }
+
+    /// Append SQL text.
+    pub(super) fn push(&mut self, text: &str) -> &mut Sql {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Append a placeholder bound to `v`.
+    pub(super) fn bind(&mut self, v: impl Into<Arg>) -> &mut Sql {
+        self.args.push(v.into());
+        if self.positional {
+            self.text.push('?');
+        } else {
+            self.text.push('$');
+            self.text.push_str(&self.args.len().to_string());
+        }
+        self
+    }
+
+    /// Append `(…), (…)` rows of placeholders, one tuple per item.
+    pub(super) fn values<T>(&mut self, items: &[T], mut row: impl FnMut(&T) -> Vec<Arg>) -> &mut Sql {
+        for (i, item) in items.iter().enumerate() {
+            self.push(if i == 0 { "VALUES (" } else { ", (" });
+            for (j, a) in row(item).into_iter().enumerate() {
+                if j > 0 {
+                    self.push(", ");
+                }
+                self.bind(a);
+            }
+            self.push(")");
+        }
+        self
+    }
+
+    pub(super) fn build(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments> {
+        let mut q = sqlx::query(AssertSqlSafe(self.text.clone()));
+        for a in &self.args {
+            q = match a {
+                Arg::Text(v) => q.bind(v.clone()),
+                Arg::Int(v) => q.bind(*v),
+                Arg::Bool(v) => q.bind(*v),
+            };
+        }
+        q
+    }
+}
+
+/// Decode helpers shared with the read queries.
+pub(super) fn get<T>(row: &AnyRow, col: &str) -> Result<T>
+where
+    T: for<'r> sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get(col).map_err(map_err)
+}
+
+pub(super) fn role(s: &str) -> Result<Role> {
+    Role::parse(s).ok_or_else(|| StoreError::Corrupt(format!("unknown role {s:?}")))
+}
+
+pub(super) fn grant(permission: &str, source: &str) -> Result<Grant> {
+    let permission = Permission::parse(permission)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown permission {permission:?}")))?;
+    let source =
+        Source::parse(source).ok_or_else(|| StoreError::Corrupt(format!("unknown grant source {source:?}")))?;
+    Ok(Grant { permission, source })
+}
+
+pub(super) fn versioned<T>(version: i64, record: T) -> Versioned<T> {
+    Versioned { version, record }
+}
+
+pub(super) type Map<T> = BTreeMap<String, T>;

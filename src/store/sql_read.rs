@@ -1,0 +1,392 @@
+//! Read queries of the SQL store: the per-customer snapshot and the views behind `get`,
+//! `can-i` and the "All workspaces" view.
+
+use super::records::*;
+use super::snapshot::Snapshot;
+use super::sql::{Map, Sql, get, grant, map_err, role, versioned};
+use super::{AuditFilter, Result};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, AssertSqlSafe};
+use std::collections::BTreeMap;
+
+const CUSTOMER_COLS: &str = "uid, namespace, name, display_name, agreement_kind, agreement_id, start_date, end_date, \
+    administration_model, admin_group_id, settings, newsletters, phase, deletion_policy, spec_hash, row_version";
+const WORKSPACE_COLS: &str = "w.id, w.customer_uid, w.namespace, w.name, w.origin, w.display_name, w.description, \
+    CASE WHEN w.is_default THEN 1 ELSE 0 END AS is_default, \
+    CASE WHEN w.allow_personal IS NULL THEN NULL WHEN w.allow_personal THEN 1 ELSE 0 END AS allow_personal, \
+    CASE WHEN w.personal_allowed THEN 1 ELSE 0 END AS personal_allowed, \
+    w.support_benefits, w.deletion_policy, w.spec_hash, w.row_version";
+const MEMBERSHIP_COLS: &str = "m.id, m.customer_uid, m.workspace_id, m.origin, m.namespace, m.name, m.subject_kind, \
+    m.subject_key, m.deletion_policy, m.spec_hash, m.row_version";
+const INVITATION_COLS: &str = "i.customer_uid, i.membership_id, i.scope_key, i.subject_key, i.email, i.issue, \
+    i.state, i.attempts, i.created_at, i.sent_at, i.expires_at, i.accepted_at";
+
+fn customer(r: &AnyRow) -> Result<CustomerRecord> {
+    Ok(CustomerRecord {
+        uid: get(r, "uid")?,
+        namespace: get(r, "namespace")?,
+        name: get(r, "name")?,
+        display_name: get(r, "display_name")?,
+        agreement_kind: get(r, "agreement_kind")?,
+        agreement_id: get(r, "agreement_id")?,
+        start_date: get(r, "start_date")?,
+        end_date: get(r, "end_date")?,
+        administration_model: get(r, "administration_model")?,
+        admin_group_id: get(r, "admin_group_id")?,
+        settings: get(r, "settings")?,
+        newsletters: get(r, "newsletters")?,
+        phase: get(r, "phase")?,
+        deletion_policy: get(r, "deletion_policy")?,
+        spec_hash: get(r, "spec_hash")?,
+    })
+}
+
+fn workspace(r: &AnyRow) -> Result<WorkspaceRecord> {
+    Ok(WorkspaceRecord {
+        id: get(r, "id")?,
+        customer_uid: get(r, "customer_uid")?,
+        namespace: get(r, "namespace")?,
+        name: get(r, "name")?,
+        origin: get(r, "origin")?,
+        display_name: get(r, "display_name")?,
+        description: get(r, "description")?,
+        is_default: get::<i64>(r, "is_default")? != 0,
+        allow_personal: get::<Option<i64>>(r, "allow_personal")?.map(|v| v != 0),
+        personal_allowed: get::<i64>(r, "personal_allowed")? != 0,
+        support_benefits: get(r, "support_benefits")?,
+        deletion_policy: get(r, "deletion_policy")?,
+        spec_hash: get(r, "spec_hash")?,
+    })
+}
+
+fn membership(r: &AnyRow) -> Result<MembershipRecord> {
+    Ok(MembershipRecord {
+        id: get(r, "id")?,
+        customer_uid: get(r, "customer_uid")?,
+        workspace_id: get(r, "workspace_id")?,
+        origin: get(r, "origin")?,
+        namespace: get(r, "namespace")?,
+        name: get(r, "name")?,
+        subject_kind: get(r, "subject_kind")?,
+        subject_key: get(r, "subject_key")?,
+        deletion_policy: get(r, "deletion_policy")?,
+        spec_hash: get(r, "spec_hash")?,
+        roles: Default::default(),
+        grants: Default::default(),
+    })
+}
+
+fn invitation(r: &AnyRow) -> Result<InvitationRecord> {
+    Ok(InvitationRecord {
+        customer_uid: get(r, "customer_uid")?,
+        membership_id: get(r, "membership_id")?,
+        scope_key: get(r, "scope_key")?,
+        subject_key: get(r, "subject_key")?,
+        email: get(r, "email")?,
+        issue: get(r, "issue")?,
+        state: get(r, "state")?,
+        attempts: get(r, "attempts")?,
+        created_at: get(r, "created_at")?,
+        sent_at: get(r, "sent_at")?,
+        expires_at: get(r, "expires_at")?,
+        accepted_at: get(r, "accepted_at")?,
+    })
+}
+
+pub(super) async fn load_customer(pool: &AnyPool, namespace: &str, name: &str) -> Result<Snapshot> {
+    let sql = format!("SELECT {CUSTOMER_COLS} FROM customers WHERE namespace = $1 AND name = $2 AND managed");
+    let Some(row) = sqlx::query(AssertSqlSafe(sql.clone()))
+        .bind(namespace)
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+        .map_err(map_err)?
+    else {
+        return Ok(Snapshot::default());
+    };
+    let c = customer(&row)?;
+    let uid = c.uid.clone();
+    let mut snap = Snapshot { customer: Some(versioned(get(&row, "row_version")?, c)), ..Default::default() };
+
+    let sql = format!("SELECT {WORKSPACE_COLS} FROM workspaces w WHERE w.customer_uid = $1 AND w.managed");
+    for r in sqlx::query(AssertSqlSafe(sql.clone())).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
+        let w = workspace(&r)?;
+        snap.workspaces.insert(w.id.clone(), versioned(get(&r, "row_version")?, w));
+    }
+    let sql = format!("SELECT {MEMBERSHIP_COLS} FROM memberships m WHERE m.customer_uid = $1 AND m.managed");
+    for r in sqlx::query(AssertSqlSafe(sql.clone())).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
+        let m = membership(&r)?;
+        snap.memberships.insert(m.id.clone(), versioned(get(&r, "row_version")?, m));
+    }
+    let sql = "SELECT r.membership_id, r.role FROM role_assignments r JOIN memberships m ON m.id = r.membership_id \
+               WHERE m.customer_uid = $1 AND m.managed";
+    for r in sqlx::query(sql).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
+        let id: String = get(&r, "membership_id")?;
+        if let Some(m) = snap.memberships.get_mut(&id) {
+            m.record.roles.insert(role(&get::<String>(&r, "role")?)?);
+        }
+    }
+    let sql = "SELECT g.membership_id, g.permission, g.source FROM grants g JOIN memberships m ON m.id = g.membership_id \
+               WHERE m.customer_uid = $1 AND m.managed";
+    for r in sqlx::query(sql).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
+        let id: String = get(&r, "membership_id")?;
+        if let Some(m) = snap.memberships.get_mut(&id) {
+            m.record.grants.insert(grant(&get::<String>(&r, "permission")?, &get::<String>(&r, "source")?)?);
+        }
+    }
+    let sql = "SELECT customer_uid, email, display_name, account_type FROM users WHERE customer_uid = $1";
+    for r in sqlx::query(sql).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
+        let u = UserRecord {
+            customer_uid: get(&r, "customer_uid")?,
+            email: get(&r, "email")?,
+            display_name: get(&r, "display_name")?,
+            account_type: get(&r, "account_type")?,
+        };
+        snap.users.insert(u.email.clone(), u);
+    }
+    let sql = format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = $1");
+    for r in sqlx::query(AssertSqlSafe(sql.clone())).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
+        let i = invitation(&r)?;
+        snap.invitations.insert((i.scope_key.clone(), i.subject_key.clone()), i);
+    }
+    let sql = "SELECT uid, customer_uid, namespace, name, CASE WHEN enabled THEN 1 ELSE 0 END AS enabled, approvers, \
+               pending_ttl_seconds, max_access_seconds, workloads, recipients, spec_hash, row_version \
+               FROM lockbox_policies WHERE customer_uid = $1 AND managed";
+    for r in sqlx::query(sql).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
+        let p = PolicyRecord {
+            uid: get(&r, "uid")?,
+            customer_uid: get(&r, "customer_uid")?,
+            namespace: get(&r, "namespace")?,
+            name: get(&r, "name")?,
+            enabled: get::<i64>(&r, "enabled")? != 0,
+            approvers: get(&r, "approvers")?,
+            pending_ttl_seconds: get(&r, "pending_ttl_seconds")?,
+            max_access_seconds: get(&r, "max_access_seconds")?,
+            workloads: get(&r, "workloads")?,
+            recipients: get(&r, "recipients")?,
+            spec_hash: get(&r, "spec_hash")?,
+        };
+        snap.policies.insert(p.uid.clone(), versioned(get(&r, "row_version")?, p));
+    }
+    Ok(snap)
+}
+
+/// `WHERE`/`AND` clause on a namespace column, binding the namespace when given.
+fn namespace_filter(qb: &mut Sql, column: &str, namespace: Option<&str>, first: bool) {
+    if let Some(ns) = namespace {
+        qb.push(if first { " WHERE " } else { " AND " }).push(column).push(" = ").bind(ns);
+    }
+}
+
+pub(super) async fn customers(pool: &AnyPool, namespace: Option<&str>) -> Result<Vec<CustomerRow>> {
+    let mut qb = Sql::new(format!(
+        "SELECT {CUSTOMER_COLS}, \
+         (SELECT COUNT(*) FROM workspaces w WHERE w.customer_uid = c.uid AND w.managed) AS n_workspaces, \
+         (SELECT COUNT(*) FROM users u WHERE u.customer_uid = c.uid) AS n_users, \
+         (SELECT COUNT(*) FROM invitations i WHERE i.customer_uid = c.uid AND i.state IN ('Pending', 'Sent')) AS n_pending \
+         FROM customers c WHERE c.managed"
+    ));
+    namespace_filter(&mut qb, "c.namespace", namespace, false);
+    qb.push(" ORDER BY c.namespace, c.name");
+    let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(CustomerRow {
+                record: customer(r)?,
+                workspaces: get(r, "n_workspaces")?,
+                users: get(r, "n_users")?,
+                pending_invitations: get(r, "n_pending")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn workspaces(pool: &AnyPool, namespace: Option<&str>) -> Result<Vec<WorkspaceRow>> {
+    let mut qb = Sql::new(format!(
+        "SELECT {WORKSPACE_COLS}, c.name AS customer, \
+         (SELECT COUNT(DISTINCT m.subject_key) FROM memberships m WHERE m.workspace_id = w.id) AS n_members \
+         FROM workspaces w JOIN customers c ON c.uid = w.customer_uid WHERE w.managed"
+    ));
+    namespace_filter(&mut qb, "w.namespace", namespace, false);
+    qb.push(" ORDER BY w.namespace, w.name");
+    let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(WorkspaceRow { record: workspace(r)?, customer: get(r, "customer")?, members: get(r, "n_members")? })
+        })
+        .collect()
+}
+
+pub(super) async fn memberships(pool: &AnyPool, namespace: Option<&str>) -> Result<Vec<MembershipRow>> {
+    let mut qb = Sql::new(format!(
+        "SELECT {MEMBERSHIP_COLS}, c.name AS customer, w.name AS workspace FROM memberships m \
+         JOIN customers c ON c.uid = m.customer_uid LEFT JOIN workspaces w ON w.id = m.workspace_id WHERE m.managed"
+    ));
+    namespace_filter(&mut qb, "m.namespace", namespace, false);
+    qb.push(" ORDER BY m.namespace, m.name, m.id");
+    let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
+    let mut out: Vec<MembershipRow> = rows
+        .iter()
+        .map(|r| {
+            Ok(MembershipRow { record: membership(r)?, customer: get(r, "customer")?, workspace: get(r, "workspace")? })
+        })
+        .collect::<Result<_>>()?;
+    let index: BTreeMap<String, usize> = out.iter().enumerate().map(|(i, m)| (m.record.id.clone(), i)).collect();
+    let mut qb = Sql::new(
+        "SELECT r.membership_id, r.role FROM role_assignments r JOIN memberships m ON m.id = r.membership_id \
+         WHERE m.managed",
+    );
+    namespace_filter(&mut qb, "m.namespace", namespace, false);
+    for r in qb.build().fetch_all(pool).await.map_err(map_err)? {
+        if let Some(i) = index.get(&get::<String>(&r, "membership_id")?) {
+            out[*i].record.roles.insert(role(&get::<String>(&r, "role")?)?);
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn invitations(pool: &AnyPool, namespace: Option<&str>) -> Result<Vec<InvitationRow>> {
+    let mut qb = Sql::new(format!(
+        "SELECT {INVITATION_COLS}, c.namespace AS namespace, c.name AS customer, w.name AS workspace \
+         FROM invitations i JOIN customers c ON c.uid = i.customer_uid LEFT JOIN workspaces w ON w.id = i.scope_key"
+    ));
+    namespace_filter(&mut qb, "c.namespace", namespace, true);
+    qb.push(" ORDER BY c.namespace, c.name, i.scope_key, i.subject_key");
+    let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(InvitationRow {
+                record: invitation(r)?,
+                namespace: get(r, "namespace")?,
+                customer: get(r, "customer")?,
+                workspace: get(r, "workspace")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn grants(pool: &AnyPool, namespace: Option<&str>) -> Result<Vec<GrantRow>> {
+    let mut qb = Sql::new(
+        "SELECT c.namespace AS namespace, c.name AS customer, w.name AS workspace, g.scope, m.subject_key, \
+         g.permission, g.source, m.origin, m.name AS object FROM grants g JOIN memberships m ON m.id = g.membership_id \
+         JOIN customers c ON c.uid = m.customer_uid LEFT JOIN workspaces w ON w.id = m.workspace_id",
+    );
+    namespace_filter(&mut qb, "c.namespace", namespace, true);
+    qb.push(" ORDER BY c.namespace, c.name, w.name, m.subject_key, g.permission, g.source");
+    let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(GrantRow {
+                namespace: get(r, "namespace")?,
+                customer: get(r, "customer")?,
+                workspace: get(r, "workspace")?,
+                scope: get(r, "scope")?,
+                subject: get(r, "subject_key")?,
+                grant: grant(&get::<String>(r, "permission")?, &get::<String>(r, "source")?)?,
+                membership: format!("{}/{}", get::<String>(r, "origin")?, get::<String>(r, "object")?),
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn audit(pool: &AnyPool, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
+    let mut qb = Sql::new(
+        "SELECT id, at, actor, action, kind, object, CASE WHEN drift THEN 1 ELSE 0 END AS drift, before, after \
+         FROM audit WHERE 1 = 1",
+    );
+    if let Some(kind) = &filter.kind {
+        qb.push(" AND LOWER(kind) LIKE ").bind(format!("{}%", kind.to_ascii_lowercase()));
+    }
+    if let Some(since) = filter.since {
+        qb.push(" AND at >= ").bind(since);
+    }
+    if let Some(ns) = &filter.namespace {
+        qb.push(" AND (object IN (SELECT uid FROM customers WHERE namespace = ")
+            .bind(ns.as_str())
+            .push(") OR object IN (SELECT id FROM workspaces WHERE namespace = ")
+            .bind(ns.as_str())
+            .push(") OR object IN (SELECT id FROM memberships WHERE namespace = ")
+            .bind(ns.as_str())
+            .push("))");
+    }
+    qb.push(" ORDER BY id");
+    if let Some(limit) = filter.limit {
+        qb.push(" LIMIT ").bind(limit);
+    }
+    let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                id: get(r, "id")?,
+                at: get(r, "at")?,
+                actor: get(r, "actor")?,
+                action: get(r, "action")?,
+                kind: get(r, "kind")?,
+                object: get(r, "object")?,
+                drift: get::<i64>(r, "drift")? != 0,
+                before: get(r, "before")?,
+                after: get(r, "after")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn workspace_members(pool: &AnyPool, workspace_id: &str) -> Result<Vec<MemberView>> {
+    // A workspace's members: its own memberships, plus customer-level memberships whose
+    // workspace-scope grants reach every workspace (CSAM, Incident Manager).
+    let sql = "SELECT m.subject_key, g.permission, g.source FROM grants g JOIN memberships m ON m.id = g.membership_id \
+               WHERE m.workspace_id = $1 OR (m.workspace_id IS NULL AND g.scope = 'workspace' \
+               AND m.customer_uid = (SELECT customer_uid FROM workspaces WHERE id = $1)) \
+               ORDER BY m.subject_key, g.permission, g.source";
+    let rows = sqlx::query(sql).bind(workspace_id).fetch_all(pool).await.map_err(map_err)?;
+    let mut members: Map<Vec<Grant>> = BTreeMap::new();
+    for r in rows {
+        let g = grant(&get::<String>(&r, "permission")?, &get::<String>(&r, "source")?)?;
+        members.entry(get(&r, "subject_key")?).or_default().push(g);
+    }
+    Ok(members
+        .into_iter()
+        .map(|(subject, mut grants)| {
+            grants.dedup();
+            MemberView { subject, grants }
+        })
+        .collect())
+}
+
+pub(super) async fn visible_to(pool: &AnyPool, customer_uid: &str, subject_key: &str) -> Result<Vec<ScopeView>> {
+    let sql = "SELECT m.workspace_id, g.permission, g.source, g.scope FROM grants g \
+               JOIN memberships m ON m.id = g.membership_id WHERE m.customer_uid = $1 AND m.subject_key = $2";
+    let rows = sqlx::query(sql).bind(customer_uid).bind(subject_key).fetch_all(pool).await.map_err(map_err)?;
+    let ws_rows = sqlx::query("SELECT id, name FROM workspaces WHERE customer_uid = $1 AND managed ORDER BY name")
+        .bind(customer_uid)
+        .fetch_all(pool)
+        .await
+        .map_err(map_err)?;
+    let names: Vec<(String, String)> =
+        ws_rows.iter().map(|r| Ok((get(r, "id")?, get(r, "name")?))).collect::<Result<_>>()?;
+    let mut by_scope: BTreeMap<Option<String>, Vec<Grant>> = BTreeMap::new();
+    for r in rows {
+        let g = grant(&get::<String>(&r, "permission")?, &get::<String>(&r, "source")?)?;
+        let ws: Option<String> = get(&r, "workspace_id")?;
+        let scope: String = get(&r, "scope")?;
+        match (ws, scope.as_str()) {
+            // Customer-level memberships carrying workspace permissions reach every workspace.
+            (None, "workspace") => {
+                for (id, _) in &names {
+                    by_scope.entry(Some(id.clone())).or_default().push(g);
+                }
+            }
+            (ws, _) => by_scope.entry(ws).or_default().push(g),
+        }
+    }
+    Ok(by_scope
+        .into_iter()
+        .map(|(workspace_id, mut grants)| {
+            grants.sort();
+            grants.dedup();
+            let workspace =
+                workspace_id.as_ref().and_then(|id| names.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone()));
+            ScopeView { workspace_id, workspace, grants }
+        })
+        .collect())
+}
