@@ -1,6 +1,7 @@
 //! Command-line interface: `clap` derive, one subcommand per front door.
 
 use crate::api;
+use crate::store::{self, Store};
 use crate::validate::{self, References, Severity};
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -39,6 +40,24 @@ pub enum Command {
     Crd(CrdArgs),
     /// Check YAML files against the schema, the CEL rules and the domain rules.
     Validate(ValidateArgs),
+    /// Apply the store's embedded schema migrations (also done on every start).
+    Migrate(MigrateArgs),
+}
+
+/// Where the store is: one URL everywhere the binary takes a store.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StoreArgs {
+    /// Store URL: `sqlite://PATH` (created if missing) or `postgres://USER[:PASSWORD]@HOST/DB`.
+    #[arg(long = "store", env = "SERVICEHUB_STORE", default_value = store::DEFAULT_STORE_URL, hide_env_values = true)]
+    pub url: String,
+}
+
+/// Arguments of `servicehub migrate`.
+#[derive(clap::Args, Debug)]
+pub struct MigrateArgs {
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Arguments of `servicehub crd`.
@@ -59,11 +78,12 @@ pub struct ValidateArgs {
 
 impl Cli {
     /// Run the chosen subcommand.
-    pub fn run(self) -> anyhow::Result<ExitCode> {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
         let Self { log: _, log_format: _, command } = self;
         match command {
             Command::Crd(args) => crd(args),
             Command::Validate(args) => validate(args),
+            Command::Migrate(args) => migrate(args).await,
         }
     }
 }
@@ -81,6 +101,20 @@ fn crd(args: CrdArgs) -> anyhow::Result<ExitCode> {
                 std::fs::write(&path, serde_yaml::to_string(&crd)?)?;
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
+    let MigrateArgs { store: StoreArgs { url } } = args;
+    let url: store::StoreUrl = url.parse()?;
+    let shown = url.to_string();
+    let db = store::sql::SqlStore::connect(url).await?;
+    let report = db.migrate().await?;
+    if report.from == report.to {
+        println!("store {shown}: schema version {} is current", report.to);
+    } else {
+        println!("store {shown}: schema migrated from version {} to {}", report.from, report.to);
     }
     Ok(ExitCode::SUCCESS)
 }
