@@ -1,5 +1,7 @@
 //! All integration tests in one binary (one link, shared helpers), one module per capability.
 
+mod crash;
 mod crds;
+mod store;
 mod support;
 mod validate;

@@ -1,0 +1,367 @@
+//! The store suite: one set of tests, run against SQLite always and PostgreSQL when
+//! `SERVICEHUB_TEST_DATABASE_URL` is set.
+
+use crate::support::{TestStore, postgres_unmigrated, sqlite_unmigrated, stores};
+use servicehub_operator::api::{Permission, Role};
+use servicehub_operator::domain::rules::Source;
+use servicehub_operator::store::*;
+
+pub fn customer(uid: &str, name: &str) -> CustomerRecord {
+    CustomerRecord {
+        uid: uid.into(),
+        namespace: "contoso".into(),
+        name: name.into(),
+        display_name: "Contoso".into(),
+        agreement_kind: "Unified".into(),
+        agreement_id: "U-1".into(),
+        start_date: "2025-01-01".into(),
+        end_date: None,
+        administration_model: "Direct".into(),
+        admin_group_id: None,
+        settings: "{}".into(),
+        newsletters: "[]".into(),
+        phase: "Active".into(),
+        deletion_policy: "Delete".into(),
+        spec_hash: "h1".into(),
+    }
+}
+
+pub fn workspace(id: &str, customer_uid: &str, name: &str, default: bool) -> WorkspaceRecord {
+    WorkspaceRecord {
+        id: id.into(),
+        customer_uid: customer_uid.into(),
+        namespace: "contoso".into(),
+        name: name.into(),
+        origin: "Workspace".into(),
+        display_name: name.into(),
+        description: None,
+        is_default: default,
+        allow_personal: None,
+        personal_allowed: false,
+        support_benefits: "[]".into(),
+        deletion_policy: "Delete".into(),
+        spec_hash: "w".into(),
+    }
+}
+
+pub fn membership(id: &str, customer_uid: &str, ws: Option<&str>, email: &str) -> MembershipRecord {
+    MembershipRecord {
+        id: id.into(),
+        customer_uid: customer_uid.into(),
+        workspace_id: ws.map(Into::into),
+        origin: "Membership".into(),
+        namespace: "contoso".into(),
+        name: id.into(),
+        subject_kind: "User".into(),
+        subject_key: email.into(),
+        deletion_policy: "Delete".into(),
+        spec_hash: "m".into(),
+        roles: Default::default(),
+        grants: Default::default(),
+    }
+}
+
+pub fn user(customer_uid: &str, email: &str) -> UserRecord {
+    UserRecord {
+        customer_uid: customer_uid.into(),
+        email: email.into(),
+        display_name: email.into(),
+        account_type: "WorkOrSchool".into(),
+    }
+}
+
+pub fn step(change: Change) -> Step {
+    Step { summary: format!("{:?}", change.audit_action()), change, drift: false, before: None }
+}
+
+pub fn batch(guard: Option<Guard>, changes: Vec<Change>) -> Batch {
+    Batch { actor: "test".into(), at: 1_700_000_000, guard, steps: changes.into_iter().map(step).collect() }
+}
+
+fn g(p: Permission, s: Source) -> Grant {
+    Grant { permission: p, source: s }
+}
+
+/// A customer with one workspace and one member holding a role, two grants and an invitation.
+fn seed(uid: &str) -> Batch {
+    let ws = format!("{uid}-ws");
+    let m = format!("{uid}-m");
+    batch(
+        Some(Guard { table: GuardTable::Customer, id: uid.into(), expected: None }),
+        vec![
+            Change::PutCustomer(customer(uid, "contoso")),
+            Change::PutWorkspace(workspace(&ws, uid, "emea", true)),
+            Change::PutUser(user(uid, "lee@contoso.com")),
+            Change::PutMembership(membership(&m, uid, Some(&ws), "lee@contoso.com")),
+            Change::AddRole { membership_id: m.clone(), role: Role::WorkspaceAdministrator },
+            Change::AddGrant {
+                membership_id: m.clone(),
+                grant: g(Permission::Learning, Source::Role(Role::WorkspaceAdministrator)),
+            },
+            Change::AddGrant { membership_id: m.clone(), grant: g(Permission::SupportContact, Source::Individual) },
+            Change::IssueInvitation {
+                invitation: InvitationRecord {
+                    customer_uid: uid.into(),
+                    membership_id: m.clone(),
+                    scope_key: ws.clone(),
+                    subject_key: "lee@contoso.com".into(),
+                    email: "lee@contoso.com".into(),
+                    issue: 1,
+                    state: "Pending".into(),
+                    attempts: 0,
+                    created_at: 1_700_000_000,
+                    sent_at: None,
+                    expires_at: None,
+                    accepted_at: None,
+                },
+                payload: "{}".into(),
+            },
+        ],
+    )
+}
+
+#[tokio::test]
+async fn migrations_apply_once_and_report_the_version() {
+    for s in stores().await {
+        let v = s.store.schema_version().await.expect("version");
+        assert_eq!(v, s.store.supported_version(), "{}", s.name);
+        let again = s.store.migrate().await.expect("migrate twice");
+        assert_eq!((again.from, again.to), (v, v), "{}: a second migrate is a no-op", s.name);
+    }
+}
+
+#[tokio::test]
+async fn a_store_newer_than_the_binary_is_refused_and_left_untouched() {
+    for s in stores().await {
+        let checksum = if s.name == "sqlite" { "x'00'" } else { "'\\x00'::bytea" };
+        s.store
+            .execute_raw(&format!(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                 VALUES (9999, 'from the future', TRUE, {checksum}, 1)"
+            ))
+            .await
+            .expect("fake a newer migration");
+        let before = s.store.schema_dump().await.expect("dump");
+        let err = s.store.migrate().await.expect_err("refused");
+        assert!(matches!(err, StoreError::SchemaTooNew { found: 9999, .. }), "{}: {err}", s.name);
+        assert!(err.to_string().contains("upgrade servicehub"), "{err}");
+        assert_eq!(s.store.schema_dump().await.expect("dump"), before, "{}: schema untouched", s.name);
+    }
+}
+
+#[tokio::test]
+async fn an_upgraded_store_ends_with_the_same_schema_as_a_fresh_one() {
+    let mut pairs: Vec<(TestStore, TestStore)> = vec![(sqlite_unmigrated().await, sqlite_unmigrated().await)];
+    if let (Some(a), Some(b)) = (postgres_unmigrated().await, postgres_unmigrated().await) {
+        pairs.push((a, b));
+    }
+    for (old, fresh) in pairs {
+        old.store.migrate_to(1).await.expect("initial schema only");
+        assert_eq!(old.store.schema_version().await.expect("v"), 1);
+        old.store.apply(&seed("c1")).await.expect("data under the old schema");
+        let report = old.store.migrate().await.expect("upgrade");
+        assert_eq!((report.from, report.to), (1, fresh.store.supported_version()));
+        fresh.store.migrate().await.expect("fresh");
+        assert_eq!(
+            old.store.schema_dump().await.expect("a"),
+            fresh.store.schema_dump().await.expect("b"),
+            "{}",
+            old.name
+        );
+        let snap = old.store.load_customer("contoso", "contoso").await.expect("load");
+        assert_eq!(snap.memberships.len(), 1, "data survives the upgrade");
+    }
+}
+
+#[tokio::test]
+async fn a_batch_round_trips_and_the_snapshot_mirror_matches_the_database() {
+    for s in stores().await {
+        let b = seed("c1");
+        let out = s.store.apply(&b).await.expect("apply");
+        assert_eq!(out.invitations, 1);
+        let loaded = s.store.load_customer("contoso", "contoso").await.expect("load");
+        let mut mirrored = Snapshot::default();
+        mirrored.apply(&b);
+        assert_eq!(loaded, mirrored, "{}: Snapshot::apply mirrors the store", s.name);
+        let m = &loaded.memberships["c1-m"].record;
+        assert_eq!(m.roles.iter().copied().collect::<Vec<_>>(), vec![Role::WorkspaceAdministrator]);
+        assert_eq!(m.grants.len(), 2);
+        assert_eq!(loaded.invitations.len(), 1);
+        let outbox = s.store.count("SELECT COUNT(*) FROM outbox WHERE kind = 'invitation'").await.expect("outbox");
+        assert_eq!(outbox, 1, "{}: the outbox entry is written with the invitation", s.name);
+        let audit = s.store.audit(&AuditFilter::default()).await.expect("audit");
+        assert_eq!(audit.len(), b.steps.len(), "{}: one audit entry per change", s.name);
+    }
+}
+
+#[tokio::test]
+async fn an_empty_batch_touches_nothing() {
+    for s in stores().await {
+        s.store.apply(&seed("c1")).await.expect("apply");
+        let written = s.store.rows_written();
+        let audit = s.store.audit(&AuditFilter::default()).await.expect("audit").len();
+        let out = s.store.apply(&batch(None, vec![])).await.expect("empty");
+        assert_eq!(out, ApplyOutcome::default());
+        assert_eq!(s.store.rows_written(), written, "{}", s.name);
+        assert_eq!(s.store.audit(&AuditFilter::default()).await.expect("audit").len(), audit);
+    }
+}
+
+#[tokio::test]
+async fn a_failing_batch_leaves_nothing_behind() {
+    for s in stores().await {
+        s.store.apply(&seed("c1")).await.expect("seed");
+        let before = s.store.load_customer("contoso", "contoso").await.expect("load");
+        let audit = s.store.audit(&AuditFilter::default()).await.expect("audit").len();
+        // A second default workspace violates a schema rule, after several good changes.
+        let bad = batch(
+            Some(Guard { table: GuardTable::Customer, id: "c1".into(), expected: Some(1) }),
+            vec![
+                Change::PutUser(user("c1", "new@contoso.com")),
+                Change::PutWorkspace(workspace("ws-2", "c1", "apac", false)),
+                Change::PutWorkspace(workspace("ws-3", "c1", "amer", true)),
+            ],
+        );
+        let err = s.store.apply(&bad).await.expect_err("constraint");
+        assert!(matches!(err, StoreError::Constraint(_)), "{}: {err:?}", s.name);
+        assert_eq!(err.to_string(), "the customer already has a default workspace");
+        assert_eq!(s.store.load_customer("contoso", "contoso").await.expect("load"), before, "{}", s.name);
+        assert_eq!(s.store.audit(&AuditFilter::default()).await.expect("audit").len(), audit);
+    }
+}
+
+#[tokio::test]
+async fn a_stale_plan_is_a_retryable_conflict() {
+    for s in stores().await {
+        s.store.apply(&seed("c1")).await.expect("seed");
+        let guard = || Some(Guard { table: GuardTable::Customer, id: "c1".into(), expected: Some(1) });
+        let first = batch(guard(), vec![Change::PutUser(user("c1", "a@contoso.com"))]);
+        let second = batch(guard(), vec![Change::PutUser(user("c1", "b@contoso.com"))]);
+        s.store.apply(&first).await.expect("first writer wins");
+        let err = s.store.apply(&second).await.expect_err("second writer conflicts");
+        assert!(matches!(err, StoreError::Conflict(_)) && err.is_retryable(), "{}: {err:?}", s.name);
+        let snap = s.store.load_customer("contoso", "contoso").await.expect("load");
+        assert!(snap.users.contains_key("a@contoso.com") && !snap.users.contains_key("b@contoso.com"));
+        // Creating a row that a concurrent writer created first also conflicts.
+        let dup = seed("c1");
+        assert!(matches!(s.store.apply(&dup).await, Err(StoreError::Conflict(_))), "{}", s.name);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writers_on_one_object_exactly_one_wins() {
+    for s in stores().await {
+        s.store.apply(&seed("c1")).await.expect("seed");
+        let mut tasks = Vec::new();
+        for i in 0..8 {
+            let store = s.store.clone();
+            tasks.push(tokio::spawn(async move {
+                let b = batch(
+                    Some(Guard { table: GuardTable::Customer, id: "c1".into(), expected: Some(1) }),
+                    vec![Change::PutUser(user("c1", &format!("racer{i}@contoso.com")))],
+                );
+                store.apply(&b).await
+            }));
+        }
+        let mut won = 0;
+        for t in tasks {
+            match t.await.expect("join") {
+                Ok(_) => won += 1,
+                Err(e) => assert!(e.is_retryable(), "{}: {e:?}", s.name),
+            }
+        }
+        assert_eq!(won, 1, "{}", s.name);
+        let racers = s.store.count("SELECT COUNT(*) FROM users WHERE email LIKE 'racer%'").await.expect("count");
+        assert_eq!(racers, 1);
+    }
+}
+
+#[tokio::test]
+async fn rows_are_keyed_by_uid_so_a_recreated_object_starts_empty() {
+    for s in stores().await {
+        s.store.apply(&seed("old-uid")).await.expect("seed");
+        let del = batch(
+            Some(Guard { table: GuardTable::Customer, id: "old-uid".into(), expected: Some(1) }),
+            vec![Change::DeleteCustomer { uid: "old-uid".into() }],
+        );
+        s.store.apply(&del).await.expect("delete");
+        let recreate = batch(
+            Some(Guard { table: GuardTable::Customer, id: "new-uid".into(), expected: None }),
+            vec![Change::PutCustomer(customer("new-uid", "contoso"))],
+        );
+        s.store.apply(&recreate).await.expect("recreate");
+        let snap = s.store.load_customer("contoso", "contoso").await.expect("load");
+        assert_eq!(snap.customer.as_ref().map(|c| c.record.uid.as_str()), Some("new-uid"));
+        assert!(snap.memberships.is_empty() && snap.workspaces.is_empty(), "{}: nothing inherited", s.name);
+        assert_eq!(s.store.count("SELECT COUNT(*) FROM grants").await.expect("grants"), 0);
+        assert!(s.store.audit(&AuditFilter::default()).await.expect("audit").len() > 8, "audit kept");
+    }
+}
+
+#[tokio::test]
+async fn the_audit_log_is_append_only() {
+    for s in stores().await {
+        s.store.apply(&seed("c1")).await.expect("seed");
+        let n = s.store.count("SELECT COUNT(*) FROM audit").await.expect("count");
+        assert!(s.store.execute_raw("UPDATE audit SET actor = 'mallory'").await.is_err(), "{}", s.name);
+        assert!(s.store.execute_raw("DELETE FROM audit").await.is_err(), "{}", s.name);
+        assert_eq!(s.store.count("SELECT COUNT(*) FROM audit").await.expect("count"), n);
+    }
+}
+
+#[tokio::test]
+async fn workspace_members_include_customer_level_microsoft_roles() {
+    for s in stores().await {
+        s.store.apply(&seed("c1")).await.expect("seed");
+        let csam = batch(
+            Some(Guard { table: GuardTable::Membership, id: "csam".into(), expected: None }),
+            vec![
+                Change::PutUser(user("c1", "csam@microsoft.com")),
+                Change::PutMembership(membership("csam", "c1", None, "csam@microsoft.com")),
+                Change::AddRole { membership_id: "csam".into(), role: Role::CustomerSuccessAccountManager },
+                Change::AddGrant {
+                    membership_id: "csam".into(),
+                    grant: g(Permission::ManageUsers, Source::Role(Role::CustomerSuccessAccountManager)),
+                },
+                Change::AddGrant {
+                    membership_id: "csam".into(),
+                    grant: g(Permission::ManageOpenCanvas, Source::Role(Role::CustomerSuccessAccountManager)),
+                },
+            ],
+        );
+        s.store.apply(&csam).await.expect("csam");
+        let members = s.store.workspace_members("c1-ws").await.expect("members");
+        let subjects: Vec<&str> = members.iter().map(|m| m.subject.as_str()).collect();
+        assert_eq!(subjects, vec!["csam@microsoft.com", "lee@contoso.com"], "{}", s.name);
+        let csam_grants = &members[0].grants;
+        assert_eq!(csam_grants.len(), 1, "only the workspace-scope grant reaches the workspace");
+        let views = s.store.visible_to("c1", "csam@microsoft.com").await.expect("views");
+        assert_eq!(views.len(), 2, "{}: customer level plus the one workspace", s.name);
+        assert_eq!(views[0].workspace_id, None);
+        assert_eq!(views[1].workspace.as_deref(), Some("emea"));
+    }
+}
+
+#[tokio::test]
+async fn get_queries_list_what_the_store_holds() {
+    for s in stores().await {
+        s.store.apply(&seed("c1")).await.expect("seed");
+        let c = s.store.customers(Some("contoso")).await.expect("customers");
+        assert_eq!(c.len(), 1);
+        assert_eq!((c[0].workspaces, c[0].users, c[0].pending_invitations), (1, 1, 1), "{}", s.name);
+        assert!(s.store.customers(Some("other")).await.expect("none").is_empty());
+        let w = s.store.workspaces(None).await.expect("workspaces");
+        assert_eq!((w[0].customer.as_str(), w[0].members), ("contoso", 1));
+        let m = s.store.memberships(None).await.expect("memberships");
+        assert_eq!(m[0].workspace.as_deref(), Some("emea"));
+        assert!(m[0].record.roles.contains(&Role::WorkspaceAdministrator));
+        let i = s.store.invitations(None).await.expect("invitations");
+        assert_eq!((i[0].record.state.as_str(), i[0].workspace.as_deref()), ("Pending", Some("emea")));
+        let gr = s.store.grants(None).await.expect("grants");
+        assert_eq!(gr.len(), 2);
+        assert_eq!(gr[0].membership, "Membership/c1-m");
+        let audit =
+            s.store.audit(&AuditFilter { kind: Some("invitation".into()), ..Default::default() }).await.expect("audit");
+        assert_eq!(audit.len(), 1, "{}", s.name);
+    }
+}
