@@ -73,7 +73,8 @@ impl Snapshot {
         }
     }
 
-    fn apply_change(&mut self, change: &Change) {
+    /// Mirror one change.
+    pub fn apply_change(&mut self, change: &Change) {
         match change {
             Change::PutCustomer(c) => match &mut self.customer {
                 Some(v) if v.record.uid == c.uid => v.record = c.clone(),

@@ -1,5 +1,9 @@
 //! Command-line interface: `clap` derive, one subcommand per front door.
 
+mod apply;
+mod get;
+mod table;
+
 use crate::api;
 use crate::store::{self, Store};
 use crate::validate::{self, References, Severity};
@@ -42,6 +46,25 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Apply the store's embedded schema migrations (also done on every start).
     Migrate(MigrateArgs),
+    /// Validate, plan and apply YAML to the store, without a cluster.
+    Apply(apply::ApplyArgs),
+    /// Print what `apply` would change, writing nothing (same as `apply --dry-run`).
+    Plan(apply::ApplyArgs),
+    /// List what the store holds.
+    Get(get::GetArgs),
+    /// Whether a user holds a permission in a workspace or at customer level, and why.
+    CanI(get::CanIArgs),
+}
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Aligned columns for a terminal.
+    Table,
+    /// JSON.
+    Json,
+    /// YAML.
+    Yaml,
 }
 
 /// Where the store is: one URL everywhere the binary takes a store.
@@ -84,6 +107,10 @@ impl Cli {
             Command::Crd(args) => crd(args),
             Command::Validate(args) => validate(args),
             Command::Migrate(args) => migrate(args).await,
+            Command::Apply(args) => apply::run(args, false).await,
+            Command::Plan(args) => apply::run(args, true).await,
+            Command::Get(args) => get::get(args).await,
+            Command::CanI(args) => get::can_i(args).await,
         }
     }
 }
@@ -119,13 +146,24 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Open (and migrate) the store named by the arguments.
+pub(crate) async fn open_store(args: &StoreArgs) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    Ok(store::open(&args.url).await?)
+}
+
+/// Print validation problems, one per line.
+pub(crate) fn print_problems(problems: &[validate::Problem]) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for p in problems {
+        writeln!(out, "{p}")?;
+    }
+    Ok(())
+}
+
 fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
     let ValidateArgs { paths } = args;
     let report = validate::validate_paths(&paths, References::InSet);
-    let mut out = std::io::stdout().lock();
-    for p in &report.problems {
-        writeln!(out, "{p}")?;
-    }
+    print_problems(&report.problems)?;
     let errors = report.problems.iter().filter(|p| p.severity == Severity::Error).count();
     let warnings = report.problems.len() - errors;
     eprintln!(

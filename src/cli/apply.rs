@@ -1,0 +1,114 @@
+//! `servicehub apply` and `servicehub plan`: validate, plan, apply, report.
+
+use super::{OutputFormat, StoreArgs, open_store, print_problems, table};
+use crate::engine::{self, Options, Report};
+use crate::plan::Context;
+use crate::validate::{self, References};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Arguments of `servicehub apply` (and `plan`).
+#[derive(clap::Args, Debug)]
+pub struct ApplyArgs {
+    /// Files or directories (walked recursively) of YAML to apply.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub paths: Vec<PathBuf>,
+    /// Print the plan and write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Plan as of this time (RFC 3339) instead of now: preview an agreement's start or end.
+    #[arg(long, env = "SERVICEHUB_NOW")]
+    pub now: Option<jiff::Timestamp>,
+    /// Who is acting, for the audit log. Defaults to `cli:$USER`.
+    #[arg(long = "as", env = "SERVICEHUB_ACTOR")]
+    pub actor: Option<String>,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Run `apply` (or `plan` when `force_dry_run`).
+pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCode> {
+    let ApplyArgs { paths, dry_run, output, now, actor, store } = args;
+    let dry_run = dry_run || force_dry_run;
+    let report = validate::validate_paths(&paths, References::MayBeInStore);
+    print_problems(&report.problems)?;
+    let invalid = report.has_errors();
+    let db = open_store(&store).await?;
+    let actor = actor.unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())));
+    let ctx = Context { now: now.unwrap_or_else(jiff::Timestamp::now), actor };
+    let result = engine::run(db.as_ref(), &report.objects, &Options { dry_run, ctx }).await?;
+    let mut out = std::io::stdout().lock();
+    match output {
+        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?,
+        OutputFormat::Yaml => write!(out, "{}", serde_yaml::to_string(&result)?)?,
+        OutputFormat::Table => print_human(&mut out, &result, dry_run)?,
+    }
+    Ok(if invalid || result.has_failures() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn print_human(out: &mut impl Write, r: &Report, dry_run: bool) -> std::io::Result<()> {
+    let verb = if dry_run { "would" } else { "did" };
+    for o in &r.objects {
+        if o.changes.is_empty() {
+            continue;
+        }
+        writeln!(out, "{} {}/{} ({} {verb} change):", o.kind, o.namespace, o.name, o.changes.len())?;
+        for c in &o.changes {
+            writeln!(out, "  {} {}", sign(&c.summary), c.summary)?;
+        }
+    }
+    let total: usize = r.objects.iter().map(|o| o.changes.len()).sum();
+    if total == 0 {
+        writeln!(out, "No changes: the store matches the files.")?;
+    }
+    writeln!(out)?;
+    let rows: Vec<Vec<String>> = r
+        .objects
+        .iter()
+        .map(|o| {
+            let count = |prefix: &str| o.changes.iter().filter(|c| c.action.starts_with(prefix)).count().to_string();
+            let cond = |t: &str| {
+                o.status["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == t)).map(|c| {
+                    (c["status"].as_str().unwrap_or("").to_owned(), c["message"].as_str().unwrap_or("").to_owned())
+                })
+            };
+            let (ready, message) = match (&o.error, cond("Ready")) {
+                (Some(e), _) => ("Error".to_owned(), e.clone()),
+                (None, Some((s, m))) => (s, m),
+                (None, None) => ("Unknown".to_owned(), String::new()),
+            };
+            vec![
+                format!("{}/{}", o.kind, o.name),
+                o.namespace.clone(),
+                count("grant.add"),
+                count("grant.remove"),
+                count("invitation.issue"),
+                o.changes.iter().filter(|c| c.drift).count().to_string(),
+                ready,
+                message,
+            ]
+        })
+        .collect();
+    let header = ["OBJECT", "NAMESPACE", "GRANTED", "REVOKED", "INVITED", "DRIFT", "READY", "MESSAGE"];
+    write!(out, "{}", table::render(&header, &rows))?;
+    if dry_run {
+        writeln!(out, "\nDry run: nothing was written.")?;
+    } else {
+        writeln!(out, "\n{} row(s) written.", r.rows_written)?;
+    }
+    Ok(())
+}
+
+/// `+` for what is added, `-` for what is taken away, `~` for what is updated in place.
+fn sign(summary: &str) -> &'static str {
+    match summary.split_whitespace().next().unwrap_or_default() {
+        "remove" | "revoke" | "delete" | "stop" => "-",
+        "update" => "~",
+        _ => "+",
+    }
+}

@@ -1,0 +1,200 @@
+//! Workspace: created under an active customer; its administrators hold Workspace
+//! Administrator and are invited; the personal-account rule follows `allowPersonalAccounts`
+//! or the agreement. Turning personal accounts off never removes existing personal-account
+//! members: they are reported in the `PersonalAccountsPresent` condition.
+
+use super::customer::auto_default_id;
+use super::members::{DesiredMembership, emit, grants_for, remove, step};
+use super::{Context, Frame, Identity, Plan, Verdict, guard, spec_hash};
+use crate::api::conditions;
+use crate::api::customer::AgreementKind;
+use crate::api::workspace::WorkspaceStatus;
+use crate::api::{AccountType, Role, Workspace};
+use crate::domain::rules;
+use crate::store::{Change, GuardTable, Snapshot, WorkspaceRecord};
+use std::collections::BTreeSet;
+
+/// Condition type listing personal-account members of a workspace that no longer allows them.
+pub const PERSONAL_ACCOUNTS_PRESENT: &str = "PersonalAccountsPresent";
+
+/// Plan a Workspace against its customer's snapshot.
+pub fn plan_workspace(
+    ws: &Workspace,
+    id: &Identity,
+    snapshot: &Snapshot,
+    previous: Option<&WorkspaceStatus>,
+    ctx: &Context,
+) -> Plan<WorkspaceStatus> {
+    let spec = &ws.spec;
+    let mut work = snapshot.clone();
+    let mut steps = Vec::new();
+    let customer_name = &spec.customer_ref.name;
+    let frame = Frame { snapshot, id, previous, ctx };
+    let refuse = |reason: &'static str, message: String, waiting: bool| {
+        let verdict = if waiting { Verdict::Waiting { reason, message } } else { Verdict::Stalled { reason, message } };
+        finish(&frame, Vec::new(), snapshot.clone(), None, verdict)
+    };
+    let Some(customer) = &snapshot.customer else {
+        return refuse(
+            "CustomerNotFound",
+            format!("spec.customerRef: Customer {customer_name} is not in the store"),
+            false,
+        );
+    };
+    let c = &customer.record;
+    let stored = snapshot.workspaces.get(&id.uid).map(|w| w.record.clone());
+    match c.phase.as_str() {
+        "Pending" => {
+            let msg = format!("Customer {customer_name} is not active yet (its agreement starts on {})", c.start_date);
+            return refuse("CustomerNotActive", msg, true);
+        }
+        "Expired" if stored.is_none() => {
+            let msg = format!("Customer {customer_name}'s agreement has ended; no new workspaces can be created");
+            return refuse("CustomerNotActive", msg, false);
+        }
+        _ => {}
+    }
+    let kind = if c.agreement_kind == "Premier" { AgreementKind::Premier } else { AgreementKind::Unified };
+    let personal_allowed = rules::personal_accounts_allowed(kind, spec.allow_personal_accounts);
+
+    if spec.default
+        && let Some(other) = snapshot.default_workspace()
+        && other.record.id != id.uid
+    {
+        if other.record.id == auto_default_id(&c.uid) {
+            // The operator's own default workspace gives way to the declared one.
+            let summary = format!("remove default workspace {}, replaced by {}", other.record.name, id.name);
+            emit(
+                &mut work,
+                &mut steps,
+                step(Change::DeleteWorkspace { id: other.record.id.clone() }, summary, false, None),
+            );
+        } else {
+            let msg = format!(
+                "spec.default: customer {}/{customer_name} already has default workspace {}",
+                id.namespace, other.record.name
+            );
+            return refuse("DefaultWorkspaceConflict", msg, false);
+        }
+    }
+    for (i, admin) in spec.administrators.iter().enumerate() {
+        let at = format!("{}/{}", id.namespace, id.name);
+        if let Err(msg) =
+            rules::check_account(admin.account_type, admin.email.as_str(), &at, kind, spec.allow_personal_accounts)
+        {
+            return refuse("PersonalAccountNotAllowed", format!("spec.administrators[{i}].accountType: {msg}"), false);
+        }
+    }
+
+    let record = WorkspaceRecord {
+        id: id.uid.clone(),
+        customer_uid: c.uid.clone(),
+        namespace: id.namespace.clone(),
+        name: id.name.clone(),
+        origin: "Workspace".to_owned(),
+        display_name: spec.display_name.clone(),
+        description: spec.description.clone(),
+        is_default: spec.default,
+        allow_personal: spec.allow_personal_accounts,
+        personal_allowed,
+        support_benefits: serde_json::to_string(&spec.support_benefits).unwrap_or_default(),
+        deletion_policy: format!("{:?}", spec.deletion_policy),
+        spec_hash: spec_hash(spec),
+    };
+    match &stored {
+        None => emit(
+            &mut work,
+            &mut steps,
+            step(Change::PutWorkspace(record.clone()), format!("create workspace {}", id.name), false, None),
+        ),
+        Some(old) if old != &record => {
+            let before = serde_json::to_string(old).ok();
+            emit(
+                &mut work,
+                &mut steps,
+                step(Change::PutWorkspace(record.clone()), format!("update workspace {}", id.name), false, before),
+            );
+        }
+        Some(_) => {}
+    }
+
+    let invite = c.phase == "Active";
+    let roles = [Role::WorkspaceAdministrator];
+    let prefix = format!("{}/administrator/", id.uid);
+    let mut wanted = BTreeSet::new();
+    for admin in &spec.administrators {
+        let m = DesiredMembership {
+            id: format!("{prefix}{}", admin.email.normalized()),
+            workspace_id: Some(id.uid.clone()),
+            workspace_name: Some(id.name.clone()),
+            origin: "Workspace".to_owned(),
+            namespace: id.namespace.clone(),
+            name: id.name.clone(),
+            subject_kind: "User".to_owned(),
+            subject_key: admin.email.normalized(),
+            email: Some(admin.email.to_string()),
+            display_name: admin.shown_name().to_owned(),
+            account_type: Some(admin.account_type.as_str().to_owned()),
+            roles: roles.into_iter().collect(),
+            grants: grants_for(true, &roles, &[], spec.default),
+            deletion_policy: format!("{:?}", spec.deletion_policy),
+            invite,
+        };
+        wanted.insert(m.id.clone());
+        m.plan(&mut work, &c.uid, &c.display_name, ctx, &mut steps);
+    }
+    let stale: Vec<String> =
+        snapshot.memberships.keys().filter(|k| k.starts_with(&prefix) && !wanted.contains(*k)).cloned().collect();
+    for mid in stale {
+        remove(&mut work, &mid, &mut steps);
+    }
+    finish(&frame, steps, work, Some(personal_allowed), Verdict::Ready("the store matches the spec".into()))
+}
+
+fn finish(
+    frame: &Frame<'_, WorkspaceStatus>,
+    steps: Vec<crate::store::Step>,
+    after: Snapshot,
+    personal_allowed: Option<bool>,
+    verdict: Verdict,
+) -> Plan<WorkspaceStatus> {
+    let (id, ctx) = (frame.id, frame.ctx);
+    let mut conds = frame.conditions(&verdict, |p| &p.conditions);
+    let members: BTreeSet<&str> = after
+        .memberships
+        .values()
+        .filter(|m| m.record.workspace_id.as_deref() == Some(id.uid.as_str()))
+        .map(|m| m.record.subject_key.as_str())
+        .collect();
+    if personal_allowed.is_some() {
+        let personal: Vec<&str> = members
+            .iter()
+            .copied()
+            .filter(|s| after.users.get(*s).is_some_and(|u| u.account_type == AccountType::Personal.as_str()))
+            .collect();
+        let present = personal_allowed == Some(false) && !personal.is_empty();
+        let message = if present {
+            format!(
+                "personal accounts are not allowed here but these members use one: {}; they keep their access \
+                 until removed, and new personal-account members are refused",
+                personal.join(", ")
+            )
+        } else {
+            String::new()
+        };
+        let reason = if present { "PersonalAccountsNotAllowed" } else { "None" };
+        conditions::set(
+            &mut conds,
+            conditions::new(PERSONAL_ACCOUNTS_PRESENT, present, reason, message, id.generation, ctx.now),
+        );
+    }
+    let stalled = verdict.is_stalled();
+    let status = WorkspaceStatus {
+        observed_generation: id.generation,
+        conditions: conds,
+        personal_accounts_allowed: personal_allowed,
+        members: personal_allowed.map(|_| members.len() as i64),
+    };
+    let guard = guard(frame.snapshot, GuardTable::Workspace, &id.uid);
+    Plan { steps, guard: Some(guard), status, requeue_at: None, stalled }
+}
