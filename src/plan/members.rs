@@ -113,14 +113,11 @@ impl DesiredMembership {
                 display_name: self.display_name.clone(),
                 account_type: account.clone(),
             };
-            match snapshot.users.get(&self.subject_key).cloned() {
-                None => emit(snapshot, steps, step(Change::PutUser(user), format!("add user {email}"), false, None)),
-                // Display name and account type follow the newest spec that names the user.
-                Some(old) if old != user => {
-                    let before = serde_json::to_string(&old).ok();
-                    emit(snapshot, steps, step(Change::PutUser(user), format!("update user {email}"), false, before));
-                }
-                Some(_) => {}
+            // A user is recorded when first named and not rewritten afterwards: several
+            // objects may name the same person with different display names, and rewriting on
+            // each reconcile would make them undo one another forever.
+            if !snapshot.users.contains_key(&self.subject_key) {
+                emit(snapshot, steps, step(Change::PutUser(user), format!("add user {email}"), false, None));
             }
         }
         let record = self.record(customer_uid);

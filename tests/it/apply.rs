@@ -1,0 +1,174 @@
+//! `servicehub apply` end to end on the example scenario, against SQLite and PostgreSQL, with
+//! the real binary.
+
+use crate::support::{TestStore, stderr, stdout, stores};
+use std::process::Output;
+
+const NOW: &str = "2026-11-22T12:00:00Z";
+
+fn run(s: &TestStore, args: &[&str]) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--store", &s.url]);
+    std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))
+        .args(&all)
+        .current_dir(crate::support::root())
+        .env("SERVICEHUB_NOW", NOW)
+        .env("SERVICEHUB_ACTOR", "cli:test")
+        .output()
+        .expect("run servicehub")
+}
+
+async fn count(s: &TestStore, sql: &str) -> i64 {
+    s.store.count(sql).await.expect(sql)
+}
+
+#[tokio::test]
+async fn applying_the_examples_provisions_the_scenario_and_a_second_apply_writes_nothing() {
+    for s in stores().await {
+        let out = run(&s, &["apply", "-f", "examples/"]);
+        assert!(out.status.success(), "{}: {}\n{}", s.name, stdout(&out), stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("+ invite megan.bowen@contoso.com to workspace contoso-hq"), "{text}");
+        // Three workspaces: the declared default and two more; no contoso-default.
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM workspaces").await, 3, "{}", s.name);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM workspaces WHERE is_default AND name = 'contoso-hq'").await, 1);
+        // The scenario names 13 people: each is a user and each is invited once (groups are not).
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM users").await, 13, "{}", s.name);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM invitations WHERE state = 'Pending'").await, 13, "{}", s.name);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM outbox WHERE kind = 'invitation'").await, 13);
+        // The personal-account researcher is in contoso-labs; the CSAM's grants reach every workspace.
+        assert_eq!(
+            count(
+                &s,
+                "SELECT COUNT(*) FROM memberships m JOIN workspaces w ON w.id = m.workspace_id \
+                       WHERE m.subject_key = 'sam.researcher@outlook.com' AND w.name = 'contoso-labs'"
+            )
+            .await,
+            1
+        );
+        let grants = count(&s, "SELECT COUNT(*) FROM grants").await;
+        let audit = count(&s, "SELECT COUNT(*) FROM audit").await;
+
+        let again = run(&s, &["apply", "-f", "examples/"]);
+        assert!(again.status.success(), "{}", stderr(&again));
+        let text = stdout(&again);
+        assert!(text.contains("No changes: the store matches the files."), "{text}");
+        assert!(text.contains("0 row(s) written."), "{text}");
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM grants").await, grants);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM audit").await, audit, "{}: no audit entries for a no-op", s.name);
+    }
+}
+
+#[tokio::test]
+async fn a_grant_deleted_behind_the_operators_back_is_restored_and_audited() {
+    for s in stores().await {
+        assert!(run(&s, &["apply", "-f", "examples/"]).status.success());
+        let removed = s
+            .store
+            .execute_raw(
+                "DELETE FROM grants WHERE permission = 'ManageUsers' AND membership_id IN \
+                 (SELECT id FROM memberships WHERE subject_key = 'adele.vance@contoso.com')",
+            )
+            .await
+            .expect("tamper");
+        assert_eq!(removed, 1);
+        s.store
+            .execute_raw(
+                "INSERT INTO role_assignments (membership_id, role) SELECT id, 'GlobalAdministrator' \
+                 FROM memberships WHERE subject_key = 'lee.gu@contoso.com'",
+            )
+            .await
+            .expect("tamper");
+        let out = run(&s, &["apply", "-f", "examples/"]);
+        let text = stdout(&out);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains("+ grant ManageUsers (role:WorkspaceAdministrator) to adele.vance@contoso.com in workspace contoso-emea (drift correction)"), "{text}");
+        assert!(
+            text.contains(
+                "- remove role GlobalAdministrator from lee.gu@contoso.com in workspace contoso-emea (drift correction)"
+            ),
+            "{text}"
+        );
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM audit WHERE drift").await, 2, "{}", s.name);
+        let audit = run(&s, &["get", "audit", "-o", "json"]);
+        let drift: Vec<serde_json::Value> = stdout(&audit)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON lines"))
+            .filter(|e: &serde_json::Value| e["drift"] == true)
+            .collect();
+        assert_eq!(drift.len(), 2);
+        assert_eq!(drift[0]["actor"], "cli:test");
+    }
+}
+
+#[tokio::test]
+async fn dry_run_and_plan_write_nothing() {
+    for s in stores().await {
+        for cmd in [&["apply", "--dry-run", "-f", "examples/"][..], &["plan", "-f", "examples/"][..]] {
+            let out = run(&s, cmd);
+            assert!(out.status.success(), "{}", stderr(&out));
+            let text = stdout(&out);
+            assert!(text.contains("Customer contoso/contoso (") && text.contains("would change"), "{text}");
+            assert!(text.contains("Dry run: nothing was written."));
+            for table in ["customers", "workspaces", "memberships", "grants", "invitations", "outbox", "audit", "users"]
+            {
+                assert_eq!(
+                    count(&s, &format!("SELECT COUNT(*) FROM {table} WHERE 1 = 1")).await,
+                    0,
+                    "{}: {table}",
+                    s.name
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn invalid_objects_are_reported_and_skipped_while_valid_ones_apply() {
+    for s in stores().await {
+        let out = run(&s, &["apply", "-f", "examples/invalid/permission-not-grantable.yaml"]);
+        assert_eq!(out.status.code(), Some(1), "{}", s.name);
+        let text = stdout(&out);
+        assert!(
+            text.contains("Membership/kim: spec.permissions[0]: permission ManageUsers cannot be granted"),
+            "{text}"
+        );
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM customers").await, 1, "{}: the valid customer was applied", s.name);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM memberships WHERE origin = 'Membership'").await, 0);
+    }
+}
+
+#[tokio::test]
+async fn get_and_can_i_report_what_the_store_holds() {
+    for s in stores().await {
+        assert!(run(&s, &["apply", "-f", "examples/", "-o", "json"]).status.success());
+        let out = run(&s, &["get", "workspaces", "-n", "contoso"]);
+        let text = stdout(&out);
+        assert!(text.starts_with("NAMESPACE") && text.contains("contoso-labs") && text.contains("true"), "{text}");
+        let out = run(&s, &["get", "customers", "-o", "json"]);
+        let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+        assert_eq!(v[0]["phase"], "Active");
+        assert_eq!(v[0]["workspaces"], 3);
+
+        let yes = run(
+            &s,
+            &["can-i", "--user", "Adele.Vance@contoso.com", "--workspace", "contoso/contoso-emea", "ManageUsers"],
+        );
+        assert_eq!(yes.status.code(), Some(0), "{}", stdout(&yes));
+        assert!(stdout(&yes).contains("yes: Adele.Vance@contoso.com holds ManageUsers in workspace contoso/contoso-emea through role:WorkspaceAdministrator"));
+        let csam = run(
+            &s,
+            &["can-i", "--user", "pradeep.gupta@microsoft.com", "--workspace", "contoso/contoso-labs", "ManageUsers"],
+        );
+        assert_eq!(csam.status.code(), Some(0), "{}: the CSAM reaches every workspace: {}", s.name, stdout(&csam));
+        let no =
+            run(&s, &["can-i", "--user", "lee.gu@contoso.com", "--workspace", "contoso/contoso-emea", "ManageUsers"]);
+        assert_eq!(no.status.code(), Some(1));
+        assert!(stdout(&no).contains("it comes with role ServiceAdministrator or WorkspaceAdministrator or CustomerSuccessAccountManager; it cannot be granted individually"), "{}", stdout(&no));
+        let cust = run(
+            &s,
+            &["can-i", "--user", "diego.siciliani@contoso.com", "--customer", "contoso/contoso", "ViewOpenCanvas"],
+        );
+        assert!(stdout(&cust).contains("through individual"), "{}", stdout(&cust));
+    }
+}
