@@ -39,7 +39,7 @@ pub struct ObjectReport {
     /// What was (or would be) done, in order.
     pub changes: Vec<Change>,
     /// The resulting status, as the controller would write it.
-    pub status: serde_json::Value,
+    pub status: Status,
     /// Refused: the user must change something.
     pub stalled: bool,
     /// A store error that stopped this object.
@@ -102,22 +102,61 @@ fn meta(o: &Object) -> &kube::api::ObjectMeta {
     }
 }
 
-/// Plan one object against a snapshot: steps, status as JSON, whether it is refused.
+/// The status of any kind.
+#[derive(Clone, Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum Status {
+    /// Not planned yet.
+    None,
+    /// A Customer's.
+    Customer(crate::api::CustomerStatus),
+    /// A Workspace's.
+    Workspace(crate::api::WorkspaceStatus),
+    /// A Membership's.
+    Membership(crate::api::MembershipStatus),
+    /// A LockboxPolicy's.
+    LockboxPolicy(crate::api::LockboxPolicyStatus),
+}
+
+impl Status {
+    /// The conditions of the status.
+    pub fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
+        match self {
+            Status::None => &[],
+            Status::Customer(s) => &s.conditions,
+            Status::Workspace(s) => &s.conditions,
+            Status::Membership(s) => &s.conditions,
+            Status::LockboxPolicy(s) => &s.conditions,
+        }
+    }
+}
+
+/// Plan one object against a snapshot: its batch, its status, whether it is refused.
 pub fn plan_object(
     o: &Object,
     id: &Identity,
     declared_default: Option<&str>,
     snapshot: &Snapshot,
     ctx: &Context,
-) -> (crate::store::Batch, serde_json::Value, bool) {
-    fn out<S: serde::Serialize>(p: plan::Plan<S>, ctx: &Context) -> (crate::store::Batch, serde_json::Value, bool) {
-        (p.batch(ctx), serde_json::to_value(&p.status).unwrap_or_default(), p.stalled)
+) -> (crate::store::Batch, Status, bool) {
+    fn out<S>(p: plan::Plan<S>, ctx: &Context, wrap: fn(S) -> Status) -> (crate::store::Batch, Status, bool) {
+        let stalled = p.stalled;
+        let (batch, status) = p.into_batch(ctx);
+        (batch, wrap(status), stalled)
     }
     match o {
-        Object::Customer(c) => out(plan::plan_customer(c, id, declared_default, snapshot, c.status.as_ref(), ctx), ctx),
-        Object::Workspace(w) => out(plan::plan_workspace(w, id, snapshot, w.status.as_ref(), ctx), ctx),
-        Object::Membership(m) => out(plan::plan_membership(m, id, snapshot, m.status.as_ref(), ctx), ctx),
-        Object::LockboxPolicy(p) => out(plan::plan_lockbox_policy(p, id, snapshot, p.status.as_ref(), ctx), ctx),
+        Object::Customer(c) => {
+            out(plan::plan_customer(c, id, declared_default, snapshot, c.status.as_ref(), ctx), ctx, Status::Customer)
+        }
+        Object::Workspace(w) => {
+            out(plan::plan_workspace(w, id, snapshot, w.status.as_ref(), ctx), ctx, Status::Workspace)
+        }
+        Object::Membership(m) => {
+            out(plan::plan_membership(m, id, snapshot, m.status.as_ref(), ctx), ctx, Status::Membership)
+        }
+        Object::LockboxPolicy(p) => {
+            out(plan::plan_lockbox_policy(p, id, snapshot, p.status.as_ref(), ctx), ctx, Status::LockboxPolicy)
+        }
     }
 }
 
@@ -133,8 +172,9 @@ pub fn deletion_policy(o: &Object) -> DeletionPolicy {
 
 /// How many passes a run may take before it gives up converging.
 const MAX_PASSES: usize = 4;
-/// How often one object's batch is retried after a conflict with another writer.
-const CONFLICT_RETRIES: usize = 3;
+/// Objects applied per transaction (each in its own savepoint): the commit, and the pages
+/// it writes, are paid once per chunk instead of once per object.
+const BATCHES_PER_TRANSACTION: usize = 250;
 
 /// Apply (or, with `dry_run`, plan) `objects` against `store`.
 pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Result<Report, StoreError> {
@@ -142,15 +182,21 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
     let mut report = Report::default();
     let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
     let mut ids = Vec::with_capacity(objects.len());
+    // Objects applied without a cluster have no uid: reuse the one the store knows.
+    let mut known: std::collections::HashMap<(GuardTable, String), std::collections::HashMap<String, String>> =
+        Default::default();
     for (i, s) in objects.iter().enumerate() {
         let o = &s.object;
-        let uid = match meta(o).uid.clone() {
-            Some(uid) => uid,
-            None => match store.resolve_uid(table_of(o), o.namespace(), o.name()).await? {
-                Some(uid) => uid,
-                None => uuid::Uuid::new_v4().to_string(),
-            },
-        };
+        let key = (table_of(o), o.namespace().to_owned());
+        if !known.contains_key(&key) {
+            let uids = store.uids(key.0, &key.1).await?;
+            known.insert(key.clone(), uids);
+        }
+        let uid = meta(o)
+            .uid
+            .clone()
+            .or_else(|| known.get(&key).and_then(|m| m.get(o.name()).cloned()))
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let id = Identity {
             uid: uid.clone(),
             namespace: o.namespace().to_owned(),
@@ -166,7 +212,7 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
             name: o.name().to_owned(),
             uid,
             changes: Vec::new(),
-            status: serde_json::Value::Null,
+            status: Status::None,
             stalled: false,
             error: None,
         });
@@ -178,43 +224,52 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
         });
         let mut snap = store.load_customer(&ns, &customer).await?;
         for _pass in 0..MAX_PASSES {
-            let mut changed = false;
+            // Plan every object against the snapshot, mirroring each plan as if applied so
+            // later objects see it; then apply the batches in chunks, one savepoint each.
+            let mut pending: Vec<(usize, crate::store::Batch)> = Vec::new();
             for i in &members {
-                let o = &objects[*i].object;
-                let mut attempt = 0;
-                loop {
-                    let (batch, status, stalled) =
-                        plan_object(o, &ids[*i], declared_default.as_deref(), &snap, &opts.ctx);
-                    let r = &mut report.objects[*i];
-                    r.status = status;
-                    r.stalled = stalled;
-                    if batch.is_empty() {
-                        break;
-                    }
-                    if !opts.dry_run
-                        && let Err(e) = store.apply(&batch).await
-                    {
-                        if matches!(e, StoreError::Conflict(_)) && attempt < CONFLICT_RETRIES {
-                            // Another writer got there first: re-read and re-plan.
-                            attempt += 1;
-                            snap = store.load_customer(&ns, &customer).await?;
-                            continue;
-                        }
-                        r.error = Some(e.to_string());
-                        break;
-                    }
-                    r.changes.extend(batch.steps.iter().map(|s| Change {
-                        action: s.change.audit_action().1,
-                        summary: s.summary.clone(),
-                        drift: s.drift,
-                    }));
+                let (batch, status, stalled) =
+                    plan_object(&objects[*i].object, &ids[*i], declared_default.as_deref(), &snap, &opts.ctx);
+                let r = &mut report.objects[*i];
+                r.status = status;
+                r.stalled = stalled;
+                if !batch.is_empty() {
                     snap.apply(&batch);
-                    changed = true;
-                    break;
+                    pending.push((*i, batch));
                 }
             }
-            if !changed {
+            if pending.is_empty() {
                 break;
+            }
+            let mut failed = false;
+            for chunk in pending.chunks(BATCHES_PER_TRANSACTION) {
+                let results: Vec<Result<(), StoreError>> = if opts.dry_run {
+                    chunk.iter().map(|_| Ok(())).collect()
+                } else {
+                    let batches: Vec<crate::store::Batch> = chunk.iter().map(|(_, b)| b.clone()).collect();
+                    store.apply_all(&batches).await?.into_iter().map(|r| r.map(|_| ())).collect()
+                };
+                for ((i, batch), result) in chunk.iter().zip(results) {
+                    let r = &mut report.objects[*i];
+                    match result {
+                        Ok(()) => {
+                            r.error = None;
+                            r.changes.extend(batch.steps.iter().map(|s| Change {
+                                action: s.change.audit_action().1,
+                                summary: s.summary.clone(),
+                                drift: s.drift,
+                            }));
+                        }
+                        Err(e) => {
+                            // A conflict is retried in the next pass against a fresh read.
+                            failed = true;
+                            r.error = Some(e.to_string());
+                        }
+                    }
+                }
+            }
+            if failed {
+                snap = store.load_customer(&ns, &customer).await?;
             }
         }
     }

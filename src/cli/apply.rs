@@ -73,9 +73,7 @@ fn print_human(out: &mut impl Write, r: &Report, dry_run: bool) -> std::io::Resu
         .map(|o| {
             let count = |prefix: &str| o.changes.iter().filter(|c| c.action.starts_with(prefix)).count().to_string();
             let cond = |t: &str| {
-                o.status["conditions"].as_array().and_then(|cs| cs.iter().find(|c| c["type"] == t)).map(|c| {
-                    (c["status"].as_str().unwrap_or("").to_owned(), c["message"].as_str().unwrap_or("").to_owned())
-                })
+                crate::api::conditions::get(o.status.conditions(), t).map(|c| (c.status.clone(), c.message.clone()))
             };
             let (ready, message) = match (&o.error, cond("Ready")) {
                 (Some(e), _) => ("Error".to_owned(), e.clone()),

@@ -118,8 +118,25 @@ pub fn check_individual(scope: Scope, roles: &[Role], permission: Permission) ->
 /// grants, each with every source, sorted by permission.
 pub fn effective(scope: Scope, holding: &Holding<'_>) -> Vec<EffectivePermission> {
     let microsoft = holding.roles.iter().any(|r| r.is_microsoft());
+    sources(scope, holding)
+        .into_iter()
+        .map(|(permission, sources)| EffectivePermission {
+            permission,
+            sources: sources.iter().map(|s| s.label()).collect(),
+            export_allowed: !(microsoft && matrix::export_restricted(permission)),
+        })
+        .collect()
+}
+
+/// The grants to store for a member: one `(permission, source)` pair per source.
+pub fn grants(scope: Scope, holding: &Holding<'_>) -> Vec<(Permission, Source)> {
+    sources(scope, holding).into_iter().flat_map(|(p, sources)| sources.into_iter().map(move |s| (p, s))).collect()
+}
+
+/// Every permission held in `scope` with its sources, in matrix order.
+fn sources(scope: Scope, holding: &Holding<'_>) -> Vec<(Permission, Vec<Source>)> {
     let held = held_with_user(holding.roles);
-    let mut out: Vec<EffectivePermission> = Vec::new();
+    let mut out = Vec::new();
     for row in matrix::MATRIX.iter().filter(|r| r.scope == scope && !r.deprecated) {
         let mut sources: Vec<Source> = held
             .iter()
@@ -135,25 +152,10 @@ pub fn effective(scope: Scope, holding: &Holding<'_>) -> Vec<EffectivePermission
             sources.push(Source::Individual);
         }
         if !sources.is_empty() {
-            out.push(EffectivePermission {
-                permission: row.permission,
-                sources: sources.iter().map(|s| s.label()).collect(),
-                export_allowed: !(microsoft && matrix::export_restricted(row.permission)),
-            });
+            out.push((row.permission, sources));
         }
     }
     out
-}
-
-/// The grants to store for a member: one `(permission, source)` pair per source.
-pub fn grants(scope: Scope, holding: &Holding<'_>) -> Vec<(Permission, Source)> {
-    effective(scope, holding)
-        .into_iter()
-        .flat_map(|e| {
-            let p = e.permission;
-            e.sources.into_iter().filter_map(move |s| Source::parse(&s).map(|s| (p, s)))
-        })
-        .collect()
 }
 
 /// Whether a workspace accepts personal (MSA) accounts: its own exception if set, else the

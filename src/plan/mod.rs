@@ -76,6 +76,12 @@ impl<S> Plan<S> {
             steps: self.steps.clone(),
         }
     }
+
+    /// The batch, consuming the plan's steps (no copy), and the status.
+    pub fn into_batch(self, ctx: &Context) -> (Batch, S) {
+        let batch = Batch { actor: ctx.actor.clone(), at: ctx.now.as_second(), guard: self.guard, steps: self.steps };
+        (batch, self.status)
+    }
 }
 
 /// What every planner's last step needs: the snapshot the plan was made from, the object's

@@ -3,7 +3,8 @@
 use super::*;
 use crate::api::{Customer, DeletionPolicy, LockboxPolicy, Membership, Permission, Role, Workspace};
 use crate::domain::rules::Source;
-use crate::store::{Change, Grant, GuardTable, Snapshot, invitation_state};
+use crate::store::{Change, GuardTable, Snapshot, invitation_state};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 fn at(s: &str) -> Context {
     Context { now: s.parse().expect("timestamp"), actor: "test".into() }
@@ -79,9 +80,7 @@ fn with_workspace(mut snap: Snapshot, name: &str, extra: &str) -> Snapshot {
     snap
 }
 
-fn ready<'a>(
-    conds: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
-) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+fn ready(conds: &[Condition]) -> &Condition {
     conditions::get(conds, conditions::READY).expect("Ready condition")
 }
 
@@ -477,5 +476,4 @@ fn condition_times_move_only_on_transitions() {
         &at("2026-06-02T00:00:00Z"),
     );
     assert_eq!(first.status, later.status, "an unchanged status is byte-for-byte the same");
-    let _ = Grant { permission: Permission::Learning, source: Source::Individual };
 }

@@ -140,8 +140,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// (which have no `metadata.uid`) keep their identity across runs.
     async fn resolve_uid(&self, kind: GuardTable, namespace: &str, name: &str) -> Result<Option<String>>;
 
+    /// Every managed object of a kind in a namespace: name -> uid (bulk form of `resolve_uid`).
+    async fn uids(&self, kind: GuardTable, namespace: &str) -> Result<std::collections::HashMap<String, String>>;
+
     /// Apply one batch in one transaction: all or nothing. An empty batch writes nothing.
     async fn apply(&self, batch: &Batch) -> Result<ApplyOutcome>;
+
+    /// Apply several batches in one transaction, each inside its own savepoint: every batch
+    /// is still all or nothing and a failing one leaves the others alone, but the commit
+    /// cost is paid once. For bulk runs (`servicehub apply` of thousands of objects).
+    async fn apply_all(&self, batches: &[Batch]) -> Result<Vec<Result<ApplyOutcome>>>;
 
     /// Customers, optionally of one namespace.
     async fn customers(&self, namespace: Option<&str>) -> Result<Vec<CustomerRow>>;

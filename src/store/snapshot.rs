@@ -4,7 +4,7 @@
 
 use super::change::{Batch, Change, GuardTable};
 use super::records::*;
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 /// A row with its optimistic-concurrency version.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,21 +15,22 @@ pub struct Versioned<T> {
     pub record: T,
 }
 
-/// Everything the store holds for one customer (managed rows only).
+/// Everything the store holds for one customer (managed rows only). The maps are persistent
+/// (structure-sharing), so a planner's working copy costs O(1) to take, not O(rows).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// The customer, if stored.
     pub customer: Option<Versioned<CustomerRecord>>,
     /// Workspaces by id.
-    pub workspaces: BTreeMap<String, Versioned<WorkspaceRecord>>,
+    pub workspaces: OrdMap<String, Versioned<WorkspaceRecord>>,
     /// Memberships by id.
-    pub memberships: BTreeMap<String, Versioned<MembershipRecord>>,
+    pub memberships: OrdMap<String, Versioned<MembershipRecord>>,
     /// Users by normalized email.
-    pub users: BTreeMap<String, UserRecord>,
+    pub users: OrdMap<String, UserRecord>,
     /// Invitations by `(scope_key, subject_key)`.
-    pub invitations: BTreeMap<(String, String), InvitationRecord>,
+    pub invitations: OrdMap<(String, String), InvitationRecord>,
     /// Lockbox policies by uid.
-    pub policies: BTreeMap<String, Versioned<PolicyRecord>>,
+    pub policies: OrdMap<String, Versioned<PolicyRecord>>,
 }
 
 impl Snapshot {
@@ -93,9 +94,7 @@ impl Snapshot {
                 for m in gone {
                     self.memberships.remove(&m);
                 }
-                for inv in self.invitations.values_mut().filter(|i| &i.scope_key == id) {
-                    revoke(inv);
-                }
+                self.revoke_where(|i| &i.scope_key == id);
             }
             Change::PutUser(u) => {
                 self.users.insert(u.email.clone(), u.clone());
@@ -113,9 +112,7 @@ impl Snapshot {
             },
             Change::DeleteMembership { id } => {
                 self.memberships.remove(id);
-                for inv in self.invitations.values_mut().filter(|i| &i.membership_id == id) {
-                    revoke(inv);
-                }
+                self.revoke_where(|i| &i.membership_id == id);
             }
             Change::AddRole { membership_id, role } => {
                 if let Some(m) = self.memberships.get_mut(membership_id) {
@@ -166,7 +163,19 @@ impl Snapshot {
     }
 }
 
-fn upsert<T>(map: &mut BTreeMap<String, Versioned<T>>, id: &str, record: T) {
+impl Snapshot {
+    fn revoke_where(&mut self, matches: impl Fn(&InvitationRecord) -> bool) {
+        let keys: Vec<(String, String)> =
+            self.invitations.iter().filter(|(_, i)| matches(i)).map(|(k, _)| k.clone()).collect();
+        for k in keys {
+            if let Some(inv) = self.invitations.get_mut(&k) {
+                revoke(inv);
+            }
+        }
+    }
+}
+
+fn upsert<T: Clone>(map: &mut OrdMap<String, Versioned<T>>, id: &str, record: T) {
     match map.get_mut(id) {
         Some(v) => v.record = record,
         None => {

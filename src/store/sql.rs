@@ -144,6 +144,80 @@ impl SqlStore {
         tx.map_err(map_err)
     }
 
+    /// One batch inside an open transaction: guard, changes, audit. With `defer`, role,
+    /// grant and audit rows are collected for one multi-row INSERT per chunk instead.
+    async fn apply_in<'a>(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        batch: &'a Batch,
+        mut defer: Option<&mut Deferred<'a>>,
+    ) -> Result<ApplyOutcome> {
+        // A new object's first write creates its row: that insert doubles as the guard.
+        let creates = batch
+            .guard
+            .as_ref()
+            .filter(|g| g.expected.is_none())
+            .and_then(|g| batch.steps.iter().position(|s| put_id(&s.change) == Some(g.id.as_str())));
+        let guard_rows = if creates.is_some() { 0 } else { self.check_guard(tx, batch).await? };
+        let mut out = ApplyOutcome { rows: guard_rows, invitations: 0 };
+        let backend = self.backend();
+        let mut i = 0;
+        while i < batch.steps.len() {
+            let step = &batch.steps[i];
+            if let Some(d) = defer.as_deref_mut() {
+                match &step.change {
+                    Change::AddRole { membership_id, role } => {
+                        d.roles.push((membership_id, *role));
+                        i += 1;
+                        continue;
+                    }
+                    Change::AddGrant { membership_id, grant } => {
+                        d.grants.push((membership_id, grant));
+                        i += 1;
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            // Runs of grant additions become multi-row INSERTs: a reconcile adds many at once.
+            let run: Vec<(&str, &Grant)> = batch.steps[i..]
+                .iter()
+                .map_while(|s| match &s.change {
+                    Change::AddGrant { membership_id, grant } => Some((membership_id.as_str(), grant)),
+                    _ => None,
+                })
+                .collect();
+            if run.len() > 1 {
+                for chunk in run.chunks(ROWS_PER_INSERT) {
+                    out.rows += insert_grants(tx, backend, chunk).await?;
+                }
+                i += run.len();
+                continue;
+            }
+            let create_only = creates == Some(i);
+            let n = execute(tx, &step.change, batch.at, create_only).await?;
+            if create_only && n == 0 {
+                let what = batch.guard.as_ref().map(|g| format!("{} {}", g.table.kind(), g.id)).unwrap_or_default();
+                return Err(StoreError::Conflict(format!("{what} was created concurrently")));
+            }
+            out.rows += n;
+            if matches!(step.change, Change::IssueInvitation { .. }) {
+                out.invitations += 1;
+            }
+            i += 1;
+        }
+        match defer {
+            Some(d) => d.audit.extend(batch.steps.iter().map(|s| (batch, s))),
+            None => {
+                let entries: Vec<(&Batch, &Step)> = batch.steps.iter().map(|s| (batch, s)).collect();
+                for chunk in entries.chunks(ROWS_PER_INSERT) {
+                    out.rows += insert_audit(tx, backend, chunk).await?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     async fn check_guard(&self, tx: &mut Transaction<'static, Any>, batch: &Batch) -> Result<u64> {
         let Some(g) = &batch.guard else { return Ok(0) };
         let (table, key) = g.table.table();
@@ -233,36 +307,69 @@ impl Store for SqlStore {
             .map_err(map_err)
     }
 
+    async fn uids(&self, kind: GuardTable, namespace: &str) -> Result<std::collections::HashMap<String, String>> {
+        let (table, key) = kind.table();
+        let sql = format!("SELECT name, {key} FROM {table} WHERE namespace = $1 AND managed");
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(namespace).fetch_all(&self.pool).await.map_err(map_err)?;
+        rows.iter().map(|r| Ok((get(r, "name")?, get(r, key)?))).collect()
+    }
+
     async fn apply(&self, batch: &Batch) -> Result<ApplyOutcome> {
         if batch.is_empty() {
             return Ok(ApplyOutcome::default());
         }
         let mut tx = self.begin().await?;
-        let mut out = ApplyOutcome { rows: self.check_guard(&mut tx, batch).await?, invitations: 0 };
-        let mut i = 0;
-        while i < batch.steps.len() {
-            // Runs of grant additions become multi-row INSERTs: a reconcile adds many at once.
-            let run = batch.steps[i..].iter().take_while(|s| matches!(s.change, Change::AddGrant { .. })).count();
-            if run > 1 {
-                for chunk in batch.steps[i..i + run].chunks(ROWS_PER_INSERT) {
-                    out.rows += insert_grants(&mut tx, self.backend(), chunk).await?;
-                }
-                i += run;
-                continue;
-            }
-            let step = &batch.steps[i];
-            out.rows += execute(&mut tx, &step.change, batch.at).await?;
-            if matches!(step.change, Change::IssueInvitation { .. }) {
-                out.invitations += 1;
-            }
-            i += 1;
-        }
-        for chunk in batch.steps.chunks(ROWS_PER_INSERT) {
-            out.rows += insert_audit(&mut tx, self.backend(), batch, chunk).await?;
-        }
+        let out = self.apply_in(&mut tx, batch, None).await?;
         tx.commit().await.map_err(map_err)?;
         self.rows_written.fetch_add(out.rows, Ordering::Relaxed);
         Ok(out)
+    }
+
+    async fn apply_all(&self, batches: &[Batch]) -> Result<Vec<Result<ApplyOutcome>>> {
+        if batches.iter().all(Batch::is_empty) {
+            return Ok(batches.iter().map(|_| Ok(ApplyOutcome::default())).collect());
+        }
+        // Optimistically all in one transaction; if any batch fails, roll everything back and
+        // apply each batch on its own, so a bad one cannot take the others down with it.
+        let mut tx = self.begin().await?;
+        let mut outs = Vec::with_capacity(batches.len());
+        let mut failed = false;
+        let merge = batches.iter().all(|b| b.steps.iter().all(|s| additive(&s.change)));
+        let mut deferred = Deferred::default();
+        for batch in batches {
+            let defer = if merge { Some(&mut deferred) } else { None };
+            match self.apply_in(&mut tx, batch, defer).await {
+                Ok(out) => outs.push(out),
+                Err(e) if e.is_retryable() && !matches!(e, StoreError::Conflict(_)) => return Err(e),
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        let flushed = if failed {
+            0
+        } else {
+            match deferred.flush(&mut tx, self.backend()).await {
+                Ok(n) => n,
+                Err(e) if e.is_retryable() && !matches!(e, StoreError::Conflict(_)) => return Err(e),
+                Err(_) => {
+                    failed = true;
+                    0
+                }
+            }
+        };
+        if failed {
+            tx.rollback().await.map_err(map_err)?;
+            let mut results = Vec::with_capacity(batches.len());
+            for batch in batches {
+                results.push(self.apply(batch).await);
+            }
+            return Ok(results);
+        }
+        tx.commit().await.map_err(map_err)?;
+        self.rows_written.fetch_add(outs.iter().map(|o| o.rows).sum::<u64>() + flushed, Ordering::Relaxed);
+        Ok(outs.into_iter().map(Ok).collect())
     }
 
     async fn customers(&self, namespace: Option<&str>) -> Result<Vec<CustomerRow>> {
@@ -302,18 +409,11 @@ impl Store for SqlStore {
     }
 }
 
-async fn insert_grants(tx: &mut Transaction<'static, Any>, backend: Backend, steps: &[Step]) -> Result<u64> {
-    let grants: Vec<(&String, &Grant)> = steps
-        .iter()
-        .filter_map(|s| match &s.change {
-            Change::AddGrant { membership_id, grant } => Some((membership_id, grant)),
-            _ => None,
-        })
-        .collect();
+async fn insert_grants(tx: &mut Transaction<'static, Any>, backend: Backend, grants: &[(&str, &Grant)]) -> Result<u64> {
     let mut qb = Sql::for_backend(backend, "INSERT INTO grants (membership_id, permission, source, scope) ");
-    qb.values(&grants, |(m, g)| {
+    qb.values(grants, |(m, g)| {
         vec![
-            m.as_str().into(),
+            (*m).into(),
             g.permission.as_str().into(),
             g.source.label().into(),
             matrix::row_of(g.permission).scope.as_str().into(),
@@ -324,15 +424,22 @@ async fn insert_grants(tx: &mut Transaction<'static, Any>, backend: Backend, ste
     Ok(r.rows_affected())
 }
 
+async fn insert_roles(tx: &mut Transaction<'static, Any>, backend: Backend, roles: &[(&str, Role)]) -> Result<u64> {
+    let mut qb = Sql::for_backend(backend, "INSERT INTO role_assignments (membership_id, role) ");
+    qb.values(roles, |(m, r)| vec![(*m).into(), r.as_str().into()]);
+    qb.push(" ON CONFLICT DO NOTHING");
+    let r = qb.build().execute(&mut **tx).await.map_err(map_err)?;
+    Ok(r.rows_affected())
+}
+
 async fn insert_audit(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
-    batch: &Batch,
-    steps: &[Step],
+    entries: &[(&Batch, &Step)],
 ) -> Result<u64> {
     let mut qb =
         Sql::for_backend(backend, "INSERT INTO audit (at, actor, action, kind, object, drift, before, after) ");
-    qb.values(steps, |step| {
+    qb.values(entries, |(batch, step)| {
         let (kind, action) = step.change.audit_action();
         vec![
             batch.at.into(),
@@ -351,21 +458,90 @@ async fn insert_audit(
 
 const LIVE_INVITATION: &str = "('Pending', 'Sent')";
 
-async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64) -> Result<u64> {
+/// Rows whose INSERTs are collected across the batches of one `apply_all` transaction and
+/// written as multi-row statements at the end (only for purely additive chunks, where
+/// nothing in the chunk could remove or depend on them before then).
+#[derive(Default)]
+struct Deferred<'a> {
+    roles: Vec<(&'a str, Role)>,
+    grants: Vec<(&'a str, &'a Grant)>,
+    audit: Vec<(&'a Batch, &'a Step)>,
+}
+
+/// Rows per multi-row INSERT of deferred rows (well under both backends' parameter limits).
+const DEFERRED_ROWS_PER_INSERT: usize = 1000;
+
+impl Deferred<'_> {
+    async fn flush(&self, tx: &mut Transaction<'static, Any>, backend: Backend) -> Result<u64> {
+        let mut rows = 0;
+        for chunk in self.roles.chunks(DEFERRED_ROWS_PER_INSERT) {
+            rows += insert_roles(tx, backend, chunk).await?;
+        }
+        for chunk in self.grants.chunks(DEFERRED_ROWS_PER_INSERT) {
+            rows += insert_grants(tx, backend, chunk).await?;
+        }
+        for chunk in self.audit.chunks(DEFERRED_ROWS_PER_INSERT) {
+            rows += insert_audit(tx, backend, chunk).await?;
+        }
+        Ok(rows)
+    }
+}
+
+/// Whether a change only adds (so its batch may be merged with others in one transaction).
+fn additive(change: &Change) -> bool {
+    matches!(
+        change,
+        Change::PutCustomer(_)
+            | Change::PutWorkspace(_)
+            | Change::PutUser(_)
+            | Change::PutMembership(_)
+            | Change::AddRole { .. }
+            | Change::AddGrant { .. }
+            | Change::IssueInvitation { .. }
+            | Change::PutPolicy(_)
+    )
+}
+
+/// `INSERT ... ON CONFLICT`: an upsert that updates every inserted column, or, for the row a
+/// new object creates (`create_only`), an insert that affects nothing if the row exists, which
+/// the caller reports as a conflict (someone created it concurrently).
+fn upsert(insert: &str, key: &str, create_only: bool) -> String {
+    if create_only {
+        return format!("{insert} ON CONFLICT ({key}) DO NOTHING");
+    }
+    let open = insert.find('(').unwrap_or(0);
+    let close = insert.find(')').unwrap_or(insert.len());
+    let set: Vec<String> = insert[open + 1..close]
+        .split(',')
+        .map(str::trim)
+        .filter(|c| *c != key && *c != "managed")
+        .map(|c| format!("{c} = excluded.{c}"))
+        .collect();
+    format!("{insert} ON CONFLICT ({key}) DO UPDATE SET managed = TRUE, {}", set.join(", "))
+}
+
+/// The id of the row a change puts, if it is a guarded table's row.
+fn put_id(change: &Change) -> Option<&str> {
+    match change {
+        Change::PutCustomer(c) => Some(&c.uid),
+        Change::PutWorkspace(w) => Some(&w.id),
+        Change::PutMembership(m) => Some(&m.id),
+        Change::PutPolicy(p) => Some(&p.uid),
+        _ => None,
+    }
+}
+
+async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, create_only: bool) -> Result<u64> {
     let conn = &mut **tx;
     let r = match change {
         Change::PutCustomer(c) => {
-            sqlx::query(
+            sqlx::query(AssertSqlSafe(upsert(
                 "INSERT INTO customers (uid, namespace, name, managed, display_name, agreement_kind, agreement_id, \
                  start_date, end_date, administration_model, admin_group_id, settings, newsletters, phase, \
-                 deletion_policy, spec_hash) VALUES ($1, $2, $3, TRUE, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
-                 ON CONFLICT (uid) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, managed = TRUE, \
-                 display_name = excluded.display_name, agreement_kind = excluded.agreement_kind, \
-                 agreement_id = excluded.agreement_id, start_date = excluded.start_date, end_date = excluded.end_date, \
-                 administration_model = excluded.administration_model, admin_group_id = excluded.admin_group_id, \
-                 settings = excluded.settings, newsletters = excluded.newsletters, phase = excluded.phase, \
-                 deletion_policy = excluded.deletion_policy, spec_hash = excluded.spec_hash",
-            )
+                 deletion_policy, spec_hash) VALUES ($1, $2, $3, TRUE, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                "uid",
+                create_only,
+            )))
             .bind(&c.uid)
             .bind(&c.namespace)
             .bind(&c.name)
@@ -386,16 +562,13 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64) 
         }
         Change::DeleteCustomer { uid } => sqlx::query("DELETE FROM customers WHERE uid = $1").bind(uid).execute(conn).await,
         Change::PutWorkspace(w) => {
-            sqlx::query(
+            sqlx::query(AssertSqlSafe(upsert(
                 "INSERT INTO workspaces (id, customer_uid, namespace, name, managed, origin, display_name, description, \
                  is_default, allow_personal, personal_allowed, support_benefits, deletion_policy, spec_hash) \
-                 VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
-                 ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, managed = TRUE, \
-                 origin = excluded.origin, display_name = excluded.display_name, description = excluded.description, \
-                 is_default = excluded.is_default, allow_personal = excluded.allow_personal, \
-                 personal_allowed = excluded.personal_allowed, support_benefits = excluded.support_benefits, \
-                 deletion_policy = excluded.deletion_policy, spec_hash = excluded.spec_hash",
-            )
+                 VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+                "id",
+                create_only,
+            )))
             .bind(&w.id)
             .bind(&w.customer_uid)
             .bind(&w.namespace)
@@ -437,15 +610,13 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64) 
             .await
         }
         Change::PutMembership(m) => {
-            sqlx::query(
+            sqlx::query(AssertSqlSafe(upsert(
                 "INSERT INTO memberships (id, customer_uid, workspace_id, origin, namespace, name, managed, subject_kind, \
                  subject_key, user_id, deletion_policy, spec_hash) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, \
-                 (SELECT id FROM users WHERE customer_uid = $2 AND email = $8), $9, $10) \
-                 ON CONFLICT (id) DO UPDATE SET workspace_id = excluded.workspace_id, origin = excluded.origin, \
-                 namespace = excluded.namespace, name = excluded.name, managed = TRUE, \
-                 subject_kind = excluded.subject_kind, subject_key = excluded.subject_key, user_id = excluded.user_id, \
-                 deletion_policy = excluded.deletion_policy, spec_hash = excluded.spec_hash",
-            )
+                 (SELECT id FROM users WHERE customer_uid = $2 AND email = $8), $9, $10)",
+                "id",
+                create_only,
+            )))
             .bind(&m.id)
             .bind(&m.customer_uid)
             .bind(&m.workspace_id)
@@ -552,15 +723,13 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64) 
             .await
         }
         Change::PutPolicy(p) => {
-            sqlx::query(
+            sqlx::query(AssertSqlSafe(upsert(
                 "INSERT INTO lockbox_policies (uid, customer_uid, namespace, name, managed, enabled, approvers, \
                  pending_ttl_seconds, max_access_seconds, workloads, recipients, spec_hash) \
-                 VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8, $9, $10, $11) \
-                 ON CONFLICT (uid) DO UPDATE SET namespace = excluded.namespace, name = excluded.name, managed = TRUE, \
-                 enabled = excluded.enabled, approvers = excluded.approvers, \
-                 pending_ttl_seconds = excluded.pending_ttl_seconds, max_access_seconds = excluded.max_access_seconds, \
-                 workloads = excluded.workloads, recipients = excluded.recipients, spec_hash = excluded.spec_hash",
-            )
+                 VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8, $9, $10, $11)",
+                "uid",
+                create_only,
+            )))
             .bind(&p.uid)
             .bind(&p.customer_uid)
             .bind(&p.namespace)

@@ -165,12 +165,15 @@ pub fn validate_paths(paths: &[PathBuf], references: References) -> Report {
 
 /// Validate already-parsed documents.
 pub fn validate_documents(docs: Vec<Document>, references: References) -> Report {
-    let schemas: HashMap<&str, Value> = api::crds()
+    let schemas: HashMap<&str, (Value, kube::core::cel::CompiledSchema)> = api::crds()
         .into_iter()
         .filter_map(|crd| {
             let kind = api::KINDS.into_iter().find(|k| *k == crd.spec.names.kind)?;
             let schema = crd.spec.versions.first()?.schema.as_ref()?.open_api_v3_schema.as_ref()?;
-            Some((kind, serde_json::to_value(schema).ok()?))
+            let schema = serde_json::to_value(schema).ok()?;
+            // Compile each kind's CEL rules once, not once per object.
+            let compiled = kube::core::cel::compile_schema(&schema);
+            Some((kind, (schema, compiled)))
         })
         .collect();
     let mut report = Report::default();
@@ -194,7 +197,11 @@ pub fn validate_documents(docs: Vec<Document>, references: References) -> Report
 
 /// Check one document on its own. Returns the decoded object (if it decoded) and whether it
 /// had no errors.
-fn check_document(doc: Document, schemas: &HashMap<&str, Value>, report: &mut Report) -> Option<(Sourced, bool)> {
+fn check_document(
+    doc: Document,
+    schemas: &HashMap<&str, (Value, kube::core::cel::CompiledSchema)>,
+    report: &mut Report,
+) -> Option<(Sourced, bool)> {
     let Document { file, index, mut value } = doc;
     let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
@@ -223,7 +230,7 @@ fn check_document(doc: Document, schemas: &HashMap<&str, Value>, report: &mut Re
         report.problems.push(problem("kind", "Required value".to_owned(), Severity::Error));
         return None;
     }
-    let Some(schema) = schemas.get(kind.as_str()) else {
+    let Some((schema, compiled)) = schemas.get(kind.as_str()) else {
         let msg = format!("unknown kind {kind:?}: servicehub.io kinds are {}", api::KINDS.join(", "));
         report.problems.push(problem("kind", msg, Severity::Error));
         return None;
@@ -240,7 +247,7 @@ fn check_document(doc: Document, schemas: &HashMap<&str, Value>, report: &mut Re
         }
         return None;
     }
-    if let Err(errors) = kube::core::cel::Validator::new().validate(schema, &value, None) {
+    if let Err(errors) = kube::core::cel::Validator::new().validate_compiled(compiled, &value, None) {
         for e in errors.into_vec() {
             report.problems.push(problem(&cel_field(&e.field_path), e.message.clone(), Severity::Error));
         }
