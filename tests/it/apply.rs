@@ -172,3 +172,25 @@ async fn get_and_can_i_report_what_the_store_holds() {
         assert!(stdout(&cust).contains("through individual"), "{}", stdout(&cust));
     }
 }
+
+#[test]
+fn the_quickstart_command_uses_a_sqlite_file_in_the_working_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let examples = crate::support::repo("examples");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("SERVICEHUB_STORE")
+            .env("SERVICEHUB_NOW", NOW)
+            .output()
+            .expect("run")
+    };
+    let out = run(&["apply", "-f", examples.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(dir.path().join("servicehub.db").exists(), "the default store is ./servicehub.db");
+    let out = run(&["migrate"]);
+    assert_eq!(stdout(&out).trim(), "store sqlite://servicehub.db: schema version 2 is current");
+    let out = run(&["apply", "-f", examples.to_str().expect("utf-8")]);
+    assert!(stdout(&out).contains("No changes"), "{}", stdout(&out));
+}
