@@ -166,6 +166,7 @@ pub fn deletion_policy(o: &Object) -> DeletionPolicy {
         Object::Customer(x) => x.spec.deletion_policy,
         Object::Workspace(x) => x.spec.deletion_policy,
         Object::Membership(x) => x.spec.deletion_policy,
+        // A policy owns no one's access: removing it always removes its row.
         Object::LockboxPolicy(_) => DeletionPolicy::Delete,
     }
 }
@@ -272,6 +273,60 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
                 snap = store.load_customer(&ns, &customer).await?;
             }
         }
+    }
+    report.rows_written = store.rows_written() - written_before;
+    Ok(report)
+}
+
+/// Remove (or, with `deletionPolicy: Orphan`, release) what `objects` provisioned, in reverse
+/// dependency order: the local counterpart of deleting the objects from a cluster. Objects
+/// the store does not know are skipped; a held-back deletion (the last Workspace
+/// Administrator) is reported as refused.
+pub async fn delete(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Result<Report, StoreError> {
+    let written_before = store.rows_written();
+    let mut report = Report::default();
+    let mut order: Vec<&Sourced> = objects.iter().collect();
+    order.sort_by_key(|s| std::cmp::Reverse(s.object.order()));
+    for s in order {
+        let o = &s.object;
+        let table = table_of(o);
+        let known = store.uids(table, o.namespace()).await?;
+        let mut r = ObjectReport {
+            file: s.file.clone(),
+            kind: o.kind(),
+            namespace: o.namespace().to_owned(),
+            name: o.name().to_owned(),
+            uid: String::new(),
+            changes: Vec::new(),
+            status: Status::None,
+            stalled: false,
+            error: None,
+        };
+        let Some(uid) = meta(o).uid.clone().or_else(|| known.get(o.name()).cloned()) else {
+            report.objects.push(r);
+            continue;
+        };
+        r.uid = uid.clone();
+        let id = Identity { uid, namespace: o.namespace().to_owned(), name: o.name().to_owned(), generation: None };
+        let snap = store.load_customer(o.namespace(), customer_of(o)).await?;
+        match plan::plan_delete(table, &id, deletion_policy(o), &snap, &opts.ctx) {
+            Err(refused) => {
+                r.stalled = true;
+                r.error = Some(refused.0);
+            }
+            Ok(batch) => {
+                let applied = if opts.dry_run { Ok(()) } else { store.apply(&batch).await.map(|_| ()) };
+                match applied {
+                    Ok(()) => r.changes.extend(batch.steps.iter().map(|s| Change {
+                        action: s.change.audit_action().1,
+                        summary: s.summary.clone(),
+                        drift: false,
+                    })),
+                    Err(e) => r.error = Some(e.to_string()),
+                }
+            }
+        }
+        report.objects.push(r);
     }
     report.rows_written = store.rows_written() - written_before;
     Ok(report)

@@ -51,6 +51,38 @@ pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCod
     Ok(if invalid || result.has_failures() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
+/// Run `delete`.
+pub async fn delete(args: ApplyArgs) -> anyhow::Result<ExitCode> {
+    let ApplyArgs { paths, dry_run, output, now, actor, store } = args;
+    let report = validate::validate_paths(&paths, References::MayBeInStore);
+    print_problems(&report.problems)?;
+    let db = open_store(&store).await?;
+    let actor = actor.unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())));
+    let ctx = Context { now: now.unwrap_or_else(jiff::Timestamp::now), actor };
+    let result = engine::delete(db.as_ref(), &report.objects, &Options { dry_run, ctx }).await?;
+    let mut out = std::io::stdout().lock();
+    match output {
+        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?,
+        OutputFormat::Yaml => write!(out, "{}", serde_yaml::to_string(&result)?)?,
+        OutputFormat::Table => {
+            for o in &result.objects {
+                let state = match (&o.error, o.changes.is_empty()) {
+                    (Some(e), _) => format!("refused: {e}"),
+                    (None, true) => "not in the store".to_owned(),
+                    (None, false) => o.changes.iter().map(|c| c.summary.as_str()).collect::<Vec<_>>().join("; "),
+                };
+                writeln!(out, "{} {}/{}: {state}", o.kind, o.namespace, o.name)?;
+            }
+            if dry_run {
+                writeln!(out, "\nDry run: nothing was written.")?;
+            } else {
+                writeln!(out, "\n{} row(s) written.", result.rows_written)?;
+            }
+        }
+    }
+    Ok(if report.has_errors() || result.has_failures() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
 fn print_human(out: &mut impl Write, r: &Report, dry_run: bool) -> std::io::Result<()> {
     let verb = if dry_run { "would" } else { "did" };
     for o in &r.objects {

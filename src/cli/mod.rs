@@ -50,6 +50,8 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// Print what `apply` would change, writing nothing (same as `apply --dry-run`).
     Plan(apply::ApplyArgs),
+    /// Remove what the objects in the files provisioned (or release it, for `deletionPolicy: Orphan`).
+    Delete(apply::ApplyArgs),
     /// List what the store holds.
     Get(get::GetArgs),
     /// Whether a user holds a permission in a workspace or at customer level, and why.
@@ -109,6 +111,7 @@ impl Cli {
             Command::Migrate(args) => migrate(args).await,
             Command::Apply(args) => apply::run(args, false).await,
             Command::Plan(args) => apply::run(args, true).await,
+            Command::Delete(args) => apply::delete(args).await,
             Command::Get(args) => get::get(args).await,
             Command::CanI(args) => get::can_i(args).await,
         }

@@ -194,3 +194,34 @@ fn the_quickstart_command_uses_a_sqlite_file_in_the_working_directory() {
     let out = run(&["apply", "-f", examples.to_str().expect("utf-8")]);
     assert!(stdout(&out).contains("No changes"), "{}", stdout(&out));
 }
+
+#[tokio::test]
+async fn delete_follows_the_deletion_policy_and_keeps_users_and_audit() {
+    for s in stores().await {
+        assert!(run(&s, &["apply", "-f", "examples/"]).status.success());
+        let users = count(&s, "SELECT COUNT(*) FROM users").await;
+        let audit = count(&s, "SELECT COUNT(*) FROM audit").await;
+        // Memberships default to deletionPolicy Delete: rows and grants go, invitations are revoked.
+        let out = run(&s, &["delete", "-f", "examples/03-memberships.yaml"]);
+        assert!(out.status.success(), "{}: {}", s.name, stdout(&out));
+        assert!(
+            stdout(&out).contains("Membership contoso/csam: delete Membership contoso/csam with what it provisioned")
+        );
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM memberships WHERE origin = 'Membership'").await, 0, "{}", s.name);
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM grants g JOIN memberships m ON m.id = g.membership_id WHERE m.origin = 'Membership'").await,
+            0
+        );
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM invitations WHERE state = 'Revoked'").await, 7, "{}", s.name);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM users").await, users, "user records are kept");
+        assert!(count(&s, "SELECT COUNT(*) FROM audit").await > audit, "deletions are audited, nothing removed");
+        // Deleting again is a no-op.
+        let again = run(&s, &["delete", "-f", "examples/03-memberships.yaml"]);
+        assert!(stdout(&again).contains("Membership contoso/csam: not in the store"), "{}", stdout(&again));
+        // The example Customer says deletionPolicy: Orphan: its rows stay, unmanaged.
+        let out = run(&s, &["delete", "-f", "examples/01-customer.yaml"]);
+        assert!(stdout(&out).contains("stop managing Customer contoso/contoso"), "{}", stdout(&out));
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM customers WHERE NOT managed").await, 1, "{}", s.name);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM workspaces").await, 3, "its workspaces are still there");
+    }
+}
