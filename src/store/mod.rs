@@ -177,6 +177,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// customer level (workspace `None`), the "All workspaces" view.
     async fn visible_to(&self, customer_uid: &str, subject_key: &str) -> Result<Vec<ScopeView>>;
 
+    /// The earliest pending deadline: an outbox entry's next attempt, a sent invitation's
+    /// expiry, a live lockbox request's deadline. Each comes from a partial index on the
+    /// deadline column (`MIN` over it), never from a scan of all rows.
+    async fn next_deadline(&self) -> Result<Option<i64>>;
+
     /// Number of rows written since the store was opened (for zero-write checks).
     fn rows_written(&self) -> u64;
 }

@@ -22,6 +22,14 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+/// One query per kind of deadline; each `MIN` is answered from the partial index on the
+/// deadline column (`outbox_due`, `invitations_due`, `lockbox_requests_due`).
+pub const DEADLINE_QUERIES: &[&str] = &[
+    "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'Pending'",
+    "SELECT MIN(expires_at) FROM invitations WHERE state = 'Sent'",
+    "SELECT MIN(due_at) FROM lockbox_requests WHERE due_at IS NOT NULL",
+];
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -129,6 +137,16 @@ impl SqlStore {
     #[doc(hidden)]
     pub async fn count(&self, sql: &str) -> Result<i64> {
         sqlx::query_scalar(AssertSqlSafe(sql.to_owned())).fetch_one(&self.pool).await.map_err(map_err)
+    }
+
+    /// SQLite's query plan for `sql`, one line per step (tests that check index use).
+    #[doc(hidden)]
+    pub async fn explain(&self, sql: &str) -> Result<String> {
+        let rows = sqlx::query(AssertSqlSafe(format!("EXPLAIN QUERY PLAN {sql}")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(map_err)?;
+        Ok(rows.iter().map(|r| r.try_get::<String, _>("detail").unwrap_or_default()).collect::<Vec<_>>().join("\n"))
     }
 
     /// Close the pool, waiting for connections to finish.
@@ -402,6 +420,18 @@ impl Store for SqlStore {
 
     async fn visible_to(&self, customer_uid: &str, subject_key: &str) -> Result<Vec<ScopeView>> {
         super::sql_read::visible_to(&self.pool, customer_uid, subject_key).await
+    }
+
+    async fn next_deadline(&self) -> Result<Option<i64>> {
+        let mut next: Option<i64> = None;
+        for sql in DEADLINE_QUERIES {
+            let t: Option<i64> = sqlx::query_scalar(*sql).fetch_one(&self.pool).await.map_err(map_err)?;
+            next = match (next, t) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        Ok(next)
     }
 
     fn rows_written(&self) -> u64 {

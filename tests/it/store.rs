@@ -365,3 +365,28 @@ async fn get_queries_list_what_the_store_holds() {
         assert_eq!(audit.len(), 1, "{}", s.name);
     }
 }
+
+#[tokio::test]
+async fn the_next_deadline_comes_from_the_indexes() {
+    for s in stores().await {
+        assert_eq!(s.store.next_deadline().await.expect("none yet"), None);
+        s.store.apply(&seed("c1")).await.expect("seed");
+        // The seed queued one invitation delivery at its batch time.
+        assert_eq!(s.store.next_deadline().await.expect("outbox"), Some(1_700_000_000));
+        s.store
+            .execute_raw(
+                "INSERT INTO lockbox_requests (customer_uid, requester, workload, case_id, reason, requested_seconds, \
+                 approvers, state, created_at, pending_deadline, due_at) VALUES \
+                 ('c1', 'eng@microsoft.com', 'ExchangeOnline', 'case-1', 'r', 3600, '[]', 'Pending', 1, 1000, 1000)",
+            )
+            .await
+            .expect("request");
+        assert_eq!(s.store.next_deadline().await.expect("lockbox"), Some(1000), "{}", s.name);
+        if s.name == "sqlite" {
+            for sql in servicehub_operator::store::sql::DEADLINE_QUERIES {
+                let plan: String = s.store.explain(sql).await.expect("explain");
+                assert!(plan.contains("USING") && plan.contains("INDEX") && !plan.contains("SCAN"), "{sql}: {plan}");
+            }
+        }
+    }
+}
