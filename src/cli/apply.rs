@@ -31,17 +31,26 @@ pub struct ApplyArgs {
     pub store: StoreArgs,
 }
 
-/// Run `apply` (or `plan` when `force_dry_run`).
-pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCode> {
+/// What `apply`, `plan` and `delete` share: validate the files (printing problems), open
+/// the store, build the planning context.
+async fn prepare(
+    args: ApplyArgs,
+    force_dry_run: bool,
+) -> anyhow::Result<(validate::Report, std::sync::Arc<dyn crate::store::Store>, Options, OutputFormat)> {
     let ApplyArgs { paths, dry_run, output, now, actor, store } = args;
-    let dry_run = dry_run || force_dry_run;
     let report = validate::validate_paths(&paths, References::MayBeInStore);
     print_problems(&report.problems)?;
-    let invalid = report.has_errors();
     let db = open_store(&store).await?;
     let actor = actor.unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())));
     let ctx = Context { now: now.unwrap_or_else(jiff::Timestamp::now), actor };
-    let result = engine::run(db.as_ref(), &report.objects, &Options { dry_run, ctx }).await?;
+    Ok((report, db, Options { dry_run: dry_run || force_dry_run, ctx }, output))
+}
+
+/// Run `apply` (or `plan` when `force_dry_run`).
+pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCode> {
+    let (report, db, opts, output) = prepare(args, force_dry_run).await?;
+    let (dry_run, invalid) = (opts.dry_run, report.has_errors());
+    let result = engine::run(db.as_ref(), &report.objects, &opts).await?;
     let mut out = std::io::stdout().lock();
     match output {
         OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?,
@@ -53,13 +62,9 @@ pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCod
 
 /// Run `delete`.
 pub async fn delete(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let ApplyArgs { paths, dry_run, output, now, actor, store } = args;
-    let report = validate::validate_paths(&paths, References::MayBeInStore);
-    print_problems(&report.problems)?;
-    let db = open_store(&store).await?;
-    let actor = actor.unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())));
-    let ctx = Context { now: now.unwrap_or_else(jiff::Timestamp::now), actor };
-    let result = engine::delete(db.as_ref(), &report.objects, &Options { dry_run, ctx }).await?;
+    let (report, db, opts, output) = prepare(args, false).await?;
+    let dry_run = opts.dry_run;
+    let result = engine::delete(db.as_ref(), &report.objects, &opts).await?;
     let mut out = std::io::stdout().lock();
     match output {
         OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?,

@@ -22,23 +22,14 @@ pub fn plan_membership(
 ) -> Plan<MembershipStatus> {
     let spec = &m.spec;
     let frame = Frame { snapshot, id, previous, ctx };
-    let refuse = |reason: &'static str, message: String, waiting: bool| {
-        let verdict = if waiting { Verdict::Waiting { reason, message } } else { Verdict::Stalled { reason, message } };
-        finish(&frame, None, Vec::new(), snapshot.clone(), verdict)
+    let refuse = |reason: &'static str, message: String| {
+        finish(&frame, None, Vec::new(), snapshot.clone(), Verdict::Stalled { reason, message })
     };
     let customer_name = &spec.customer_ref.name;
-    let Some(customer) = &snapshot.customer else {
-        return refuse(
-            "CustomerNotFound",
-            format!("spec.customerRef: Customer {customer_name} is not in the store"),
-            false,
-        );
+    let c = match super::started_customer(snapshot, customer_name) {
+        Ok(c) => c,
+        Err(verdict) => return finish(&frame, None, Vec::new(), snapshot.clone(), verdict),
     };
-    let c = &customer.record;
-    if c.phase == "Pending" {
-        let msg = format!("Customer {customer_name} is not active yet (its agreement starts on {})", c.start_date);
-        return refuse("CustomerNotActive", msg, true);
-    }
     let scope = if spec.workspace_ref.is_some() { Scope::Workspace } else { Scope::Customer };
     let ws = match &spec.workspace_ref {
         None => None,
@@ -47,7 +38,7 @@ pub fn plan_membership(
             None => {
                 let msg =
                     format!("spec.workspaceRef: Workspace {} of customer {customer_name} is not in the store", r.name);
-                return refuse("WorkspaceNotFound", msg, false);
+                return refuse("WorkspaceNotFound", msg);
             }
         },
     };
@@ -59,7 +50,7 @@ pub fn plan_membership(
                 scope.as_str(),
                 allowed.join(", ")
             );
-            return refuse("RoleNotAllowed", msg, false);
+            return refuse("RoleNotAllowed", msg);
         }
     }
     let mut warnings = Vec::new();
@@ -68,7 +59,7 @@ pub fn plan_membership(
             GrantCheck::Allowed => {}
             GrantCheck::Deprecated(msg) => warnings.push(format!("spec.permissions[{i}]: {msg}")),
             GrantCheck::Refused(msg) => {
-                return refuse("PermissionNotGrantable", format!("spec.permissions[{i}]: {msg}"), false);
+                return refuse("PermissionNotGrantable", format!("spec.permissions[{i}]: {msg}"));
             }
         }
     }
@@ -86,7 +77,7 @@ pub fn plan_membership(
         let at = format!("{}/{}", w.namespace, w.name);
         let exception = if w.allow_personal == Some(false) { Some(false) } else { None };
         if let Err(msg) = rules::check_account(spec.subject.account_type(), email.as_str(), &at, kind, exception) {
-            return refuse("PersonalAccountNotAllowed", format!("spec.subject.accountType: {msg}"), false);
+            return refuse("PersonalAccountNotAllowed", format!("spec.subject.accountType: {msg}"));
         }
     }
     // Guard: the last Workspace Administrator of a workspace stays.
@@ -99,7 +90,7 @@ pub fn plan_membership(
             "spec.roles: {} is the last Workspace Administrator of workspace {}; add another administrator first",
             s.subject_key, w.name
         );
-        return refuse("LastWorkspaceAdministrator", msg, false);
+        return refuse("LastWorkspaceAdministrator", msg);
     }
 
     let individual: Vec<_> =

@@ -141,9 +141,33 @@ impl Verdict {
         conditions::set(conds, conditions::new(conditions::STALLED, stalled, s_reason, s_msg, generation, now));
     }
 
+    /// A refusal: `Waiting` when time or another object will resolve it, else `Stalled`.
+    pub(crate) fn refusal(reason: &'static str, message: String, waiting: bool) -> Verdict {
+        if waiting { Verdict::Waiting { reason, message } } else { Verdict::Stalled { reason, message } }
+    }
+
     fn is_stalled(&self) -> bool {
         matches!(self, Verdict::Stalled { .. })
     }
+}
+
+/// The customer an object refers to, if it is in the store and its agreement has started;
+/// else the verdict to report (missing: the user must fix the reference; not started yet:
+/// wait for the start date).
+pub(crate) fn started_customer<'a>(
+    snapshot: &'a Snapshot,
+    name: &str,
+) -> Result<&'a crate::store::CustomerRecord, Verdict> {
+    let Some(customer) = &snapshot.customer else {
+        let msg = format!("spec.customerRef: Customer {name} is not in the store");
+        return Err(Verdict::refusal("CustomerNotFound", msg, false));
+    };
+    let c = &customer.record;
+    if c.phase == "Pending" {
+        let msg = format!("Customer {name} is not active yet (its agreement starts on {})", c.start_date);
+        return Err(Verdict::refusal("CustomerNotActive", msg, true));
+    }
+    Ok(c)
 }
 
 /// Midnight UTC at the start of a civil date.

@@ -30,29 +30,17 @@ pub fn plan_workspace(
     let mut steps = Vec::new();
     let customer_name = &spec.customer_ref.name;
     let frame = Frame { snapshot, id, previous, ctx };
-    let refuse = |reason: &'static str, message: String, waiting: bool| {
-        let verdict = if waiting { Verdict::Waiting { reason, message } } else { Verdict::Stalled { reason, message } };
-        finish(&frame, Vec::new(), snapshot.clone(), None, verdict)
+    let refuse = |reason: &'static str, message: String| {
+        finish(&frame, Vec::new(), snapshot.clone(), None, Verdict::Stalled { reason, message })
     };
-    let Some(customer) = &snapshot.customer else {
-        return refuse(
-            "CustomerNotFound",
-            format!("spec.customerRef: Customer {customer_name} is not in the store"),
-            false,
-        );
+    let c = match super::started_customer(snapshot, customer_name) {
+        Ok(c) => c,
+        Err(verdict) => return finish(&frame, Vec::new(), snapshot.clone(), None, verdict),
     };
-    let c = &customer.record;
     let stored = snapshot.workspaces.get(&id.uid).map(|w| w.record.clone());
-    match c.phase.as_str() {
-        "Pending" => {
-            let msg = format!("Customer {customer_name} is not active yet (its agreement starts on {})", c.start_date);
-            return refuse("CustomerNotActive", msg, true);
-        }
-        "Expired" if stored.is_none() => {
-            let msg = format!("Customer {customer_name}'s agreement has ended; no new workspaces can be created");
-            return refuse("CustomerNotActive", msg, false);
-        }
-        _ => {}
+    if c.phase == "Expired" && stored.is_none() {
+        let msg = format!("Customer {customer_name}'s agreement has ended; no new workspaces can be created");
+        return refuse("CustomerNotActive", msg);
     }
     let kind = if c.agreement_kind == "Premier" { AgreementKind::Premier } else { AgreementKind::Unified };
     let personal_allowed = rules::personal_accounts_allowed(kind, spec.allow_personal_accounts);
@@ -74,7 +62,7 @@ pub fn plan_workspace(
                 "spec.default: customer {}/{customer_name} already has default workspace {}",
                 id.namespace, other.record.name
             );
-            return refuse("DefaultWorkspaceConflict", msg, false);
+            return refuse("DefaultWorkspaceConflict", msg);
         }
     }
     for (i, admin) in spec.administrators.iter().enumerate() {
@@ -82,7 +70,7 @@ pub fn plan_workspace(
         if let Err(msg) =
             rules::check_account(admin.account_type, admin.email.as_str(), &at, kind, spec.allow_personal_accounts)
         {
-            return refuse("PersonalAccountNotAllowed", format!("spec.administrators[{i}].accountType: {msg}"), false);
+            return refuse("PersonalAccountNotAllowed", format!("spec.administrators[{i}].accountType: {msg}"));
         }
     }
 
