@@ -1,8 +1,11 @@
 //! All integration tests in one binary (one link, shared helpers), one module per capability.
 
+#[path = "../apiserver/mod.rs"]
+mod apiserver;
 mod apply;
 mod crash;
 mod crds;
+mod emulator;
 mod store;
 mod support;
 mod validate;

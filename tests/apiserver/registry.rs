@@ -1,0 +1,391 @@
+//! The emulated API server's object registry. See the module docs of `apiserver`.
+
+use serde_json::{Map, Value, json};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+
+/// A resource type: API group (empty for the core group), version and plural name.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Resource {
+    /// API group, `""` for core.
+    pub group: String,
+    /// Version, e.g. `v1alpha1`.
+    pub version: String,
+    /// Plural name, e.g. `customers`.
+    pub plural: String,
+}
+
+/// What the registry knows about a resource type.
+#[derive(Clone, Debug)]
+pub struct Kind {
+    /// The kind name.
+    pub kind: String,
+    /// Whether objects live in namespaces.
+    pub namespaced: bool,
+    /// Whether `status` is a subresource (then the main resource ignores it).
+    pub status_subresource: bool,
+}
+
+/// An API error, rendered as a `metav1.Status` by the HTTP layer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP code: 404, 409, 410, 422.
+    pub code: u16,
+    /// `NotFound`, `AlreadyExists`, `Conflict`, `Expired`, `Invalid`.
+    pub reason: &'static str,
+    /// Human-readable message.
+    pub message: String,
+}
+
+impl ApiError {
+    fn new(code: u16, reason: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { code, reason, message: message.into() }
+    }
+
+    /// The `metav1.Status` body.
+    pub fn status(&self) -> Value {
+        json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": self.message, "reason": self.reason, "code": self.code,
+        })
+    }
+}
+
+/// Watch event types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// Created.
+    Added,
+    /// Changed (including a delete that only set `deletionTimestamp`).
+    Modified,
+    /// Gone.
+    Deleted,
+}
+
+/// One change, as a watch delivers it.
+#[derive(Clone, Debug)]
+pub struct Event {
+    /// The resource version the change produced.
+    pub rv: u64,
+    /// What happened.
+    pub kind: EventType,
+    /// To which resource type.
+    pub resource: Resource,
+    /// The object after the change (before it, for a delete, with the delete's rv).
+    pub object: Value,
+}
+
+/// Which part of an object an update writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// The main resource: everything but status (when status is a subresource).
+    Main,
+    /// The status subresource: status only.
+    Status,
+}
+
+type Key = (Resource, String, String);
+
+struct State {
+    rv: u64,
+    kinds: BTreeMap<Resource, Kind>,
+    objects: BTreeMap<Key, Value>,
+    history: VecDeque<Event>,
+    history_limit: usize,
+    /// Events at or below this version are no longer kept: resuming there is a 410.
+    compacted: u64,
+    uid_seq: u64,
+}
+
+/// The registry.
+pub struct Registry {
+    state: Mutex<State>,
+    watchers: tokio::sync::broadcast::Sender<Event>,
+}
+
+fn now_rfc3339() -> String {
+    jiff::Timestamp::now().round(jiff::Unit::Second).map(|t| t.to_string()).unwrap_or_default()
+}
+
+fn meta(o: &Value) -> &Map<String, Value> {
+    static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new();
+    o.get("metadata").and_then(Value::as_object).unwrap_or_else(|| EMPTY.get_or_init(Map::new))
+}
+
+fn meta_mut(o: &mut Value) -> &mut Map<String, Value> {
+    if !o.get("metadata").is_some_and(Value::is_object) {
+        o["metadata"] = json!({});
+    }
+    o["metadata"].as_object_mut().expect("metadata is an object")
+}
+
+fn finalizers(o: &Value) -> usize {
+    meta(o).get("finalizers").and_then(Value::as_array).map_or(0, Vec::len)
+}
+
+impl Registry {
+    /// An empty registry keeping the last `history_limit` events for watch resumption.
+    pub fn new(history_limit: usize) -> Registry {
+        let (watchers, _) = tokio::sync::broadcast::channel(65_536);
+        Registry {
+            state: Mutex::new(State {
+                rv: 1,
+                kinds: BTreeMap::new(),
+                objects: BTreeMap::new(),
+                history: VecDeque::new(),
+                history_limit,
+                compacted: 1,
+                uid_seq: 0,
+            }),
+            watchers,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Register a resource type.
+    pub fn register(&self, resource: Resource, kind: Kind) {
+        self.lock().kinds.insert(resource, kind);
+    }
+
+    /// The registered resource types.
+    pub fn kinds(&self) -> Vec<(Resource, Kind)> {
+        self.lock().kinds.iter().map(|(r, k)| (r.clone(), k.clone())).collect()
+    }
+
+    /// The current resource version.
+    pub fn resource_version(&self) -> u64 {
+        self.lock().rv
+    }
+
+    fn kind(state: &State, r: &Resource) -> Result<Kind, ApiError> {
+        state.kinds.get(r).cloned().ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                format!("the server could not find the requested resource ({}.{})", r.plural, r.group),
+            )
+        })
+    }
+
+    fn not_found(r: &Resource, name: &str) -> ApiError {
+        let what = if r.group.is_empty() { r.plural.clone() } else { format!("{}.{}", r.plural, r.group) };
+        ApiError::new(404, "NotFound", format!("{what} \"{name}\" not found"))
+    }
+
+    /// Record a change: bump the version, stamp it on the object, keep it for watchers.
+    fn commit(&self, state: &mut State, kind: EventType, resource: &Resource, mut object: Value) -> Value {
+        state.rv += 1;
+        let rv = state.rv;
+        meta_mut(&mut object).insert("resourceVersion".into(), Value::String(rv.to_string()));
+        let event = Event { rv, kind, resource: resource.clone(), object: object.clone() };
+        state.history.push_back(event.clone());
+        while state.history.len() > state.history_limit {
+            if let Some(e) = state.history.pop_front() {
+                state.compacted = e.rv;
+            }
+        }
+        // Nobody listening is fine.
+        let _ = self.watchers.send(event);
+        object
+    }
+
+    /// Create an object. Sets uid, creationTimestamp, generation 1 and the namespace.
+    pub fn create(&self, r: &Resource, namespace: Option<&str>, mut object: Value) -> Result<Value, ApiError> {
+        let mut state = self.lock();
+        let kind = Self::kind(&state, r)?;
+        let name = meta(&object).get("name").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
+            ApiError::new(
+                422,
+                "Invalid",
+                format!("{} is invalid: metadata.name: Required value: name is required", kind.kind),
+            )
+        })?;
+        let ns = if kind.namespaced { namespace.unwrap_or("default").to_owned() } else { String::new() };
+        let key = (r.clone(), ns.clone(), name.clone());
+        if state.objects.contains_key(&key) {
+            let what = if r.group.is_empty() { r.plural.clone() } else { format!("{}.{}", r.plural, r.group) };
+            return Err(ApiError::new(409, "AlreadyExists", format!("{what} \"{name}\" already exists")));
+        }
+        if kind.status_subresource
+            && let Some(o) = object.as_object_mut()
+        {
+            o.remove("status");
+        }
+        state.uid_seq += 1;
+        let uid = format!("00000000-0000-4000-8000-{:012x}", state.uid_seq);
+        let m = meta_mut(&mut object);
+        m.insert("uid".into(), Value::String(uid));
+        m.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
+        m.insert("generation".into(), json!(1));
+        m.remove("deletionTimestamp");
+        if kind.namespaced {
+            m.insert("namespace".into(), Value::String(ns));
+        }
+        let stored = self.commit(&mut state, EventType::Added, r, object);
+        state.objects.insert(key, stored.clone());
+        Ok(stored)
+    }
+
+    /// Get one object.
+    pub fn get(&self, r: &Resource, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        let state = self.lock();
+        let kind = Self::kind(&state, r)?;
+        let ns = if kind.namespaced { namespace.unwrap_or("default") } else { "" };
+        state.objects.get(&(r.clone(), ns.to_owned(), name.to_owned())).cloned().ok_or_else(|| Self::not_found(r, name))
+    }
+
+    /// List objects (all namespaces when `namespace` is `None`), with the list's resource version.
+    pub fn list(&self, r: &Resource, namespace: Option<&str>) -> Result<(Vec<Value>, u64), ApiError> {
+        let state = self.lock();
+        Self::kind(&state, r)?;
+        let items = state
+            .objects
+            .iter()
+            .filter(|((res, ns, _), _)| res == r && namespace.is_none_or(|n| n == ns))
+            .map(|(_, v)| v.clone())
+            .collect();
+        Ok((items, state.rv))
+    }
+
+    /// Replace an object (PUT), or its status. A `metadata.resourceVersion` that is not the
+    /// current one is a 409; an empty one means "unconditionally".
+    pub fn update(
+        &self,
+        r: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        new: Value,
+        part: Part,
+    ) -> Result<Value, ApiError> {
+        let mut state = self.lock();
+        let kind = Self::kind(&state, r)?;
+        let ns = if kind.namespaced { namespace.unwrap_or("default").to_owned() } else { String::new() };
+        let key = (r.clone(), ns, name.to_owned());
+        let old = state.objects.get(&key).cloned().ok_or_else(|| Self::not_found(r, name))?;
+        if let Some(rv) = meta(&new).get("resourceVersion").and_then(Value::as_str)
+            && !rv.is_empty()
+            && Some(rv) != meta(&old).get("resourceVersion").and_then(Value::as_str)
+        {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {}.{} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                    r.plural, r.group
+                ),
+            ));
+        }
+        let mut merged = match (part, kind.status_subresource) {
+            // The status subresource writes status only.
+            (Part::Status, _) => {
+                let mut o = old.clone();
+                o["status"] = new.get("status").cloned().unwrap_or(Value::Null);
+                o
+            }
+            // The main resource ignores status when status is a subresource.
+            (Part::Main, true) => {
+                let mut o = new.clone();
+                match old.get("status") {
+                    Some(s) => o["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = o.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+                o
+            }
+            (Part::Main, false) => new.clone(),
+        };
+        // Server-owned metadata is kept from the stored object.
+        {
+            let old_meta = meta(&old).clone();
+            let m = meta_mut(&mut merged);
+            for field in ["uid", "creationTimestamp", "generation", "deletionTimestamp", "namespace", "name"] {
+                match old_meta.get(field) {
+                    Some(v) => m.insert(field.into(), v.clone()),
+                    None => m.remove(field),
+                };
+            }
+            if part == Part::Status {
+                // Metadata is not changed through the status subresource.
+                *m = old_meta;
+            }
+        }
+        let spec_changed = old.get("spec") != merged.get("spec");
+        if spec_changed && part == Part::Main {
+            let g = meta(&old).get("generation").and_then(Value::as_i64).unwrap_or(1);
+            meta_mut(&mut merged).insert("generation".into(), json!(g + 1));
+        }
+        if merged == old {
+            // A no-op write changes nothing and produces no event.
+            return Ok(old);
+        }
+        if meta(&merged).contains_key("deletionTimestamp") && finalizers(&merged) == 0 {
+            let gone = self.commit(&mut state, EventType::Deleted, r, merged);
+            state.objects.remove(&key);
+            return Ok(gone);
+        }
+        let stored = self.commit(&mut state, EventType::Modified, r, merged);
+        state.objects.insert(key, stored.clone());
+        Ok(stored)
+    }
+
+    /// Apply a JSON merge patch (RFC 7386) to an object or its status.
+    pub fn merge_patch(
+        &self,
+        r: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        patch: &Value,
+        part: Part,
+    ) -> Result<Value, ApiError> {
+        let mut current = self.get(r, namespace, name)?;
+        json_patch::merge(&mut current, patch);
+        // A patch applies to the latest version unless it names one.
+        if patch.pointer("/metadata/resourceVersion").is_none() {
+            meta_mut(&mut current).remove("resourceVersion");
+        }
+        self.update(r, namespace, name, current, part)
+    }
+
+    /// Delete: with finalizers, only mark it (`deletionTimestamp`, generation + 1); without,
+    /// remove it.
+    pub fn delete(&self, r: &Resource, namespace: Option<&str>, name: &str) -> Result<Value, ApiError> {
+        let mut state = self.lock();
+        let kind = Self::kind(&state, r)?;
+        let ns = if kind.namespaced { namespace.unwrap_or("default").to_owned() } else { String::new() };
+        let key = (r.clone(), ns, name.to_owned());
+        let mut obj = state.objects.get(&key).cloned().ok_or_else(|| Self::not_found(r, name))?;
+        if finalizers(&obj) == 0 {
+            let gone = self.commit(&mut state, EventType::Deleted, r, obj);
+            state.objects.remove(&key);
+            return Ok(gone);
+        }
+        if meta(&obj).contains_key("deletionTimestamp") {
+            return Ok(obj);
+        }
+        let g = meta(&obj).get("generation").and_then(Value::as_i64).unwrap_or(1);
+        let m = meta_mut(&mut obj);
+        m.insert("deletionTimestamp".into(), Value::String(now_rfc3339()));
+        m.insert("generation".into(), json!(g + 1));
+        let stored = self.commit(&mut state, EventType::Modified, r, obj);
+        state.objects.insert(key, stored.clone());
+        Ok(stored)
+    }
+
+    /// Events after `rv` that are still kept, and a receiver for the ones to come. A version
+    /// older than the oldest kept event is 410 Gone: the client must list again.
+    pub fn watch_from(&self, rv: u64) -> Result<(Vec<Event>, tokio::sync::broadcast::Receiver<Event>), ApiError> {
+        let state = self.lock();
+        if rv < state.compacted {
+            return Err(ApiError::new(410, "Expired", format!("too old resource version: {rv} ({})", state.compacted)));
+        }
+        let rx = self.watchers.subscribe();
+        let past = state.history.iter().filter(|e| e.rv > rv).cloned().collect();
+        Ok((past, rx))
+    }
+}
