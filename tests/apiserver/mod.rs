@@ -8,4 +8,5 @@
 //! `deletionTimestamp`, and the object goes when its last finalizer is removed; a stale
 //! `resourceVersion` on update is a 409; a watch resumed from a compacted version is a 410.
 
+pub mod http;
 pub mod registry;

@@ -24,6 +24,10 @@ pub struct Kind {
     pub namespaced: bool,
     /// Whether `status` is a subresource (then the main resource ignores it).
     pub status_subresource: bool,
+    /// Short names (`kubectl get cust`).
+    pub short_names: Vec<String>,
+    /// Categories (`kubectl get servicehub`).
+    pub categories: Vec<String>,
 }
 
 /// An API error, rendered as a `metav1.Status` by the HTTP layer.

@@ -14,8 +14,26 @@ fn leases() -> Resource {
 
 fn registry(history: usize) -> Registry {
     let r = Registry::new(history);
-    r.register(customers(), Kind { kind: "Customer".into(), namespaced: true, status_subresource: true });
-    r.register(leases(), Kind { kind: "Lease".into(), namespaced: true, status_subresource: false });
+    r.register(
+        customers(),
+        Kind {
+            kind: "Customer".into(),
+            namespaced: true,
+            status_subresource: true,
+            short_names: vec![],
+            categories: vec![],
+        },
+    );
+    r.register(
+        leases(),
+        Kind {
+            kind: "Lease".into(),
+            namespaced: true,
+            status_subresource: false,
+            short_names: vec![],
+            categories: vec![],
+        },
+    );
     r
 }
 

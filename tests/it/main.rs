@@ -6,6 +6,7 @@ mod apply;
 mod crash;
 mod crds;
 mod emulator;
+mod emulator_http;
 mod store;
 mod support;
 mod validate;

@@ -1,0 +1,378 @@
+//! The emulated API server's HTTP front: discovery, CRUD, merge patches and watches, on a
+//! loopback port chosen at start. Paths and bodies follow the Kubernetes API so that kube-rs
+//! (and, later, kubectl) talk to it as to kube-apiserver.
+
+use super::registry::{ApiError, Event, EventType, Kind, Part, Registry, Resource};
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A running emulated API server.
+pub struct ApiServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// Its objects, for tests that look behind the API.
+    pub registry: Arc<Registry>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// How often a watch with `allowWatchBookmarks` receives a bookmark.
+const BOOKMARK_EVERY: Duration = Duration::from_secs(2);
+
+impl ApiServer {
+    /// Start on 127.0.0.1 with the built-in kinds and the servicehub.io CRDs registered.
+    pub async fn start() -> ApiServer {
+        ApiServer::start_with_history(10_000).await
+    }
+
+    /// Start, keeping only the last `history` events for watch resumption (tests of 410).
+    pub async fn start_with_history(history: usize) -> ApiServer {
+        let registry = Arc::new(Registry::new(history));
+        let builtin = [
+            ("", "v1", "namespaces", "Namespace", false, true),
+            ("coordination.k8s.io", "v1", "leases", "Lease", true, false),
+            ("events.k8s.io", "v1", "events", "Event", true, false),
+            ("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, true),
+        ];
+        for (group, version, plural, kind, namespaced, status) in builtin {
+            let r = Resource { group: group.into(), version: version.into(), plural: plural.into() };
+            let kind = Kind {
+                kind: kind.into(),
+                namespaced,
+                status_subresource: status,
+                short_names: vec![],
+                categories: vec![],
+            };
+            registry.register(r, kind);
+        }
+        for crd in servicehub_operator::api::crds() {
+            let v = &crd.spec.versions[0];
+            let r = Resource {
+                group: crd.spec.group.clone(),
+                version: v.name.clone(),
+                plural: crd.spec.names.plural.clone(),
+            };
+            let status = v.subresources.as_ref().is_some_and(|s| s.status.is_some());
+            registry.register(
+                r,
+                Kind {
+                    kind: crd.spec.names.kind.clone(),
+                    namespaced: crd.spec.scope == "Namespaced",
+                    status_subresource: status,
+                    short_names: crd.spec.names.short_names.clone().unwrap_or_default(),
+                    categories: crd.spec.names.categories.clone().unwrap_or_default(),
+                },
+            );
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().fallback(handle).with_state(registry.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        ApiServer { addr, registry, shutdown: Some(tx), task: Some(task) }
+    }
+
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig for it (plain HTTP on loopback, no credentials).
+    pub fn kubeconfig(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: emulated\n  cluster:\n    server: {}\ncontexts:\n- name: emulated\n  context:\n    cluster: emulated\n    user: tester\n    namespace: default\ncurrent-context: emulated\nusers:\n- name: tester\n  user: {{}}\n",
+            self.url()
+        )
+    }
+
+    /// A kube-rs client for it.
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url().parse().expect("uri"));
+        kube::Client::try_from(config).expect("client")
+    }
+
+    /// Stop serving; open watches end.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
+    }
+}
+
+fn json_response(code: StatusCode, body: &Value) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+fn error(e: &ApiError) -> Response {
+    json_response(StatusCode::from_u16(e.code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &e.status())
+}
+
+fn api_version(r: &Resource) -> String {
+    if r.group.is_empty() { r.version.clone() } else { format!("{}/{}", r.group, r.version) }
+}
+
+/// What a request path names.
+struct Target {
+    resource: Resource,
+    namespace: Option<String>,
+    name: Option<String>,
+    status: bool,
+}
+
+fn parse(segments: &[&str]) -> Option<Target> {
+    let (group, version, rest) = match segments {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return None,
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, plural, more @ ..] if !matches!(*plural, "status" | "finalize") => {
+            (Some((*ns).to_owned()), [&[*plural][..], more].concat())
+        }
+        other => (None, other.to_vec()),
+    };
+    let (plural, name, status) = match rest.as_slice() {
+        [plural] => (*plural, None, false),
+        [plural, name] => (*plural, Some((*name).to_owned()), false),
+        [plural, name, "status"] => (*plural, Some((*name).to_owned()), true),
+        _ => return None,
+    };
+    let resource = Resource { group: group.into(), version: version.into(), plural: plural.into() };
+    Some(Target { resource, namespace, name, status })
+}
+
+async fn handle(
+    State(reg): State<Arc<Registry>>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    if let Some(doc) = discovery(&reg, &segments) {
+        return json_response(StatusCode::OK, &doc);
+    }
+    let Some(t) = parse(&segments) else {
+        return error(&ApiError {
+            code: 404,
+            reason: "NotFound",
+            message: format!("the server could not find {}", uri.path()),
+        });
+    };
+    let ns = t.namespace.as_deref();
+    let part = if t.status { Part::Status } else { Part::Main };
+    let body_json = || {
+        serde_json::from_slice::<Value>(&body).map_err(|e| ApiError {
+            code: 400,
+            reason: "BadRequest",
+            message: e.to_string(),
+        })
+    };
+    let result: Result<(StatusCode, Value), ApiError> = match (method, &t.name) {
+        (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
+            return watch(reg, t, &query);
+        }
+        (Method::GET, None) => reg.list(&t.resource, ns).map(|(items, rv)| {
+            let kind = reg.kinds().into_iter().find(|(r, _)| *r == t.resource).map(|(_, k)| k.kind).unwrap_or_default();
+            let list = json!({
+                "apiVersion": api_version(&t.resource), "kind": format!("{kind}List"),
+                "metadata": { "resourceVersion": rv.to_string() }, "items": items,
+            });
+            (StatusCode::OK, list)
+        }),
+        (Method::GET, Some(name)) => reg.get(&t.resource, ns, name).map(ok),
+        (Method::POST, None) => match body_json() {
+            Ok(obj) => reg.create(&t.resource, ns, obj).map(|o| (StatusCode::CREATED, o)),
+            Err(e) => Err(e),
+        },
+        (Method::PUT, Some(name)) => body_json().and_then(|obj| reg.update(&t.resource, ns, name, obj, part)).map(ok),
+        (Method::PATCH, Some(name)) => {
+            let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            body_json()
+                .and_then(|patch| match ctype.as_str() {
+                    "application/merge-patch+json" => reg.merge_patch(&t.resource, ns, name, &patch, part),
+                    "application/json-patch+json" => {
+                        let current = reg.get(&t.resource, ns, name)?;
+                        let ops: json_patch::Patch = serde_json::from_value(patch).map_err(|e| ApiError {
+                            code: 400,
+                            reason: "BadRequest",
+                            message: e.to_string(),
+                        })?;
+                        let mut doc = current;
+                        json_patch::patch(&mut doc, &ops).map_err(|e| ApiError {
+                            code: 422,
+                            reason: "Invalid",
+                            message: e.to_string(),
+                        })?;
+                        reg.update(&t.resource, ns, name, doc, part)
+                    }
+                    other => Err(ApiError {
+                        code: 415,
+                        reason: "UnsupportedMediaType",
+                        message: format!("unsupported patch type {other:?}"),
+                    }),
+                })
+                .map(ok)
+        }
+        (Method::DELETE, Some(name)) => reg.delete(&t.resource, ns, name).map(ok),
+        (m, _) => {
+            Err(ApiError { code: 405, reason: "MethodNotAllowed", message: format!("{m} is not supported here") })
+        }
+    };
+    match result {
+        Ok((code, v)) => json_response(code, &v),
+        Err(e) => error(&e),
+    }
+}
+
+fn ok(v: Value) -> (StatusCode, Value) {
+    (StatusCode::OK, v)
+}
+
+/// Discovery documents: `/version`, `/api`, `/apis`, `/api/v1`, `/apis/GROUP/VERSION`.
+fn discovery(reg: &Registry, segments: &[&str]) -> Option<Value> {
+    let kinds = reg.kinds();
+    let resources = |group: &str, version: &str| {
+        let list: Vec<Value> = kinds
+            .iter()
+            .filter(|(r, _)| r.group == group && r.version == version)
+            .flat_map(|(r, k)| {
+                let verbs = json!(["create", "delete", "get", "list", "patch", "update", "watch"]);
+                let mut v = vec![json!({
+                    "name": r.plural, "singularName": k.kind.to_lowercase(), "namespaced": k.namespaced,
+                    "kind": k.kind, "verbs": verbs, "shortNames": k.short_names, "categories": k.categories,
+                })];
+                if k.status_subresource {
+                    v.push(
+                        json!({ "name": format!("{}/status", r.plural), "singularName": "", "namespaced": k.namespaced,
+                        "kind": k.kind, "verbs": ["get", "patch", "update"] }),
+                    );
+                }
+                v
+            })
+            .collect();
+        let gv = if group.is_empty() { version.to_owned() } else { format!("{group}/{version}") };
+        json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": list })
+    };
+    match segments {
+        ["version"] => Some(
+            json!({ "major": "1", "minor": "30", "gitVersion": "v1.30.0-servicehub-emulator", "platform": "linux/amd64" }),
+        ),
+        ["api"] => Some(json!({ "kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [] })),
+        ["api", "v1"] => Some(resources("", "v1")),
+        ["apis"] => {
+            let mut groups: Vec<(String, String)> = kinds
+                .iter()
+                .filter(|(r, _)| !r.group.is_empty())
+                .map(|(r, _)| (r.group.clone(), r.version.clone()))
+                .collect();
+            groups.dedup();
+            let groups: Vec<Value> = groups
+                .into_iter()
+                .map(|(g, v)| {
+                    let gv = json!({ "groupVersion": format!("{g}/{v}"), "version": v });
+                    json!({ "name": g, "versions": [gv.clone()], "preferredVersion": gv })
+                })
+                .collect();
+            Some(json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }))
+        }
+        ["apis", g, v] if kinds.iter().any(|(r, _)| r.group == *g && r.version == *v) => Some(resources(g, v)),
+        _ => None,
+    }
+}
+
+fn watch_line(kind: &str, object: &Value) -> Bytes {
+    let mut line = json!({ "type": kind, "object": object }).to_string();
+    line.push('\n');
+    Bytes::from(line)
+}
+
+/// A watch: newline-delimited JSON events from the given version (or, without one, the
+/// current objects as ADDED first), bookmarks when allowed, a 410 ERROR event when the
+/// version is too old, ended after `timeoutSeconds`.
+fn watch(reg: Arc<Registry>, t: Target, query: &HashMap<String, String>) -> Response {
+    let ns = t.namespace.clone();
+    let resource = t.resource.clone();
+    let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
+    let timeout = query.get("timeoutSeconds").and_then(|s| s.parse::<u64>().ok()).unwrap_or(1800);
+    let from: Option<u64> = query.get("resourceVersion").and_then(|s| s.parse().ok()).filter(|rv| *rv > 0);
+    let kind = reg.kinds().into_iter().find(|(r, _)| *r == resource).map(|(_, k)| k.kind).unwrap_or_default();
+    let api_version = api_version(&resource);
+    let matches = {
+        let (resource, ns) = (resource.clone(), ns.clone());
+        move |e: &Event| {
+            e.resource == resource
+                && ns.as_deref().is_none_or(|n| e.object["metadata"]["namespace"].as_str() == Some(n))
+        }
+    };
+    let mut initial: Vec<Bytes> = Vec::new();
+    let subscription = match from {
+        None => match reg.list(&resource, ns.as_deref()) {
+            Ok((items, rv)) => {
+                initial.extend(items.iter().map(|o| watch_line("ADDED", o)));
+                reg.watch_from(rv)
+            }
+            Err(e) => Err(e),
+        },
+        Some(rv) => reg.watch_from(rv),
+    };
+    let (past, rx) = match subscription {
+        Ok(s) => s,
+        Err(e) => {
+            // As kube-apiserver does: a 200 stream carrying one ERROR event with the Status.
+            let body = Body::from(watch_line("ERROR", &e.status()));
+            return (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        }
+    };
+    let encode = |e: &Event| {
+        let t = match e.kind {
+            EventType::Added => "ADDED",
+            EventType::Modified => "MODIFIED",
+            EventType::Deleted => "DELETED",
+        };
+        watch_line(t, &e.object)
+    };
+    initial.extend(past.iter().filter(|e| matches(e)).map(encode));
+    let head = futures::stream::iter(initial.into_iter().map(Ok::<Bytes, std::io::Error>));
+    let live = futures::stream::unfold((rx, tokio::time::interval(BOOKMARK_EVERY)), move |(mut rx, mut tick)| {
+        let (reg, matches, kind, api_version) = (reg.clone(), matches.clone(), kind.clone(), api_version.clone());
+        async move {
+            loop {
+                tokio::select! {
+                    got = rx.recv() => match got {
+                        Ok(e) if matches(&e) => return Some((Ok(encode(&e)), (rx, tick))),
+                        Ok(_) => continue,
+                        // Lagged or closed: end the watch; the client lists and watches again.
+                        Err(_) => return None,
+                    },
+                    _ = tick.tick(), if bookmarks => {
+                        let rv = reg.resource_version().to_string();
+                        let obj = json!({ "kind": kind, "apiVersion": api_version, "metadata": { "resourceVersion": rv } });
+                        return Some((Ok(watch_line("BOOKMARK", &obj)), (rx, tick)));
+                    }
+                }
+            }
+        }
+    });
+    let stream = head.chain(live).take_until(tokio::time::sleep(Duration::from_secs(timeout)));
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response()
+}

@@ -1,0 +1,164 @@
+//! The emulated API server over HTTP, driven by kube-rs as the operator will drive a real one.
+
+use crate::apiserver::http::ApiServer;
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
+use kube::runtime::watcher;
+use servicehub_operator::api::Customer;
+use std::time::Duration;
+
+fn contoso() -> Customer {
+    let text = std::fs::read_to_string(crate::support::repo("examples/01-customer.yaml")).expect("example");
+    let mut c: Customer = serde_yaml::from_str(&text).expect("customer");
+    c.metadata.namespace = None;
+    c
+}
+
+#[tokio::test]
+async fn kube_rs_creates_reads_lists_and_patches_status() {
+    let server = ApiServer::start().await;
+    let api: Api<Customer> = Api::namespaced(server.client(), "contoso");
+    let created = api.create(&PostParams::default(), &contoso()).await.expect("create");
+    assert_eq!(created.metadata.generation, Some(1));
+    assert!(created.metadata.uid.is_some());
+    let got = api.get("contoso").await.expect("get");
+    assert_eq!(got.spec, created.spec);
+    assert_eq!(api.list(&ListParams::default()).await.expect("list").items.len(), 1);
+
+    let status = serde_json::json!({ "status": { "phase": "Active", "observedGeneration": 1 } });
+    let patched = api.patch_status("contoso", &PatchParams::default(), &Patch::Merge(&status)).await.expect("status");
+    assert_eq!(patched.metadata.generation, Some(1), "status writes keep the generation");
+    assert!(patched.status.is_some());
+    let spec = serde_json::json!({ "spec": { "displayName": "Contoso Group" } });
+    let patched = api.patch("contoso", &PatchParams::default(), &Patch::Merge(&spec)).await.expect("spec");
+    assert_eq!(patched.metadata.generation, Some(2));
+    assert!(patched.status.is_some(), "the main resource keeps the status");
+
+    let mut stale = created.clone();
+    stale.spec.display_name = "stale".into();
+    let err = api.replace("contoso", &PostParams::default(), &stale).await.expect_err("stale");
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 409), "{err:?}");
+    let missing = api.get("nope").await.expect_err("missing");
+    assert!(matches!(missing, kube::Error::Api(ref s) if s.code == 404), "{missing:?}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_kube_runtime_watcher_sees_every_change() {
+    let server = ApiServer::start().await;
+    let api: Api<Customer> = Api::namespaced(server.client(), "contoso");
+    let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+    // The initial list (empty) completes first.
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await.expect("in time").expect("ok") {
+            Some(watcher::Event::InitDone) => break,
+            Some(_) => continue,
+            None => panic!("watch ended"),
+        }
+    }
+    let mut c = contoso();
+    c.metadata.finalizers = Some(vec!["servicehub.io/cleanup".into()]);
+    api.create(&PostParams::default(), &c).await.expect("create");
+    api.delete("contoso", &DeleteParams::default()).await.expect("delete marks");
+    let clear = serde_json::json!({ "metadata": { "finalizers": null } });
+    api.patch("contoso", &PatchParams::default(), &Patch::Merge(&clear)).await.expect("finalizer removed");
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let e = tokio::time::timeout(Duration::from_secs(5), events.try_next()).await.expect("in time").expect("ok");
+        match e {
+            Some(watcher::Event::Apply(c)) => {
+                seen.push(if c.metadata.deletion_timestamp.is_some() { "marked" } else { "applied" })
+            }
+            Some(watcher::Event::Delete(_)) => seen.push("deleted"),
+            Some(_) => {}
+            None => panic!("watch ended"),
+        }
+    }
+    assert_eq!(seen, vec!["applied", "marked", "deleted"]);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_watch_from_a_compacted_version_gets_410() {
+    let server = ApiServer::start_with_history(2).await;
+    let api: Api<Customer> = Api::namespaced(server.client(), "contoso");
+    api.create(&PostParams::default(), &contoso()).await.expect("create");
+    for name in ["b", "c", "d"] {
+        let mut c = contoso();
+        c.metadata.name = Some(name.into());
+        api.create(&PostParams::default(), &c).await.expect("create");
+    }
+    // Version 1 predates everything the server still keeps.
+    let mut stream = api.watch(&WatchParams::default().timeout(5), "1").await.expect("watch").boxed();
+    match stream.next().await.expect("an event").expect("decoded") {
+        WatchEvent::Error(e) => assert_eq!(e.code, 410),
+        other => panic!("expected a 410 ERROR event, got {other:?}"),
+    }
+    server.stop().await;
+}
+
+/// Run kubectl against the emulator; `None` (with the reason printed) when kubectl is not
+/// installed, which CI does not accept.
+fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> Option<std::process::Output> {
+    match std::process::Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).args(args).output() {
+        Ok(out) => Some(out),
+        Err(e) if std::env::var_os("CI").is_none() => {
+            eprintln!("skipping: kubectl is not available ({e})");
+            None
+        }
+        Err(e) => panic!("kubectl is required in CI: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn kubectl_applies_lists_and_deletes_through_the_emulator() {
+    let server = ApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kubeconfig");
+    std::fs::write(&config, server.kubeconfig()).expect("kubeconfig");
+    let examples = crate::support::repo("examples");
+    let ex = examples.to_str().expect("utf-8");
+    let run = |args: Vec<String>| {
+        let config = config.clone();
+        async move {
+            tokio::task::spawn_blocking(move || {
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                kubectl(&config, &args)
+            })
+            .await
+            .expect("join")
+        }
+    };
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let crds = crate::support::repo("crds");
+    let crds = crds.to_str().expect("utf-8");
+    let Some(out) = run(s(&["apply", "--dry-run=client", "--validate=false", "-f", crds])).await else { return };
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kubectl apply --dry-run=client -f crds/: {text}");
+    assert!(
+        text.contains("customresourcedefinition.apiextensions.k8s.io/customers.servicehub.io created (dry run)"),
+        "{text}"
+    );
+    let out = run(s(&["apply", "--validate=false", "-f", ex])).await.expect("kubectl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kubectl apply: {text}");
+    assert!(text.contains("customer.servicehub.io/contoso created"), "{text}");
+    let objects = server.registry.list(
+        &crate::apiserver::registry::Resource {
+            group: "servicehub.io".into(),
+            version: "v1alpha1".into(),
+            plural: "memberships".into(),
+        },
+        Some("contoso"),
+    );
+    assert_eq!(objects.expect("list").0.len(), 8, "every Membership of the example reached the server");
+    let out = run(s(&["get", "servicehub", "-n", "contoso", "-o", "name"])).await.expect("kubectl");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.lines().count(), 13, "all four kinds through the category: {text}");
+    let out = run(s(&["delete", "-f", &format!("{ex}/03-memberships.yaml")])).await.expect("kubectl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(s(&["get", "mbr", "-n", "contoso", "-o", "name"])).await.expect("kubectl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "", "{}", String::from_utf8_lossy(&out.stderr));
+    server.stop().await;
+}
