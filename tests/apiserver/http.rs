@@ -20,8 +20,38 @@ pub struct ApiServer {
     pub addr: SocketAddr,
     /// Its objects, for tests that look behind the API.
     pub registry: Arc<Registry>,
+    shared: Arc<Shared>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Counts of requests the server answered, for tests that assert on API traffic.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Every request, discovery included.
+    pub requests: u64,
+    /// POST, PUT, PATCH and DELETE requests.
+    pub writes: u64,
+    /// Watch requests.
+    pub watches: u64,
+}
+
+/// Faults to inject.
+#[derive(Default)]
+struct Faults {
+    /// The next this-many requests fail with this status code.
+    fail_next: Option<(u32, u16)>,
+    /// Delay before answering each request.
+    latency: Duration,
+}
+
+/// State shared by the handlers.
+struct Shared {
+    registry: Arc<Registry>,
+    faults: std::sync::Mutex<Faults>,
+    stats: std::sync::Mutex<Stats>,
+    /// Bumped to end every open watch.
+    drop_watches: tokio::sync::watch::Sender<u64>,
 }
 
 /// How often a watch with `allowWatchBookmarks` receives a bookmark.
@@ -72,18 +102,69 @@ impl ApiServer {
                 },
             );
         }
+        let shared = Arc::new(Shared {
+            registry: registry.clone(),
+            faults: Default::default(),
+            stats: Default::default(),
+            drop_watches: tokio::sync::watch::channel(0).0,
+        });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind loopback");
         let addr = listener.local_addr().expect("addr");
-        let app = axum::Router::new().fallback(handle).with_state(registry.clone());
+        let mut server = ApiServer { addr, registry, shared, shutdown: None, task: None };
+        server.serve(listener);
+        server
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let app = axum::Router::new().fallback(handle).with_state(self.shared.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
+        self.task = Some(tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = rx.await;
                 })
                 .await;
-        });
-        ApiServer { addr, registry, shutdown: Some(tx), task: Some(task) }
+        }));
+        self.shutdown = Some(tx);
+    }
+
+    /// Stop and start again on the same address with the same objects, as a restarted
+    /// kube-apiserver over the same etcd: open watches end, clients reconnect.
+    pub async fn restart(&mut self) {
+        self.drop_watches();
+        self.halt().await;
+        let listener = tokio::net::TcpListener::bind(self.addr).await.expect("rebind the same address");
+        self.serve(listener);
+    }
+
+    /// Make the next `n` requests fail with HTTP `code` (500, 503, 429, ...).
+    pub fn fail_next(&self, n: u32, code: u16) {
+        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).fail_next = Some((n, code));
+    }
+
+    /// Delay every answer by `latency`.
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.faults.lock().unwrap_or_else(|e| e.into_inner()).latency = latency;
+    }
+
+    /// End every open watch now (clients must watch again, or list).
+    pub fn drop_watches(&self) {
+        self.shared.drop_watches.send_modify(|n| *n += 1);
+    }
+
+    /// Requests answered so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.stats.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn halt(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.abort();
+            let _ = t.await;
+        }
     }
 
     /// The server's URL.
@@ -107,13 +188,8 @@ impl ApiServer {
 
     /// Stop serving; open watches end.
     pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.task.take() {
-            t.abort();
-            let _ = t.await;
-        }
+        self.drop_watches();
+        self.halt().await;
     }
 }
 
@@ -160,13 +236,39 @@ fn parse(segments: &[&str]) -> Option<Target> {
 }
 
 async fn handle(
-    State(reg): State<Arc<Registry>>,
+    State(shared): State<Arc<Shared>>,
     method: Method,
     uri: Uri,
     Query(query): Query<HashMap<String, String>>,
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
+    let is_watch = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    {
+        let mut stats = shared.stats.lock().unwrap_or_else(|e| e.into_inner());
+        stats.requests += 1;
+        stats.writes += u64::from(method != Method::GET);
+        stats.watches += u64::from(is_watch);
+    }
+    let (latency, injected) = {
+        let mut f = shared.faults.lock().unwrap_or_else(|e| e.into_inner());
+        let injected = match f.fail_next {
+            Some((n, code)) if n > 0 => {
+                f.fail_next = if n > 1 { Some((n - 1, code)) } else { None };
+                Some(code)
+            }
+            _ => None,
+        };
+        (f.latency, injected)
+    };
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    if let Some(code) = injected {
+        let message = "injected failure".to_owned();
+        return error(&ApiError { code, reason: "InternalError", message });
+    }
+    let reg = shared.registry.clone();
     let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
     if let Some(doc) = discovery(&reg, &segments) {
         return json_response(StatusCode::OK, &doc);
@@ -188,8 +290,8 @@ async fn handle(
         })
     };
     let result: Result<(StatusCode, Value), ApiError> = match (method, &t.name) {
-        (Method::GET, None) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            return watch(reg, t, &query);
+        (Method::GET, None) if is_watch => {
+            return watch(reg, t, &query, shared.drop_watches.subscribe());
         }
         (Method::GET, None) => reg.list(&t.resource, ns).map(|(items, rv)| {
             let kind = reg.kinds().into_iter().find(|(r, _)| *r == t.resource).map(|(_, k)| k.kind).unwrap_or_default();
@@ -309,7 +411,12 @@ fn watch_line(kind: &str, object: &Value) -> Bytes {
 /// A watch: newline-delimited JSON events from the given version (or, without one, the
 /// current objects as ADDED first), bookmarks when allowed, a 410 ERROR event when the
 /// version is too old, ended after `timeoutSeconds`.
-fn watch(reg: Arc<Registry>, t: Target, query: &HashMap<String, String>) -> Response {
+fn watch(
+    reg: Arc<Registry>,
+    t: Target,
+    query: &HashMap<String, String>,
+    mut dropped: tokio::sync::watch::Receiver<u64>,
+) -> Response {
     let ns = t.namespace.clone();
     let resource = t.resource.clone();
     let bookmarks = query.get("allowWatchBookmarks").is_some_and(|v| v == "true");
@@ -373,6 +480,12 @@ fn watch(reg: Arc<Registry>, t: Target, query: &HashMap<String, String>) -> Resp
             }
         }
     });
-    let stream = head.chain(live).take_until(tokio::time::sleep(Duration::from_secs(timeout)));
+    let ends = async move {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(timeout)) => {}
+            _ = dropped.changed() => {}
+        }
+    };
+    let stream = head.chain(live).take_until(ends);
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response()
 }

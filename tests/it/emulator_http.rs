@@ -162,3 +162,64 @@ async fn kubectl_applies_lists_and_deletes_through_the_emulator() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "", "{}", String::from_utf8_lossy(&out.stderr));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn injected_failures_dropped_watches_and_restarts_are_survivable() {
+    let mut server = ApiServer::start().await;
+    let api: Api<Customer> = Api::namespaced(server.client(), "contoso");
+    api.create(&PostParams::default(), &contoso()).await.expect("create");
+    let before = server.stats();
+    assert_eq!(before.writes, 1);
+
+    server.fail_next(2, 500);
+    for _ in 0..2 {
+        let err = api.get("contoso").await.expect_err("injected");
+        assert!(matches!(err, kube::Error::Api(ref s) if s.code == 500), "{err:?}");
+    }
+    assert!(api.get("contoso").await.is_ok(), "the third request goes through");
+
+    // A watcher keeps seeing changes across dropped watches and a restart.
+    let mut events = watcher(api.clone(), watcher::Config::default()).boxed();
+    next_apply(&mut events).await.expect("initial object");
+    server.drop_watches();
+    let patch = serde_json::json!({ "spec": { "displayName": "After drop" } });
+    api.patch("contoso", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
+    let c = loop {
+        let c = next_apply(&mut events).await.expect("after the drop");
+        if c.spec.display_name == "After drop" {
+            break c;
+        }
+    };
+    assert_eq!(c.metadata.generation, Some(2));
+    server.restart().await;
+    let patch = serde_json::json!({ "spec": { "displayName": "After restart" } });
+    api.patch("contoso", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch after restart");
+    loop {
+        let c = next_apply(&mut events).await.expect("after the restart");
+        if c.spec.display_name == "After restart" {
+            break;
+        }
+    }
+    server.set_latency(Duration::from_millis(50));
+    let started = std::time::Instant::now();
+    api.get("contoso").await.expect("slow get");
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    assert!(server.stats().watches >= 2, "the watcher watched again: {:?}", server.stats());
+    server.stop().await;
+}
+
+type Events = futures::stream::BoxStream<'static, Result<watcher::Event<Customer>, watcher::Error>>;
+
+/// The next object a watcher applies, skipping errors (it retries by itself), within 20 s.
+async fn next_apply(events: &mut Events) -> Result<Customer, tokio::time::error::Elapsed> {
+    let fut = async {
+        loop {
+            match events.try_next().await {
+                Ok(Some(watcher::Event::Apply(c) | watcher::Event::InitApply(c))) => return c,
+                Ok(Some(_)) | Err(_) => continue,
+                Ok(None) => panic!("watch stream ended"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), fut).await
+}
