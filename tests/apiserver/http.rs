@@ -2,7 +2,7 @@
 //! loopback port chosen at start. Paths and bodies follow the Kubernetes API so that kube-rs
 //! (and, later, kubectl) talk to it as to kube-apiserver.
 
-use super::registry::{ApiError, Event, EventType, Kind, Part, Registry, Resource};
+use super::registry::{ApiError, Event, EventType, FieldValidation, Kind, Part, Registry, Resource};
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, Uri, header};
@@ -91,6 +91,9 @@ impl ApiServer {
                 plural: crd.spec.names.plural.clone(),
             };
             let status = v.subresources.as_ref().is_some_and(|s| s.status.is_some());
+            if let Some(schema) = v.schema.as_ref().and_then(|s| s.open_api_v3_schema.as_ref()) {
+                registry.set_schema(r.clone(), serde_json::to_value(schema).expect("schema"));
+            }
             registry.register(
                 r,
                 Kind {
@@ -269,6 +272,11 @@ async fn handle(
         return error(&ApiError { code, reason: "InternalError", message });
     }
     let reg = shared.registry.clone();
+    let fields = if query.get("fieldValidation").is_some_and(|v| v == "Strict") {
+        FieldValidation::Strict
+    } else {
+        FieldValidation::Prune
+    };
     let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
     if let Some(doc) = discovery(&reg, &segments) {
         return json_response(StatusCode::OK, &doc);
@@ -303,15 +311,17 @@ async fn handle(
         }),
         (Method::GET, Some(name)) => reg.get(&t.resource, ns, name).map(ok),
         (Method::POST, None) => match body_json() {
-            Ok(obj) => reg.create(&t.resource, ns, obj).map(|o| (StatusCode::CREATED, o)),
+            Ok(obj) => reg.create(&t.resource, ns, obj, fields).map(|o| (StatusCode::CREATED, o)),
             Err(e) => Err(e),
         },
-        (Method::PUT, Some(name)) => body_json().and_then(|obj| reg.update(&t.resource, ns, name, obj, part)).map(ok),
+        (Method::PUT, Some(name)) => {
+            body_json().and_then(|obj| reg.update(&t.resource, ns, name, obj, part, fields)).map(ok)
+        }
         (Method::PATCH, Some(name)) => {
             let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
             body_json()
                 .and_then(|patch| match ctype.as_str() {
-                    "application/merge-patch+json" => reg.merge_patch(&t.resource, ns, name, &patch, part),
+                    "application/merge-patch+json" => reg.merge_patch(&t.resource, ns, name, &patch, part, fields),
                     "application/json-patch+json" => {
                         let current = reg.get(&t.resource, ns, name)?;
                         let ops: json_patch::Patch = serde_json::from_value(patch).map_err(|e| ApiError {
@@ -325,7 +335,7 @@ async fn handle(
                             reason: "Invalid",
                             message: e.to_string(),
                         })?;
-                        reg.update(&t.resource, ns, name, doc, part)
+                        reg.update(&t.resource, ns, name, doc, part, fields)
                     }
                     other => Err(ApiError {
                         code: 415,

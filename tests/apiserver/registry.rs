@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// A resource type: API group (empty for the core group), version and plural name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -101,10 +101,61 @@ struct State {
     uid_seq: u64,
 }
 
+/// How the API server treats fields its schema does not know (`?fieldValidation=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FieldValidation {
+    /// Drop them silently (kube-apiserver's behaviour for clients that do not ask).
+    Prune,
+    /// Reject the request with 422 (what kubectl asks for with `--validate=strict`).
+    Strict,
+}
+
+/// A CRD's schema, for 422s as the API server gives them.
+pub struct Schema {
+    /// The `openAPIV3Schema`.
+    pub schema: Value,
+    /// Its CEL rules, compiled once.
+    pub compiled: kube::core::cel::CompiledSchema,
+}
+
 /// The registry.
 pub struct Registry {
     state: Mutex<State>,
     watchers: tokio::sync::broadcast::Sender<Event>,
+    schemas: Mutex<BTreeMap<Resource, Arc<Schema>>>,
+}
+
+/// Remove fields the schema does not declare, as kube-apiserver prunes them.
+fn prune(schema: &Value, value: &mut Value) {
+    let preserve = schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true));
+    match value {
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties");
+            if let Some(props) = props {
+                if !preserve && additional.is_none() {
+                    map.retain(|k, _| props.contains_key(k));
+                }
+                for (k, v) in map.iter_mut() {
+                    if let Some(sub) = props.get(k) {
+                        prune(sub, v);
+                    }
+                }
+            } else if let Some(add) = additional.filter(|a| a.is_object()) {
+                for v in map.values_mut() {
+                    prune(add, v);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for v in items {
+                    prune(item_schema, v);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 fn now_rfc3339() -> String {
@@ -142,7 +193,69 @@ impl Registry {
                 uid_seq: 0,
             }),
             watchers,
+            schemas: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Validate objects of `r` against a CRD schema and its CEL rules on every write.
+    pub fn set_schema(&self, r: Resource, schema: Value) {
+        let compiled = kube::core::cel::compile_schema(&schema);
+        self.schemas.lock().unwrap_or_else(|e| e.into_inner()).insert(r, Arc::new(Schema { schema, compiled }));
+    }
+
+    /// Prune or reject unknown fields, apply defaults, check types and CEL rules (with
+    /// `oldSelf` on updates). Returns the object as it will be stored.
+    fn admit(
+        &self,
+        r: &Resource,
+        kind: &str,
+        mut obj: Value,
+        old: Option<&Value>,
+        fields: FieldValidation,
+    ) -> Result<Value, ApiError> {
+        let Some(s) = self.schemas.lock().unwrap_or_else(|e| e.into_inner()).get(r).cloned() else {
+            return Ok(obj);
+        };
+        let name = meta(&obj).get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let status = obj.get("status").cloned();
+        if fields == FieldValidation::Prune {
+            // Type information and metadata are never pruned.
+            let kept: Vec<(&str, Value)> = ["apiVersion", "kind", "metadata"]
+                .into_iter()
+                .filter_map(|k| obj.get(k).cloned().map(|v| (k, v)))
+                .collect();
+            prune(&s.schema, &mut obj);
+            for (k, v) in kept {
+                obj[k] = v;
+            }
+        }
+        let mut checked = obj.clone();
+        let mut errors: Vec<String> = servicehub_operator::validate::schema::check_object(&s.schema, &mut checked)
+            .into_iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect();
+        if errors.is_empty() {
+            let old_value = old.cloned();
+            if let Err(cel) =
+                kube::core::cel::Validator::new().validate_compiled(&s.compiled, &checked, old_value.as_ref())
+            {
+                errors.extend(
+                    cel.into_vec()
+                        .into_iter()
+                        .map(|e| format!("{}: {}", e.field_path.trim_start_matches('.'), e.message)),
+                );
+            }
+        }
+        if !errors.is_empty() {
+            let what = format!("{kind}.{}", r.group);
+            return Err(ApiError::new(422, "Invalid", format!("{what} \"{name}\" is invalid: {}", errors.join(", "))));
+        }
+        // Defaults applied by the check are stored, as the API server stores them; the status
+        // (not validated by check_object) is put back.
+        if let Some(st) = status {
+            checked["status"] = st;
+        }
+        Ok(checked)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -197,7 +310,15 @@ impl Registry {
     }
 
     /// Create an object. Sets uid, creationTimestamp, generation 1 and the namespace.
-    pub fn create(&self, r: &Resource, namespace: Option<&str>, mut object: Value) -> Result<Value, ApiError> {
+    pub fn create(
+        &self,
+        r: &Resource,
+        namespace: Option<&str>,
+        object: Value,
+        fields: FieldValidation,
+    ) -> Result<Value, ApiError> {
+        let kind_name = Self::kind(&self.lock(), r)?.kind;
+        let mut object = self.admit(r, &kind_name, object, None, fields)?;
         let mut state = self.lock();
         let kind = Self::kind(&state, r)?;
         let name = meta(&object).get("name").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| {
@@ -263,7 +384,11 @@ impl Registry {
         name: &str,
         new: Value,
         part: Part,
+        fields: FieldValidation,
     ) -> Result<Value, ApiError> {
+        let current = self.get(r, namespace, name)?;
+        let kind_name = Self::kind(&self.lock(), r)?.kind;
+        let new = if part == Part::Main { self.admit(r, &kind_name, new, Some(&current), fields)? } else { new };
         let mut state = self.lock();
         let kind = Self::kind(&state, r)?;
         let ns = if kind.namespaced { namespace.unwrap_or("default").to_owned() } else { String::new() };
@@ -346,6 +471,7 @@ impl Registry {
         name: &str,
         patch: &Value,
         part: Part,
+        fields: FieldValidation,
     ) -> Result<Value, ApiError> {
         let mut current = self.get(r, namespace, name)?;
         json_patch::merge(&mut current, patch);
@@ -353,7 +479,7 @@ impl Registry {
         if patch.pointer("/metadata/resourceVersion").is_none() {
             meta_mut(&mut current).remove("resourceVersion");
         }
-        self.update(r, namespace, name, current, part)
+        self.update(r, namespace, name, current, part, fields)
     }
 
     /// Delete: with finalizers, only mark it (`deletionTimestamp`, generation + 1); without,

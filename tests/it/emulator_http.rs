@@ -223,3 +223,69 @@ async fn next_apply(events: &mut Events) -> Result<Customer, tokio::time::error:
     };
     tokio::time::timeout(Duration::from_secs(20), fut).await
 }
+
+#[tokio::test]
+async fn writes_are_validated_against_the_crd_schema_and_cel_rules() {
+    use kube::api::{ApiResource, DynamicObject};
+    use kube::core::GroupVersionKind;
+    let server = ApiServer::start().await;
+    let gvk = GroupVersionKind::gvk("servicehub.io", "v1alpha1", "Customer");
+    let ar = ApiResource::from_gvk_with_plural(&gvk, "customers");
+    let api: Api<DynamicObject> = Api::namespaced_with(server.client(), "contoso", &ar);
+    let customer = |spec: serde_json::Value| -> DynamicObject {
+        let mut base = serde_json::to_value(contoso()).expect("json");
+        json_patch::merge(&mut base["spec"], &spec);
+        serde_json::from_value(base).expect("dynamic")
+    };
+    let invalid = |e: kube::Error| match e {
+        kube::Error::Api(s) if s.code == 422 => s.message,
+        other => panic!("expected 422, got {other:?}"),
+    };
+    let msg = invalid(
+        api.create(&PostParams::default(), &customer(serde_json::json!({"displayName": 42}))).await.expect_err("type"),
+    );
+    assert!(
+        msg.contains(
+            "Customer.servicehub.io \"contoso\" is invalid: spec.displayName: Invalid value: 42: must be of type string"
+        ),
+        "{msg}"
+    );
+    let dates = serde_json::json!({"agreement": {"startDate": "2026-01-01", "endDate": "2025-01-01"}});
+    let msg = invalid(api.create(&PostParams::default(), &customer(dates)).await.expect_err("cel"));
+    assert!(msg.contains("endDate must be after startDate"), "{msg}");
+
+    // Unknown fields are pruned for clients that do not ask for strict validation.
+    let created =
+        api.create(&PostParams::default(), &customer(serde_json::json!({"bogus": true}))).await.expect("pruned");
+    assert!(created.data["spec"].get("bogus").is_none());
+    assert_eq!(created.data["spec"]["settings"]["inProductFeedback"], true, "schema defaults are applied");
+    // With ?fieldValidation=Strict, as kubectl asks, they are rejected.
+    let url =
+        format!("{}/apis/servicehub.io/v1alpha1/namespaces/contoso/customers?fieldValidation=Strict", server.url());
+    let mut body = serde_json::to_value(customer(serde_json::json!({"bogus": true}))).expect("json");
+    body["metadata"]["name"] = "strict".into();
+    let req = http::Request::post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string().into_bytes())
+        .expect("request");
+    let err = server.client().request::<serde_json::Value>(req).await.expect_err("strict");
+    assert!(invalid(err).contains("spec.bogus: unknown field"));
+
+    // Transition rules see the old object: references are immutable.
+    let ws_ar = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("servicehub.io", "v1alpha1", "Workspace"),
+        "workspaces",
+    );
+    let ws_api: Api<DynamicObject> = Api::namespaced_with(server.client(), "contoso", &ws_ar);
+    let ws: DynamicObject = serde_json::from_value(serde_json::json!({
+        "apiVersion": "servicehub.io/v1alpha1", "kind": "Workspace", "metadata": { "name": "ops" },
+        "spec": { "customerRef": { "name": "contoso" }, "displayName": "Ops", "administrators": [{ "email": "a@contoso.com" }] }
+    }))
+    .expect("workspace");
+    ws_api.create(&PostParams::default(), &ws).await.expect("workspace");
+    let moved = serde_json::json!({ "spec": { "customerRef": { "name": "fabrikam" } } });
+    let msg =
+        invalid(ws_api.patch("ops", &PatchParams::default(), &Patch::Merge(&moved)).await.expect_err("immutable"));
+    assert!(msg.contains("spec.customerRef: is immutable"), "{msg}");
+    server.stop().await;
+}
