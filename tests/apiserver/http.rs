@@ -301,14 +301,7 @@ async fn handle(
         (Method::GET, None) if is_watch => {
             return watch(reg, t, &query, shared.drop_watches.subscribe());
         }
-        (Method::GET, None) => reg.list(&t.resource, ns).map(|(items, rv)| {
-            let kind = reg.kinds().into_iter().find(|(r, _)| *r == t.resource).map(|(_, k)| k.kind).unwrap_or_default();
-            let list = json!({
-                "apiVersion": api_version(&t.resource), "kind": format!("{kind}List"),
-                "metadata": { "resourceVersion": rv.to_string() }, "items": items,
-            });
-            (StatusCode::OK, list)
-        }),
+        (Method::GET, None) => list(&reg, &t, &query).map(ok),
         (Method::GET, Some(name)) => reg.get(&t.resource, ns, name).map(ok),
         (Method::POST, None) => match body_json() {
             Ok(obj) => reg.create(&t.resource, ns, obj, fields).map(|o| (StatusCode::CREATED, o)),
@@ -358,6 +351,115 @@ async fn handle(
 
 fn ok(v: Value) -> (StatusCode, Value) {
     (StatusCode::OK, v)
+}
+
+/// A list page: label selector, then `limit` items after the `continue` token (the last
+/// key of the previous page). Pages read the current state, not a snapshot of the first
+/// page's version (kube-apiserver keeps pages consistent; nothing here depends on it).
+fn list(reg: &Registry, t: &Target, query: &HashMap<String, String>) -> Result<Value, ApiError> {
+    let (items, rv) = reg.list(&t.resource, t.namespace.as_deref())?;
+    let selector = Selector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())?;
+    let key = |o: &Value| {
+        format!(
+            "{}/{}",
+            o["metadata"]["namespace"].as_str().unwrap_or_default(),
+            o["metadata"]["name"].as_str().unwrap_or_default()
+        )
+    };
+    let after = query.get("continue").filter(|c| !c.is_empty());
+    let mut matching: Vec<Value> = items
+        .into_iter()
+        .filter(|o| selector.matches(&o["metadata"]["labels"]))
+        .filter(|o| after.is_none_or(|a| key(o) > *a))
+        .collect();
+    let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let mut meta = json!({ "resourceVersion": rv.to_string() });
+    if let Some(limit) = limit
+        && matching.len() > limit
+    {
+        let remaining = matching.len() - limit;
+        matching.truncate(limit);
+        meta["continue"] = Value::String(matching.last().map(key).unwrap_or_default());
+        meta["remainingItemCount"] = json!(remaining);
+    }
+    let kind = reg.kinds().into_iter().find(|(r, _)| *r == t.resource).map(|(_, k)| k.kind).unwrap_or_default();
+    Ok(
+        json!({ "apiVersion": api_version(&t.resource), "kind": format!("{kind}List"), "metadata": meta, "items": matching }),
+    )
+}
+
+/// A label selector: `a=b`, `a==b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x,y)`, joined by commas.
+#[derive(Clone, Debug, Default)]
+pub struct Selector(Vec<Requirement>);
+
+#[derive(Clone, Debug)]
+enum Requirement {
+    Eq(String, String),
+    NotEq(String, String),
+    Exists(String),
+    NotExists(String),
+    In(String, Vec<String>),
+    NotIn(String, Vec<String>),
+}
+
+impl Selector {
+    /// Parse a selector; an empty one matches everything.
+    pub fn parse(s: &str) -> Result<Selector, ApiError> {
+        let bad =
+            || ApiError { code: 400, reason: "BadRequest", message: format!("unable to parse requirement: {s:?}") };
+        // Split on commas outside parentheses.
+        let mut parts = Vec::new();
+        let (mut depth, mut start) = (0, 0);
+        for (i, c) in s.char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth -= 1,
+                ',' if depth == 0 => {
+                    parts.push(&s[start..i]);
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        parts.push(&s[start..]);
+        let mut reqs = Vec::new();
+        for p in parts.into_iter().map(str::trim).filter(|p| !p.is_empty()) {
+            let set = |rest: &str| -> Result<Vec<String>, ApiError> {
+                let inner = rest.trim().strip_prefix('(').and_then(|r| r.strip_suffix(')')).ok_or_else(bad)?;
+                Ok(inner.split(',').map(|v| v.trim().to_owned()).collect())
+            };
+            let req = if let Some((k, v)) = p.split_once("!=") {
+                Requirement::NotEq(k.trim().into(), v.trim().into())
+            } else if let Some((k, v)) = p.split_once("==").or_else(|| p.split_once('=')) {
+                Requirement::Eq(k.trim().into(), v.trim().into())
+            } else if let Some((k, rest)) = p.split_once(" notin ") {
+                Requirement::NotIn(k.trim().into(), set(rest)?)
+            } else if let Some((k, rest)) = p.split_once(" in ") {
+                Requirement::In(k.trim().into(), set(rest)?)
+            } else if let Some(k) = p.strip_prefix('!') {
+                Requirement::NotExists(k.trim().into())
+            } else if p.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+                Requirement::Exists(p.into())
+            } else {
+                return Err(bad());
+            };
+            reqs.push(req);
+        }
+        Ok(Selector(reqs))
+    }
+
+    /// Whether labels (a JSON map, or null) satisfy every requirement.
+    pub fn matches(&self, labels: &Value) -> bool {
+        let get = |k: &str| labels.get(k).and_then(Value::as_str);
+        self.0.iter().all(|r| match r {
+            Requirement::Eq(k, v) => get(k) == Some(v.as_str()),
+            Requirement::NotEq(k, v) => get(k) != Some(v.as_str()),
+            Requirement::Exists(k) => get(k).is_some(),
+            Requirement::NotExists(k) => get(k).is_none(),
+            Requirement::In(k, vs) => get(k).is_some_and(|x| vs.iter().any(|v| v == x)),
+            Requirement::NotIn(k, vs) => get(k).is_none_or(|x| vs.iter().all(|v| v != x)),
+        })
+    }
 }
 
 /// Discovery documents: `/version`, `/api`, `/apis`, `/api/v1`, `/apis/GROUP/VERSION`.
@@ -434,18 +536,27 @@ fn watch(
     let from: Option<u64> = query.get("resourceVersion").and_then(|s| s.parse().ok()).filter(|rv| *rv > 0);
     let kind = reg.kinds().into_iter().find(|(r, _)| *r == resource).map(|(_, k)| k.kind).unwrap_or_default();
     let api_version = api_version(&resource);
+    let selector = match Selector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default()) {
+        Ok(s) => s,
+        Err(e) => return error(&e),
+    };
     let matches = {
         let (resource, ns) = (resource.clone(), ns.clone());
         move |e: &Event| {
             e.resource == resource
                 && ns.as_deref().is_none_or(|n| e.object["metadata"]["namespace"].as_str() == Some(n))
+                && selector.matches(&e.object["metadata"]["labels"])
         }
     };
     let mut initial: Vec<Bytes> = Vec::new();
     let subscription = match from {
         None => match reg.list(&resource, ns.as_deref()) {
             Ok((items, rv)) => {
-                initial.extend(items.iter().map(|o| watch_line("ADDED", o)));
+                let selector = Selector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())
+                    .unwrap_or_default();
+                initial.extend(
+                    items.iter().filter(|o| selector.matches(&o["metadata"]["labels"])).map(|o| watch_line("ADDED", o)),
+                );
                 reg.watch_from(rv)
             }
             Err(e) => Err(e),

@@ -289,3 +289,50 @@ async fn writes_are_validated_against_the_crd_schema_and_cel_rules() {
     assert!(msg.contains("spec.customerRef: is immutable"), "{msg}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn lists_filter_by_label_and_paginate() {
+    let server = ApiServer::start().await;
+    let api: Api<Customer> = Api::namespaced(server.client(), "contoso");
+    for i in 0..7 {
+        let mut c = contoso();
+        c.metadata.name = Some(format!("c{i}"));
+        let tier = if i % 2 == 0 { "gold" } else { "silver" };
+        c.metadata.labels = Some([("tier".to_owned(), tier.to_owned())].into());
+        api.create(&PostParams::default(), &c).await.expect("create");
+    }
+    let names = |l: kube::core::ObjectList<Customer>| -> Vec<String> {
+        l.items.into_iter().map(|c| c.metadata.name.expect("name")).collect()
+    };
+    let gold = api.list(&ListParams::default().labels("tier=gold")).await.expect("gold");
+    assert_eq!(names(gold), vec!["c0", "c2", "c4", "c6"]);
+    let not_gold = api.list(&ListParams::default().labels("tier notin (gold)")).await.expect("silver");
+    assert_eq!(names(not_gold), vec!["c1", "c3", "c5"]);
+    assert!(api.list(&ListParams::default().labels("!tier")).await.expect("none").items.is_empty());
+    // Pages of 3: the client follows `continue` until it is empty.
+    let mut seen = Vec::new();
+    let mut params = ListParams::default().limit(3);
+    loop {
+        let page = api.list(&params).await.expect("page");
+        let next = page.metadata.continue_.clone().filter(|c| !c.is_empty());
+        seen.extend(names(page));
+        match next {
+            Some(token) => params = params.continue_token(&token),
+            None => break,
+        }
+    }
+    assert_eq!(seen, (0..7).map(|i| format!("c{i}")).collect::<Vec<_>>());
+    // A label-filtered watcher sees only matching objects.
+    let mut events = watcher(api.clone(), watcher::Config::default().labels("tier=silver")).boxed();
+    let mut initial = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.try_next()).await.expect("in time").expect("ok") {
+            Some(watcher::Event::InitApply(c)) => initial.push(c.metadata.name.expect("name")),
+            Some(watcher::Event::InitDone) => break,
+            Some(_) => {}
+            None => panic!("ended"),
+        }
+    }
+    assert_eq!(initial, vec!["c1", "c3", "c5"]);
+    server.stop().await;
+}
