@@ -312,6 +312,27 @@ async fn handle(
         }
         (Method::PATCH, Some(name)) => {
             let ctype = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+            if ctype == "application/apply-patch+yaml" {
+                let manager = query.get("fieldManager").cloned().unwrap_or_default();
+                if manager.is_empty() {
+                    let message =
+                        "PatchOptions.meta.k8s.io is invalid: fieldManager: Required value: is required for apply patch"
+                            .to_owned();
+                    return error(&ApiError { code: 422, reason: "Invalid", message });
+                }
+                let force = query.get("force").is_some_and(|f| f == "true");
+                // YAML is a superset of JSON: kube-rs sends JSON, kubectl may send YAML.
+                let config: Result<Value, ApiError> = serde_yaml::from_slice(&body).map_err(|e| ApiError {
+                    code: 400,
+                    reason: "BadRequest",
+                    message: e.to_string(),
+                });
+                return match config.and_then(|c| reg.apply(&t.resource, ns, name, &c, part, &manager, force, fields)) {
+                    Ok((v, true)) => json_response(StatusCode::CREATED, &v),
+                    Ok((v, false)) => json_response(StatusCode::OK, &v),
+                    Err(e) => error(&e),
+                };
+            }
             body_json()
                 .and_then(|patch| match ctype.as_str() {
                     "application/merge-patch+json" => reg.merge_patch(&t.resource, ns, name, &patch, part, fields),

@@ -123,6 +123,46 @@ pub struct Registry {
     state: Mutex<State>,
     watchers: tokio::sync::broadcast::Sender<Event>,
     schemas: Mutex<BTreeMap<Resource, Arc<Schema>>>,
+    /// Server-side apply: which field manager applied each leaf field of each object.
+    owners: Mutex<BTreeMap<Key, BTreeMap<String, String>>>,
+}
+
+/// Leaf fields of an applied configuration, as `/`-separated paths: scalars and lists are
+/// leaves (lists are atomic here); of `metadata`, only labels, annotations and finalizers.
+fn leaves(value: &Value, path: &str, out: &mut BTreeMap<String, Value>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind") {
+                    continue;
+                }
+                if path == "/metadata" && !matches!(k.as_str(), "labels" | "annotations" | "finalizers") {
+                    continue;
+                }
+                leaves(v, &format!("{path}/{k}"), out);
+            }
+        }
+        other => {
+            out.insert(path.to_owned(), other.clone());
+        }
+    }
+}
+
+/// Set `value` at a `/`-separated path, creating objects on the way.
+fn set_pointer(doc: &mut Value, path: &str, value: Value) {
+    let mut cur = doc;
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if !cur.is_object() {
+            *cur = json!({});
+        }
+        let map = cur.as_object_mut().expect("object");
+        if i + 1 == parts.len() {
+            map.insert((*part).to_owned(), value);
+            return;
+        }
+        cur = map.entry((*part).to_owned()).or_insert_with(|| json!({}));
+    }
 }
 
 /// Remove fields the schema does not declare, as kube-apiserver prunes them.
@@ -194,7 +234,89 @@ impl Registry {
             }),
             watchers,
             schemas: Mutex::new(BTreeMap::new()),
+            owners: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// Server-side apply by `manager`: create the object if missing; else set the applied
+    /// fields, remove the fields this manager applied before and no longer does, and refuse
+    /// (409) to change a field another manager applied unless `force`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply(
+        &self,
+        r: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+        config: &Value,
+        part: Part,
+        manager: &str,
+        force: bool,
+        fields: FieldValidation,
+    ) -> Result<(Value, bool), ApiError> {
+        let mut applied = BTreeMap::new();
+        let scoped = match part {
+            Part::Main => config.clone(),
+            Part::Status => json!({ "status": config.get("status").cloned().unwrap_or(Value::Null) }),
+        };
+        leaves(&scoped, "", &mut applied);
+        let kind = Self::kind(&self.lock(), r)?;
+        let ns = if kind.namespaced { namespace.unwrap_or("default").to_owned() } else { String::new() };
+        let key = (r.clone(), ns, name.to_owned());
+        let current = match self.get(r, namespace, name) {
+            Ok(c) => c,
+            Err(e) if e.code == 404 && part == Part::Main => {
+                let mut obj = config.clone();
+                meta_mut(&mut obj).insert("name".into(), Value::String(name.to_owned()));
+                let created = self.create(r, namespace, obj, fields)?;
+                let owned = applied.into_keys().map(|p| (p, manager.to_owned())).collect();
+                self.owners.lock().unwrap_or_else(|e| e.into_inner()).insert(key, owned);
+                return Ok((created, true));
+            }
+            Err(e) => return Err(e),
+        };
+        let mut owners = self.owners.lock().unwrap_or_else(|e| e.into_inner()).get(&key).cloned().unwrap_or_default();
+        let conflicts: Vec<String> = applied
+            .iter()
+            .filter(|(path, value)| {
+                owners.get(*path).is_some_and(|m| m != manager) && current.pointer(path) != Some(*value)
+            })
+            .map(|(path, _)| {
+                format!("conflict with {:?}: .{}", owners[path], path.trim_start_matches('/').replace('/', "."))
+            })
+            .collect();
+        if !conflicts.is_empty() && !force {
+            let n = conflicts.len();
+            let s = if n == 1 { "" } else { "s" };
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!("Apply failed with {n} conflict{s}: {}", conflicts.join(", ")),
+            ));
+        }
+        let mut merged = current.clone();
+        // Fields this manager applied before and no longer applies are removed, unless
+        // another manager also holds them.
+        let dropped: Vec<String> = owners
+            .iter()
+            .filter(|(path, m)| *m == manager && !applied.contains_key(*path))
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in &dropped {
+            owners.remove(path);
+            if let Some((parent, last)) = path.rsplit_once('/')
+                && let Some(obj) = merged.pointer_mut(parent).and_then(Value::as_object_mut)
+            {
+                obj.remove(last);
+            }
+        }
+        for (path, value) in &applied {
+            set_pointer(&mut merged, path, value.clone());
+            owners.insert(path.clone(), manager.to_owned());
+        }
+        meta_mut(&mut merged).remove("resourceVersion");
+        let stored = self.update(r, namespace, name, merged, part, fields)?;
+        self.owners.lock().unwrap_or_else(|e| e.into_inner()).insert(key, owners);
+        Ok((stored, false))
     }
 
     /// Validate objects of `r` against a CRD schema and its CEL rules on every write.

@@ -336,3 +336,60 @@ async fn lists_filter_by_label_and_paginate() {
     assert_eq!(initial, vec!["c1", "c3", "c5"]);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn server_side_apply_records_owners_refuses_conflicts_and_honours_force() {
+    let server = ApiServer::start().await;
+    let api: Api<Customer> = Api::namespaced(server.client(), "contoso");
+    let gitops = PatchParams::apply("argocd");
+    let mut c = contoso();
+    c.metadata.managed_fields = None;
+    let created = api.patch("contoso", &gitops, &Patch::Apply(&c)).await.expect("apply creates");
+    assert_eq!(created.metadata.generation, Some(1));
+
+    // Another manager may not silently take over a field the first one applied...
+    let other = PatchParams::apply("someone-else");
+    let change = serde_json::json!({
+        "apiVersion": "servicehub.io/v1alpha1", "kind": "Customer", "metadata": { "name": "contoso" },
+        "spec": { "displayName": "Taken over" }
+    });
+    let err = api.patch("contoso", &other, &Patch::Apply(&change)).await.expect_err("conflict");
+    match err {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 409);
+            assert!(s.message.contains("conflict with \"argocd\": .spec.displayName"), "{}", s.message);
+        }
+        other => panic!("{other:?}"),
+    }
+    // ...unless it forces.
+    let forced = api.patch("contoso", &other.clone().force(), &Patch::Apply(&change)).await.expect("forced");
+    assert_eq!(forced.spec.display_name, "Taken over");
+
+    // The operator's status: applying the same status twice writes nothing; a field no
+    // longer applied is removed.
+    let status_pp = PatchParams::apply("servicehub-operator");
+    let status = |default_ws: Option<&str>| {
+        let mut s = serde_json::json!({
+            "apiVersion": "servicehub.io/v1alpha1", "kind": "Customer", "metadata": { "name": "contoso" },
+            "status": { "phase": "Active", "observedGeneration": 2 }
+        });
+        if let Some(w) = default_ws {
+            s["status"]["defaultWorkspace"] = w.into();
+        }
+        s
+    };
+    let first =
+        api.patch_status("contoso", &status_pp, &Patch::Apply(&status(Some("contoso-hq")))).await.expect("status");
+    let again =
+        api.patch_status("contoso", &status_pp, &Patch::Apply(&status(Some("contoso-hq")))).await.expect("again");
+    assert_eq!(first.metadata.resource_version, again.metadata.resource_version, "a no-op apply writes nothing");
+    let dropped = api.patch_status("contoso", &status_pp, &Patch::Apply(&status(None))).await.expect("drop a field");
+    let st = dropped.status.expect("status");
+    assert_eq!(st.default_workspace, None);
+    assert!(st.phase.is_some());
+    assert_eq!(dropped.metadata.generation, Some(2), "status applies keep the generation");
+    let err =
+        api.patch("contoso", &PatchParams::default(), &Patch::Apply(&change)).await.expect_err("manager required");
+    assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422), "{err:?}");
+    server.stop().await;
+}
