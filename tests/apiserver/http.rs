@@ -378,34 +378,21 @@ fn ok(v: Value) -> (StatusCode, Value) {
 /// key of the previous page). Pages read the current state, not a snapshot of the first
 /// page's version (kube-apiserver keeps pages consistent; nothing here depends on it).
 fn list(reg: &Registry, t: &Target, query: &HashMap<String, String>) -> Result<Value, ApiError> {
-    let (items, rv) = reg.list(&t.resource, t.namespace.as_deref())?;
     let selector = Selector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())?;
-    let key = |o: &Value| {
-        format!(
-            "{}/{}",
-            o["metadata"]["namespace"].as_str().unwrap_or_default(),
-            o["metadata"]["name"].as_str().unwrap_or_default()
-        )
-    };
-    let after = query.get("continue").filter(|c| !c.is_empty());
-    let mut matching: Vec<Value> = items
-        .into_iter()
-        .filter(|o| selector.matches(&o["metadata"]["labels"]))
-        .filter(|o| after.is_none_or(|a| key(o) > *a))
-        .collect();
+    let after = query
+        .get("continue")
+        .filter(|c| !c.is_empty())
+        .map(|c| c.split_once('/').map(|(ns, n)| (ns.to_owned(), n.to_owned())).unwrap_or_default());
     let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
+    let (items, rv, next) = reg
+        .list_page(&t.resource, t.namespace.as_deref(), after, limit, |o| selector.matches(&o["metadata"]["labels"]))?;
     let mut meta = json!({ "resourceVersion": rv.to_string() });
-    if let Some(limit) = limit
-        && matching.len() > limit
-    {
-        let remaining = matching.len() - limit;
-        matching.truncate(limit);
-        meta["continue"] = Value::String(matching.last().map(key).unwrap_or_default());
-        meta["remainingItemCount"] = json!(remaining);
+    if let Some((ns, name)) = next {
+        meta["continue"] = Value::String(format!("{ns}/{name}"));
     }
     let kind = reg.kinds().into_iter().find(|(r, _)| *r == t.resource).map(|(_, k)| k.kind).unwrap_or_default();
     Ok(
-        json!({ "apiVersion": api_version(&t.resource), "kind": format!("{kind}List"), "metadata": meta, "items": matching }),
+        json!({ "apiVersion": api_version(&t.resource), "kind": format!("{kind}List"), "metadata": meta, "items": items }),
     )
 }
 

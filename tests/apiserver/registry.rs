@@ -55,6 +55,10 @@ impl ApiError {
     }
 }
 
+/// A list page: the objects, the list's resource version, and where to continue (namespace,
+/// name) when more remain.
+pub type Page = (Vec<Value>, u64, Option<(String, String)>);
+
 /// Watch event types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventType {
@@ -495,6 +499,46 @@ impl Registry {
             .map(|(_, v)| v.clone())
             .collect();
         Ok((items, state.rv))
+    }
+
+    /// One page of a list in key order (namespace, name): objects after `after` that pass
+    /// `keep`, at most `limit`, and the key to continue from when more remain. Walks the
+    /// ordered map from the continuation point, so paging through N objects is O(N) overall.
+    pub fn list_page(
+        &self,
+        r: &Resource,
+        namespace: Option<&str>,
+        after: Option<(String, String)>,
+        limit: Option<usize>,
+        keep: impl Fn(&Value) -> bool,
+    ) -> Result<Page, ApiError> {
+        use std::ops::Bound;
+        let state = self.lock();
+        Self::kind(&state, r)?;
+        let start = match after {
+            Some((ns, name)) => Bound::Excluded((r.clone(), ns, name)),
+            None => Bound::Included((r.clone(), String::new(), String::new())),
+        };
+        let mut items = Vec::new();
+        let mut next = None;
+        for ((res, ns, _), v) in state.objects.range((start, Bound::Unbounded)) {
+            if res != r {
+                break;
+            }
+            if namespace.is_some_and(|n| n != ns) || !keep(v) {
+                continue;
+            }
+            if limit.is_some_and(|l| items.len() == l) {
+                next = items.last().map(|o: &Value| {
+                    let m = meta(o);
+                    let get = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+                    (get("namespace"), get("name"))
+                });
+                break;
+            }
+            items.push(v.clone());
+        }
+        Ok((items, state.rv, next))
     }
 
     /// Replace an object (PUT), or its status. A `metadata.resourceVersion` that is not the
