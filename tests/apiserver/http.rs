@@ -377,15 +377,28 @@ fn ok(v: Value) -> (StatusCode, Value) {
 /// A list page: label selector, then `limit` items after the `continue` token (the last
 /// key of the previous page). Pages read the current state, not a snapshot of the first
 /// page's version (kube-apiserver keeps pages consistent; nothing here depends on it).
+/// The fields a field selector may name, as a flat map (`metadata.name`, `metadata.namespace`).
+fn selectable_fields(o: &Value) -> Value {
+    json!({ "metadata.name": o["metadata"]["name"], "metadata.namespace": o["metadata"]["namespace"] })
+}
+
+/// Label and field selectors of a request, combined.
+fn selectors(
+    query: &HashMap<String, String>,
+) -> Result<impl Fn(&Value) -> bool + Clone + Send + Sync + 'static, ApiError> {
+    let labels = Selector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())?;
+    let fields = Selector::parse(query.get("fieldSelector").map(String::as_str).unwrap_or_default())?;
+    Ok(move |o: &Value| labels.matches(&o["metadata"]["labels"]) && fields.matches(&selectable_fields(o)))
+}
+
 fn list(reg: &Registry, t: &Target, query: &HashMap<String, String>) -> Result<Value, ApiError> {
-    let selector = Selector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())?;
+    let keep = selectors(query)?;
     let after = query
         .get("continue")
         .filter(|c| !c.is_empty())
         .map(|c| c.split_once('/').map(|(ns, n)| (ns.to_owned(), n.to_owned())).unwrap_or_default());
     let limit = query.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0);
-    let (items, rv, next) = reg
-        .list_page(&t.resource, t.namespace.as_deref(), after, limit, |o| selector.matches(&o["metadata"]["labels"]))?;
+    let (items, rv, next) = reg.list_page(&t.resource, t.namespace.as_deref(), after, limit, keep)?;
     let mut meta = json!({ "resourceVersion": rv.to_string() });
     if let Some((ns, name)) = next {
         meta["continue"] = Value::String(format!("{ns}/{name}"));
@@ -544,27 +557,23 @@ fn watch(
     let from: Option<u64> = query.get("resourceVersion").and_then(|s| s.parse().ok()).filter(|rv| *rv > 0);
     let kind = reg.kinds().into_iter().find(|(r, _)| *r == resource).map(|(_, k)| k.kind).unwrap_or_default();
     let api_version = api_version(&resource);
-    let selector = match Selector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default()) {
+    let keep = match selectors(query) {
         Ok(s) => s,
         Err(e) => return error(&e),
     };
     let matches = {
-        let (resource, ns) = (resource.clone(), ns.clone());
+        let (resource, ns, keep) = (resource.clone(), ns.clone(), keep.clone());
         move |e: &Event| {
             e.resource == resource
                 && ns.as_deref().is_none_or(|n| e.object["metadata"]["namespace"].as_str() == Some(n))
-                && selector.matches(&e.object["metadata"]["labels"])
+                && keep(&e.object)
         }
     };
     let mut initial: Vec<Bytes> = Vec::new();
     let subscription = match from {
         None => match reg.list(&resource, ns.as_deref()) {
             Ok((items, rv)) => {
-                let selector = Selector::parse(query.get("labelSelector").map(String::as_str).unwrap_or_default())
-                    .unwrap_or_default();
-                initial.extend(
-                    items.iter().filter(|o| selector.matches(&o["metadata"]["labels"])).map(|o| watch_line("ADDED", o)),
-                );
+                initial.extend(items.iter().filter(|o| keep(o)).map(|o| watch_line("ADDED", o)));
                 reg.watch_from(rv)
             }
             Err(e) => Err(e),

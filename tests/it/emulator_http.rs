@@ -393,3 +393,55 @@ async fn server_side_apply_records_owners_refuses_conflicts_and_honours_force() 
     assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422), "{err:?}");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn kubectl_describes_and_waits_for_a_condition() {
+    let server = ApiServer::start().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kubeconfig");
+    std::fs::write(&config, server.kubeconfig()).expect("kubeconfig");
+    let api: Api<Customer> = Api::namespaced(server.client(), "contoso");
+    api.create(&PostParams::default(), &contoso()).await.expect("create");
+    let mut other = contoso();
+    other.metadata.name = Some("other".into());
+    api.create(&PostParams::default(), &other).await.expect("create");
+    let cfg = config.clone();
+    let wait = tokio::task::spawn_blocking(move || {
+        kubectl(&cfg, &["wait", "--for=condition=Ready", "--timeout=20s", "-n", "contoso", "customer/contoso"])
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ready = serde_json::json!({ "status": { "conditions": [{
+        "type": "Ready", "status": "True", "reason": "Provisioned", "message": "ok",
+        "lastTransitionTime": "2026-11-22T00:00:00Z", "observedGeneration": 1 }] } });
+    api.patch_status("contoso", &PatchParams::default(), &Patch::Merge(&ready)).await.expect("ready");
+    let Some(out) = wait.await.expect("join") else { return };
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("customer.servicehub.io/contoso condition met"));
+    let cfg = config.clone();
+    let out = tokio::task::spawn_blocking(move || kubectl(&cfg, &["describe", "-n", "contoso", "customer", "contoso"]))
+        .await
+        .expect("join")
+        .expect("kubectl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("Name:") && text.contains("contoso") && text.contains("Provisioned"), "{text}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn field_selectors_pick_one_object() {
+    let server = ApiServer::start().await;
+    let api: Api<Customer> = Api::namespaced(server.client(), "contoso");
+    for name in ["a", "b"] {
+        let mut c = contoso();
+        c.metadata.name = Some(name.into());
+        api.create(&PostParams::default(), &c).await.expect("create");
+    }
+    let one = api.list(&ListParams::default().fields("metadata.name=b")).await.expect("list");
+    assert_eq!(one.items.len(), 1);
+    assert_eq!(one.items[0].metadata.name.as_deref(), Some("b"));
+    let mut events = watcher(api.clone(), watcher::Config::default().fields("metadata.name=a")).boxed();
+    let first = next_apply(&mut events).await.expect("in time");
+    assert_eq!(first.metadata.name.as_deref(), Some("a"));
+    server.stop().await;
+}
