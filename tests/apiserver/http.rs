@@ -83,7 +83,7 @@ impl ApiServer {
             };
             registry.register(r, kind);
         }
-        for crd in servicehub_operator::api::crds() {
+        for crd in crds_from_disk() {
             let v = &crd.spec.versions[0];
             let r = Resource {
                 group: crd.spec.group.clone(),
@@ -194,6 +194,16 @@ impl ApiServer {
         self.drop_watches();
         self.halt().await;
     }
+}
+
+/// The CRDs as committed in the repository's `crds/` directory (what `kubectl apply -f crds/`
+/// would register), not the Rust types: the emulation serves what users install.
+fn crds_from_disk() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("crds");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("crds/").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    files.iter().map(|f| serde_yaml::from_str(&std::fs::read_to_string(f).expect("read crd")).expect("a CRD")).collect()
 }
 
 fn json_response(code: StatusCode, body: &Value) -> Response {

@@ -445,3 +445,35 @@ async fn field_selectors_pick_one_object() {
     assert_eq!(first.metadata.name.as_deref(), Some("a"));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_kube_runtime_reflector_mirrors_the_server() {
+    use kube::runtime::{WatchStreamExt, reflector};
+    let server = ApiServer::start().await;
+    let api: Api<Customer> = Api::namespaced(server.client(), "contoso");
+    for name in ["a", "b", "c"] {
+        let mut c = contoso();
+        c.metadata.name = Some(name.into());
+        api.create(&PostParams::default(), &c).await.expect("create");
+    }
+    let (store, writer) = reflector::store();
+    let mut stream = Box::pin(reflector(writer, watcher(api.clone(), watcher::Config::default())).applied_objects());
+    let driver = tokio::spawn(async move { while stream.next().await.is_some() {} });
+    tokio::time::timeout(Duration::from_secs(5), store.wait_until_ready()).await.expect("in time").expect("ready");
+    assert_eq!(store.state().len(), 3);
+    api.delete("b", &DeleteParams::default()).await.expect("delete");
+    let patch = serde_json::json!({ "spec": { "displayName": "Changed" } });
+    api.patch("c", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let names: Vec<String> = store.state().iter().filter_map(|c| c.metadata.name.clone()).collect();
+        let changed = store.state().iter().any(|c| c.spec.display_name == "Changed");
+        if names.len() == 2 && changed {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "reflector did not converge: {names:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    driver.abort();
+    server.stop().await;
+}
