@@ -348,11 +348,20 @@ async fn handle(
                     "application/merge-patch+json" => reg.merge_patch(&t.resource, ns, name, &patch, part, fields),
                     "application/json-patch+json" => {
                         let current = reg.get(&t.resource, ns, name)?;
-                        let ops: json_patch::Patch = serde_json::from_value(patch).map_err(|e| ApiError {
-                            code: 400,
-                            reason: "BadRequest",
-                            message: e.to_string(),
-                        })?;
+                        // Like kube-apiserver's JSON patch, a `test` for null passes on a
+                        // missing field (kube-runtime's finalizer helper relies on it).
+                        let patch: Vec<Value> = patch
+                            .as_array()
+                            .cloned()
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|op| {
+                                let null_test = op["op"] == "test" && op["value"].is_null();
+                                !(null_test && op["path"].as_str().is_some_and(|p| current.pointer(p).is_none()))
+                            })
+                            .collect();
+                        let ops: json_patch::Patch = serde_json::from_value(Value::Array(patch))
+                            .map_err(|e| ApiError { code: 400, reason: "BadRequest", message: e.to_string() })?;
                         let mut doc = current;
                         json_patch::patch(&mut doc, &ops).map_err(|e| ApiError {
                             code: 422,

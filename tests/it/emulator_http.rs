@@ -477,3 +477,59 @@ async fn a_kube_runtime_reflector_mirrors_the_server() {
     driver.abort();
     server.stop().await;
 }
+
+#[tokio::test]
+async fn bookmarks_json_patches_leases_and_events() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::events::v1::Event as K8sEvent;
+    let server = ApiServer::start().await;
+    let api: Api<Customer> = Api::namespaced(server.client(), "contoso");
+    api.create(&PostParams::default(), &contoso()).await.expect("create");
+
+    // JSON patch (RFC 6902), as kube-runtime's finalizer helper sends it.
+    let ops: json_patch::Patch = serde_json::from_value(serde_json::json!([
+        { "op": "test", "path": "/metadata/finalizers", "value": null },
+        { "op": "add", "path": "/metadata/finalizers", "value": ["servicehub.io/cleanup"] }
+    ]))
+    .expect("ops");
+    let patched = api.patch("contoso", &PatchParams::default(), &Patch::<()>::Json(ops)).await.expect("json patch");
+    assert_eq!(patched.metadata.finalizers, Some(vec!["servicehub.io/cleanup".to_owned()]));
+
+    // A watch that allows bookmarks gets one, carrying the current resource version.
+    let rv = patched.metadata.resource_version.clone().expect("rv");
+    let mut stream = api.watch(&WatchParams::default().timeout(10), &rv).await.expect("watch").boxed();
+    let bookmark = tokio::time::timeout(Duration::from_secs(6), async {
+        loop {
+            match stream.next().await.expect("event").expect("decoded") {
+                WatchEvent::Bookmark(b) => return b,
+                _ => continue,
+            }
+        }
+    })
+    .await
+    .expect("a bookmark in time");
+    assert!(bookmark.metadata.resource_version.parse::<u64>().expect("number") >= rv.parse::<u64>().expect("number"));
+
+    // The built-in kinds the operator uses.
+    let leases: Api<Lease> = Api::namespaced(server.client(), "servicehub-system");
+    let lease: Lease = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "servicehub-operator" },
+        "spec": { "holderIdentity": "pod-a", "leaseDurationSeconds": 15 }
+    }))
+    .expect("lease");
+    leases.create(&PostParams::default(), &lease).await.expect("lease");
+    assert_eq!(
+        leases.get("servicehub-operator").await.expect("get").spec.and_then(|s| s.holder_identity),
+        Some("pod-a".into())
+    );
+    let events: Api<K8sEvent> = Api::namespaced(server.client(), "contoso");
+    let event: K8sEvent = serde_json::from_value(serde_json::json!({
+        "metadata": { "name": "contoso.1" }, "eventTime": "2026-11-22T00:00:00.000000Z",
+        "reason": "Invited", "action": "Reconcile", "type": "Normal", "reportingController": "servicehub.io/operator",
+        "reportingInstance": "pod-a", "note": "invited megan.bowen@contoso.com"
+    }))
+    .expect("event");
+    events.create(&PostParams::default(), &event).await.expect("event");
+    assert_eq!(events.list(&ListParams::default()).await.expect("list").items.len(), 1);
+    server.stop().await;
+}
