@@ -252,7 +252,7 @@ fn check_string(schema: &Value, s: &str, path: &str, errors: &mut Vec<SchemaErro
         errors.push(invalid(path, &value, &format!("should be at least {min} chars long")));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
-        match regex::Regex::new(pattern) {
+        match compiled(pattern) {
             Ok(re) if re.is_match(s) => {}
             Ok(_) => errors.push(invalid(path, &value, &format!("should match '{pattern}'"))),
             Err(e) => errors.push(invalid(path, &value, &format!("schema pattern does not compile: {e}"))),
@@ -261,6 +261,20 @@ fn check_string(schema: &Value, s: &str, path: &str, errors: &mut Vec<SchemaErro
     if schema.get("format").and_then(Value::as_str) == Some("date") && s.parse::<jiff::civil::Date>().is_err() {
         errors.push(invalid(path, &value, "must be a date in the form YYYY-MM-DD"));
     }
+}
+
+/// A schema pattern, compiled once per process (validating thousands of objects would
+/// otherwise compile the same few patterns thousands of times).
+fn compiled(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    static CACHE: std::sync::LazyLock<std::sync::Mutex<std::collections::HashMap<String, regex::Regex>>> =
+        std::sync::LazyLock::new(Default::default);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(re) = cache.get(pattern) {
+        return Ok(re.clone());
+    }
+    let re = regex::Regex::new(pattern)?;
+    cache.insert(pattern.to_owned(), re.clone());
+    Ok(re)
 }
 
 fn join(path: &str, key: &str) -> String {
