@@ -84,22 +84,9 @@ fn table_of(o: &Object) -> GuardTable {
     }
 }
 
-fn customer_of(o: &Object) -> &str {
-    match o {
-        Object::Customer(c) => c.metadata.name.as_deref().unwrap_or_default(),
-        Object::Workspace(w) => &w.spec.customer_ref.name,
-        Object::Membership(m) => &m.spec.customer_ref.name,
-        Object::LockboxPolicy(p) => &p.spec.customer_ref.name,
-    }
-}
-
-fn meta(o: &Object) -> &kube::api::ObjectMeta {
-    match o {
-        Object::Customer(x) => &x.metadata,
-        Object::Workspace(x) => &x.metadata,
-        Object::Membership(x) => &x.metadata,
-        Object::LockboxPolicy(x) => &x.metadata,
-    }
+/// The changes of an applied batch, as reported.
+fn reported(batch: &crate::store::Batch) -> impl Iterator<Item = Change> + '_ {
+    batch.steps.iter().map(|s| Change { action: s.change.audit_action().1, summary: s.summary.clone(), drift: s.drift })
 }
 
 /// The status of any kind.
@@ -173,8 +160,8 @@ pub fn deletion_policy(o: &Object) -> DeletionPolicy {
 
 /// How many passes a run may take before it gives up converging.
 const MAX_PASSES: usize = 4;
-/// Objects applied per transaction (each in its own savepoint): the commit, and the pages
-/// it writes, are paid once per chunk instead of once per object.
+/// Objects applied per transaction: the commit, and the pages it writes, are paid once per
+/// chunk instead of once per object (see `Store::apply_all`).
 const BATCHES_PER_TRANSACTION: usize = 250;
 
 /// Apply (or, with `dry_run`, plan) `objects` against `store`.
@@ -193,7 +180,8 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
             let uids = store.uids(key.0, &key.1).await?;
             known.insert(key.clone(), uids);
         }
-        let uid = meta(o)
+        let uid = o
+            .meta()
             .uid
             .clone()
             .or_else(|| known.get(&key).and_then(|m| m.get(o.name()).cloned()))
@@ -202,10 +190,10 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
             uid: uid.clone(),
             namespace: o.namespace().to_owned(),
             name: o.name().to_owned(),
-            generation: meta(o).generation,
+            generation: o.meta().generation,
         };
         ids.push(id);
-        groups.entry((o.namespace().to_owned(), customer_of(o).to_owned())).or_default().push(i);
+        groups.entry((o.namespace().to_owned(), o.customer().to_owned())).or_default().push(i);
         report.objects.push(ObjectReport {
             file: s.file.clone(),
             kind: o.kind(),
@@ -226,8 +214,8 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
         let mut snap = store.load_customer(&ns, &customer).await?;
         for _pass in 0..MAX_PASSES {
             // Plan every object against the snapshot, mirroring each plan as if applied so
-            // later objects see it; then apply the batches in chunks, one savepoint each.
-            let mut pending: Vec<(usize, crate::store::Batch)> = Vec::new();
+            // later objects see it; then apply the batches in chunks, one transaction each.
+            let (mut owners, mut pending): (Vec<usize>, Vec<crate::store::Batch>) = (Vec::new(), Vec::new());
             for i in &members {
                 let (batch, status, stalled) =
                     plan_object(&objects[*i].object, &ids[*i], declared_default.as_deref(), &snap, &opts.ctx);
@@ -236,30 +224,26 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
                 r.stalled = stalled;
                 if !batch.is_empty() {
                     snap.apply(&batch);
-                    pending.push((*i, batch));
+                    owners.push(*i);
+                    pending.push(batch);
                 }
             }
             if pending.is_empty() {
                 break;
             }
             let mut failed = false;
-            for chunk in pending.chunks(BATCHES_PER_TRANSACTION) {
+            for (batches, who) in pending.chunks(BATCHES_PER_TRANSACTION).zip(owners.chunks(BATCHES_PER_TRANSACTION)) {
                 let results: Vec<Result<(), StoreError>> = if opts.dry_run {
-                    chunk.iter().map(|_| Ok(())).collect()
+                    batches.iter().map(|_| Ok(())).collect()
                 } else {
-                    let batches: Vec<crate::store::Batch> = chunk.iter().map(|(_, b)| b.clone()).collect();
-                    store.apply_all(&batches).await?.into_iter().map(|r| r.map(|_| ())).collect()
+                    store.apply_all(batches).await?.into_iter().map(|r| r.map(|_| ())).collect()
                 };
-                for ((i, batch), result) in chunk.iter().zip(results) {
+                for ((i, batch), result) in who.iter().zip(batches).zip(results) {
                     let r = &mut report.objects[*i];
                     match result {
                         Ok(()) => {
                             r.error = None;
-                            r.changes.extend(batch.steps.iter().map(|s| Change {
-                                action: s.change.audit_action().1,
-                                summary: s.summary.clone(),
-                                drift: s.drift,
-                            }));
+                            r.changes.extend(reported(batch));
                         }
                         Err(e) => {
                             // A conflict is retried in the next pass against a fresh read.
@@ -302,13 +286,13 @@ pub async fn delete(store: &dyn Store, objects: &[Sourced], opts: &Options) -> R
             stalled: false,
             error: None,
         };
-        let Some(uid) = meta(o).uid.clone().or_else(|| known.get(o.name()).cloned()) else {
+        let Some(uid) = o.meta().uid.clone().or_else(|| known.get(o.name()).cloned()) else {
             report.objects.push(r);
             continue;
         };
         r.uid = uid.clone();
         let id = Identity { uid, namespace: o.namespace().to_owned(), name: o.name().to_owned(), generation: None };
-        let snap = store.load_customer(o.namespace(), customer_of(o)).await?;
+        let snap = store.load_customer(o.namespace(), o.customer()).await?;
         match plan::plan_delete(table, &id, deletion_policy(o), &snap, &opts.ctx) {
             Err(refused) => {
                 r.stalled = true;
@@ -317,11 +301,7 @@ pub async fn delete(store: &dyn Store, objects: &[Sourced], opts: &Options) -> R
             Ok(batch) => {
                 let applied = if opts.dry_run { Ok(()) } else { store.apply(&batch).await.map(|_| ()) };
                 match applied {
-                    Ok(()) => r.changes.extend(batch.steps.iter().map(|s| Change {
-                        action: s.change.audit_action().1,
-                        summary: s.summary.clone(),
-                        drift: false,
-                    })),
+                    Ok(()) => r.changes.extend(reported(&batch)),
                     Err(e) => r.error = Some(e.to_string()),
                 }
             }

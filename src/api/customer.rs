@@ -86,6 +86,12 @@ impl AgreementKind {
             AgreementKind::Unified => "Unified",
         }
     }
+
+    /// The kind a stored name stands for; anything but `Premier` is treated as `Unified`,
+    /// the stricter rule on personal accounts.
+    pub fn from_name(name: &str) -> AgreementKind {
+        if name == AgreementKind::Premier.as_str() { AgreementKind::Premier } else { AgreementKind::Unified }
+    }
 }
 
 /// A support agreement with Microsoft.

@@ -63,11 +63,6 @@ pub struct CanIArgs {
     pub store: StoreArgs,
 }
 
-/// RFC 3339 text of a Unix-seconds time.
-fn rfc3339(seconds: i64) -> Option<String> {
-    jiff::Timestamp::from_second(seconds).ok().map(|t| t.to_string())
-}
-
 fn dump<T: serde::Serialize>(out: &mut impl Write, format: OutputFormat, items: &[T]) -> anyhow::Result<bool> {
     match format {
         OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(items)?)?,
@@ -83,7 +78,7 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     let db = open_store(&store).await?;
     let ns = namespace.as_deref();
     let mut out = std::io::stdout().lock();
-    let time = |t: Option<i64>| t.and_then(rfc3339).unwrap_or_else(|| "-".into());
+    let time = |t: Option<i64>| t.and_then(crate::plan::rfc3339).unwrap_or_else(|| "-".into());
     let (header, rows): (Vec<&str>, Vec<Vec<String>>) = match resource {
         Resource::Customers => {
             let items = db.customers(ns).await?;

@@ -2,7 +2,7 @@
 //! workspace, the service administrator, support contacts, global administrators and the
 //! delegated administrators' group, each invited (users only, never after the end date).
 
-use super::members::{DesiredMembership, emit, grants_for, remove, step};
+use super::members::{DesiredMembership, Owner, emit, grants_for, remove, step};
 use super::{Context, Frame, Identity, Plan, Verdict, guard, spec_hash, start_of};
 use crate::api::customer::{AdministrationModel, CustomerPhase, CustomerSpec, CustomerStatus};
 use crate::api::{Customer, Permission, Person, Role};
@@ -245,33 +245,17 @@ fn implied_memberships(
     let spec = &customer.spec;
     let uid = &id.uid;
     let mut out = Vec::new();
-    let user =
-        |mid: String, person: &Person, ws: Option<&(String, String)>, roles: &[Role], individual: &[Permission]| {
-            let in_default = ws.is_some();
-            DesiredMembership {
-                id: mid,
-                workspace_id: ws.map(|w| w.0.clone()),
-                workspace_name: ws.map(|w| w.1.clone()),
-                origin: "Customer".to_owned(),
-                namespace: id.namespace.clone(),
-                name: id.name.clone(),
-                subject_kind: "User".to_owned(),
-                subject_key: person.email.normalized(),
-                email: Some(person.email.to_string()),
-                display_name: person.shown_name().to_owned(),
-                account_type: Some(person.account_type.as_str().to_owned()),
-                roles: roles.iter().copied().collect(),
-                grants: grants_for(ws.is_some(), roles, individual, in_default),
-                deletion_policy: format!("{:?}", spec.deletion_policy),
-                invite,
-            }
-        };
+    let owner = Owner { origin: "Customer", id, deletion_policy: spec.deletion_policy, invite };
+    let ws = default_ws.map(|(i, n)| (i.as_str(), n.as_str()));
+    let user = |mid: String, person: &Person, ws: Option<(&str, &str)>, roles: &[Role], individual: &[Permission]| {
+        DesiredMembership::for_person(&owner, mid, person, ws, ws.is_some(), roles, individual)
+    };
     let sa = &spec.service_administrator;
     // Customer level: the role itself; the invitation goes with the default workspace one.
     let mut sa_customer = user(format!("{uid}/serviceAdministrator"), sa, None, &[Role::ServiceAdministrator], &[]);
     sa_customer.invite = false;
     out.push(sa_customer);
-    if let Some(ws) = default_ws {
+    if let Some(ws) = ws {
         out.push(user(
             format!("{uid}/serviceAdministrator/default"),
             sa,

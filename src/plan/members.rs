@@ -43,6 +43,50 @@ pub struct DesiredMembership {
     pub invite: bool,
 }
 
+/// The object that implies memberships (a Customer or a Workspace) and what they inherit from it.
+pub(crate) struct Owner<'a> {
+    /// `Customer` or `Workspace`.
+    pub(crate) origin: &'a str,
+    /// The owning object.
+    pub(crate) id: &'a super::Identity,
+    /// Its deletion policy.
+    pub(crate) deletion_policy: crate::api::DeletionPolicy,
+    /// Whether its people are invited.
+    pub(crate) invite: bool,
+}
+
+impl DesiredMembership {
+    /// A person named by a Customer or Workspace: at customer level, or in workspace
+    /// `(id, name)`; `in_default` when that is the customer's default workspace.
+    pub(crate) fn for_person(
+        owner: &Owner<'_>,
+        id: String,
+        person: &crate::api::Person,
+        workspace: Option<(&str, &str)>,
+        in_default: bool,
+        roles: &[Role],
+        individual: &[crate::api::Permission],
+    ) -> DesiredMembership {
+        DesiredMembership {
+            id,
+            workspace_id: workspace.map(|w| w.0.to_owned()),
+            workspace_name: workspace.map(|w| w.1.to_owned()),
+            origin: owner.origin.to_owned(),
+            namespace: owner.id.namespace.clone(),
+            name: owner.id.name.clone(),
+            subject_kind: "User".to_owned(),
+            subject_key: person.email.normalized(),
+            email: Some(person.email.to_string()),
+            display_name: person.shown_name().to_owned(),
+            account_type: Some(person.account_type.as_str().to_owned()),
+            roles: roles.iter().copied().collect(),
+            grants: grants_for(workspace.is_some(), roles, individual, in_default),
+            deletion_policy: format!("{:?}", owner.deletion_policy),
+            invite: owner.invite,
+        }
+    }
+}
+
 /// What the invitation message says; the delivery worker adds the link and the token.
 #[derive(serde::Serialize)]
 struct InvitationPayload<'a> {

@@ -69,14 +69,10 @@ pub fn plan_membership(
         && !w.personal_allowed
         && spec.subject.account_type() == crate::api::AccountType::Personal
     {
-        let kind = if c.agreement_kind == "Premier" {
-            crate::api::customer::AgreementKind::Premier
-        } else {
-            crate::api::customer::AgreementKind::Unified
-        };
+        let kind = crate::api::customer::AgreementKind::from_name(&c.agreement_kind);
         let at = format!("{}/{}", w.namespace, w.name);
-        let exception = if w.allow_personal == Some(false) { Some(false) } else { None };
-        if let Err(msg) = rules::check_account(spec.subject.account_type(), email.as_str(), &at, kind, exception) {
+        if let Err(msg) = rules::check_account(spec.subject.account_type(), email.as_str(), &at, kind, w.allow_personal)
+        {
             return refuse("PersonalAccountNotAllowed", format!("spec.subject.accountType: {msg}"));
         }
     }

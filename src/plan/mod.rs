@@ -176,7 +176,7 @@ pub(crate) fn start_of(date: jiff::civil::Date) -> jiff::Timestamp {
 }
 
 /// RFC 3339 text of a Unix-seconds timestamp.
-pub(crate) fn rfc3339(seconds: i64) -> Option<String> {
+pub fn rfc3339(seconds: i64) -> Option<String> {
     jiff::Timestamp::from_second(seconds).ok().map(|t| t.to_string())
 }
 

@@ -4,7 +4,7 @@
 //! members: they are reported in the `PersonalAccountsPresent` condition.
 
 use super::customer::auto_default_id;
-use super::members::{DesiredMembership, emit, grants_for, remove, step};
+use super::members::{DesiredMembership, Owner, emit, remove, step};
 use super::{Context, Frame, Identity, Plan, Verdict, guard, spec_hash};
 use crate::api::conditions;
 use crate::api::customer::AgreementKind;
@@ -42,7 +42,7 @@ pub fn plan_workspace(
         let msg = format!("Customer {customer_name}'s agreement has ended; no new workspaces can be created");
         return refuse("CustomerNotActive", msg);
     }
-    let kind = if c.agreement_kind == "Premier" { AgreementKind::Premier } else { AgreementKind::Unified };
+    let kind = AgreementKind::from_name(&c.agreement_kind);
     let personal_allowed = rules::personal_accounts_allowed(kind, spec.allow_personal_accounts);
 
     if spec.default
@@ -110,24 +110,11 @@ pub fn plan_workspace(
     let roles = [Role::WorkspaceAdministrator];
     let prefix = format!("{}/administrator/", id.uid);
     let mut wanted = BTreeSet::new();
+    let owner = Owner { origin: "Workspace", id, deletion_policy: spec.deletion_policy, invite };
     for admin in &spec.administrators {
-        let m = DesiredMembership {
-            id: format!("{prefix}{}", admin.email.normalized()),
-            workspace_id: Some(id.uid.clone()),
-            workspace_name: Some(id.name.clone()),
-            origin: "Workspace".to_owned(),
-            namespace: id.namespace.clone(),
-            name: id.name.clone(),
-            subject_kind: "User".to_owned(),
-            subject_key: admin.email.normalized(),
-            email: Some(admin.email.to_string()),
-            display_name: admin.shown_name().to_owned(),
-            account_type: Some(admin.account_type.as_str().to_owned()),
-            roles: roles.into_iter().collect(),
-            grants: grants_for(true, &roles, &[], spec.default),
-            deletion_policy: format!("{:?}", spec.deletion_policy),
-            invite,
-        };
+        let mid = format!("{prefix}{}", admin.email.normalized());
+        let here = Some((id.uid.as_str(), id.name.as_str()));
+        let m = DesiredMembership::for_person(&owner, mid, admin, here, spec.default, &roles, &[]);
         wanted.insert(m.id.clone());
         m.plan(&mut work, &c.uid, &c.display_name, ctx, &mut steps);
     }

@@ -136,19 +136,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Everything the store holds for one customer (by namespace and name), for planning.
     async fn load_customer(&self, namespace: &str, name: &str) -> Result<Snapshot>;
 
-    /// The uid the store knows for a managed object, so objects applied without a cluster
-    /// (which have no `metadata.uid`) keep their identity across runs.
-    async fn resolve_uid(&self, kind: GuardTable, namespace: &str, name: &str) -> Result<Option<String>>;
-
-    /// Every managed object of a kind in a namespace: name -> uid (bulk form of `resolve_uid`).
+    /// Every managed object of a kind in a namespace: name -> uid, so objects applied without
+    /// a cluster (which have no `metadata.uid`) keep their identity across runs.
     async fn uids(&self, kind: GuardTable, namespace: &str) -> Result<std::collections::HashMap<String, String>>;
 
     /// Apply one batch in one transaction: all or nothing. An empty batch writes nothing.
     async fn apply(&self, batch: &Batch) -> Result<ApplyOutcome>;
 
-    /// Apply several batches in one transaction, each inside its own savepoint: every batch
-    /// is still all or nothing and a failing one leaves the others alone, but the commit
-    /// cost is paid once. For bulk runs (`servicehub apply` of thousands of objects).
+    /// Apply several batches in one transaction, paying the commit once (bulk runs of
+    /// `servicehub apply`). Each batch stays all or nothing: if one fails, the transaction is
+    /// rolled back and every batch is applied on its own, so one bad batch cannot take the
+    /// others with it. Returns one result per batch.
     async fn apply_all(&self, batches: &[Batch]) -> Result<Vec<Result<ApplyOutcome>>>;
 
     /// Customers, optionally of one namespace.

@@ -314,17 +314,6 @@ impl Store for SqlStore {
         super::sql_read::load_customer(&self.pool, namespace, name).await
     }
 
-    async fn resolve_uid(&self, kind: GuardTable, namespace: &str, name: &str) -> Result<Option<String>> {
-        let (table, key) = kind.table();
-        let sql = format!("SELECT {key} FROM {table} WHERE namespace = $1 AND name = $2 AND managed");
-        sqlx::query_scalar(AssertSqlSafe(sql))
-            .bind(namespace)
-            .bind(name)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(map_err)
-    }
-
     async fn uids(&self, kind: GuardTable, namespace: &str) -> Result<std::collections::HashMap<String, String>> {
         let (table, key) = kind.table();
         let sql = format!("SELECT name, {key} FROM {table} WHERE namespace = $1 AND managed");

@@ -10,7 +10,6 @@ mod refs;
 pub mod schema;
 
 use crate::api::{self, Customer, LockboxPolicy, Membership, Workspace};
-use kube::CustomResourceExt;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -92,7 +91,8 @@ impl Object {
         api::KINDS.iter().position(|k| *k == self.kind()).unwrap_or(usize::MAX)
     }
 
-    fn meta(&self) -> &kube::api::ObjectMeta {
+    /// The object's metadata.
+    pub fn meta(&self) -> &kube::api::ObjectMeta {
         match self {
             Object::Customer(o) => &o.metadata,
             Object::Workspace(o) => &o.metadata,
@@ -104,6 +104,16 @@ impl Object {
     /// `metadata.name`.
     pub fn name(&self) -> &str {
         self.meta().name.as_deref().unwrap_or_default()
+    }
+
+    /// The Customer the object belongs to: its own name for a Customer, else `customerRef`.
+    pub fn customer(&self) -> &str {
+        match self {
+            Object::Customer(c) => c.metadata.name.as_deref().unwrap_or_default(),
+            Object::Workspace(w) => &w.spec.customer_ref.name,
+            Object::Membership(m) => &m.spec.customer_ref.name,
+            Object::LockboxPolicy(p) => &p.spec.customer_ref.name,
+        }
     }
 
     /// `metadata.namespace`.
@@ -281,17 +291,4 @@ fn decode(kind: &str, value: Value) -> Result<Object, serde_json::Error> {
 /// kube-cel reports paths like `spec.agreement` or `.spec.x`; print them like the schema paths.
 fn cel_field(path: &str) -> String {
     path.trim_start_matches('.').to_owned()
-}
-
-/// The CRD of a kind, for callers that need its schema.
-pub fn crd_of(
-    kind: &str,
-) -> Option<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
-    match kind {
-        "Customer" => Some(Customer::crd()),
-        "Workspace" => Some(Workspace::crd()),
-        "Membership" => Some(Membership::crd()),
-        "LockboxPolicy" => Some(LockboxPolicy::crd()),
-        _ => None,
-    }
 }

@@ -1,7 +1,6 @@
 //! Domain rules on one object, and the rules between the objects of one set.
 
 use super::{Object, Problem, References, Severity, Sourced};
-use crate::api::customer::AgreementKind;
 use crate::api::{Customer, Workspace};
 use crate::domain::matrix::Scope;
 use crate::domain::rules::{self, GrantCheck};
@@ -73,12 +72,7 @@ pub(super) fn check(
     for (i, (s, _)) in objects.iter().enumerate() {
         let o = &s.object;
         let ns = o.namespace();
-        let customer_ref = match o {
-            Object::Customer(_) => None,
-            Object::Workspace(w) => Some(w.spec.customer_ref.name.as_str()),
-            Object::Membership(m) => Some(m.spec.customer_ref.name.as_str()),
-            Object::LockboxPolicy(p) => Some(p.spec.customer_ref.name.as_str()),
-        };
+        let customer_ref = (!matches!(o, Object::Customer(_))).then(|| o.customer());
         let customer = customer_ref.and_then(|c| customers.get(&(ns, c)).copied());
         if let Some(c) = customer_ref
             && customer.is_none()
@@ -169,12 +163,12 @@ pub(super) fn check(
                         }
                         Some(w) => {
                             if let (Some(c), Some(email)) = (customer, &m.spec.subject.email)
-                                && let Err(msg) = personal_check(
-                                    c.spec.agreement.kind,
+                                && let Err(msg) = rules::check_account(
                                     m.spec.subject.account_type(),
                                     email.as_str(),
                                     &format!("{ns}/{wn}"),
-                                    w,
+                                    c.spec.agreement.kind,
+                                    w.spec.allow_personal_accounts,
                                 )
                             {
                                 error(i, "spec.subject.accountType", msg);
@@ -206,14 +200,4 @@ pub(super) fn check(
         }
     }
     bad
-}
-
-fn personal_check(
-    kind: AgreementKind,
-    account: crate::api::AccountType,
-    email: &str,
-    at: &str,
-    w: &Workspace,
-) -> Result<(), String> {
-    rules::check_account(account, email, at, kind, w.spec.allow_personal_accounts)
 }
