@@ -9,7 +9,7 @@
 
 use crate::api::DeletionPolicy;
 use crate::plan::{self, Context, Identity};
-use crate::store::{GuardTable, Snapshot, Store, StoreError};
+use crate::store::{Focus, GuardTable, Snapshot, Store, StoreError};
 use crate::validate::{Object, Sourced};
 use std::collections::BTreeMap;
 
@@ -118,18 +118,31 @@ impl Status {
     }
 }
 
-/// Plan one object against a snapshot: its batch, its status, whether it is refused.
+/// One object's plan, in kind-independent form.
+#[derive(Clone, Debug)]
+pub struct Planned {
+    /// The changes, as one guarded batch.
+    pub batch: crate::store::Batch,
+    /// The status once the batch is applied.
+    pub status: Status,
+    /// Refused: a user must change something.
+    pub stalled: bool,
+    /// When to plan again even if nothing changes.
+    pub requeue_at: Option<jiff::Timestamp>,
+}
+
+/// Plan one object against a snapshot.
 pub fn plan_object(
     o: &Object,
     id: &Identity,
     declared_default: Option<&str>,
     snapshot: &Snapshot,
     ctx: &Context,
-) -> (crate::store::Batch, Status, bool) {
-    fn out<S>(p: plan::Plan<S>, ctx: &Context, wrap: fn(S) -> Status) -> (crate::store::Batch, Status, bool) {
-        let stalled = p.stalled;
+) -> Planned {
+    fn out<S>(p: plan::Plan<S>, ctx: &Context, wrap: fn(S) -> Status) -> Planned {
+        let (stalled, requeue_at) = (p.stalled, p.requeue_at);
         let (batch, status) = p.into_batch(ctx);
-        (batch, wrap(status), stalled)
+        Planned { batch, status: wrap(status), stalled, requeue_at }
     }
     match o {
         Object::Customer(c) => {
@@ -144,6 +157,24 @@ pub fn plan_object(
         Object::LockboxPolicy(p) => {
             out(plan::plan_lockbox_policy(p, id, snapshot, p.status.as_ref(), ctx), ctx, Status::LockboxPolicy)
         }
+    }
+}
+
+/// What the planner of `o` (whose uid is `uid`) reads from the store: the controller loads
+/// only that, so one reconcile costs the same whatever the size of the customer.
+pub fn focus_of(o: &Object, uid: &str) -> Focus {
+    match o {
+        Object::Customer(_) => Focus::Customer,
+        Object::Workspace(w) => Focus::Workspace {
+            id: uid.to_owned(),
+            subjects: w.spec.administrators.iter().map(|p| p.email.normalized()).collect(),
+        },
+        Object::Membership(m) => Focus::Membership {
+            id: uid.to_owned(),
+            workspace: m.spec.workspace_ref.as_ref().map(|r| r.name.clone()),
+            subjects: vec![m.spec.subject.key()],
+        },
+        Object::LockboxPolicy(_) => Focus::Policy,
     }
 }
 
@@ -217,7 +248,7 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
             // later objects see it; then apply the batches in chunks, one transaction each.
             let (mut owners, mut pending): (Vec<usize>, Vec<crate::store::Batch>) = (Vec::new(), Vec::new());
             for i in &members {
-                let (batch, status, stalled) =
+                let Planned { batch, status, stalled, .. } =
                     plan_object(&objects[*i].object, &ids[*i], declared_default.as_deref(), &snap, &opts.ctx);
                 let r = &mut report.objects[*i];
                 r.status = status;

@@ -115,6 +115,46 @@ pub struct AuditFilter {
     pub limit: Option<i64>,
 }
 
+/// Which part of a customer a plan reads. The controller plans one object per reconcile, and
+/// loading all of a customer's memberships for each would make a rollout of N memberships
+/// cost O(N²) reads; a focus loads only what that object's planner can look at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Focus {
+    /// Everything (bulk runs of `servicehub apply`, which plan every object).
+    All,
+    /// A Customer: the memberships it implies (origin `Customer`), and all users and
+    /// invitations (its status counts them).
+    Customer,
+    /// A Workspace: the memberships in it and its named administrators.
+    Workspace {
+        /// The workspace's uid.
+        id: String,
+        /// Subject keys the spec names.
+        subjects: Vec<String>,
+    },
+    /// A Membership: itself and the Workspace Administrators of its workspace.
+    Membership {
+        /// The membership's uid.
+        id: String,
+        /// The workspace it names, if any.
+        workspace: Option<String>,
+        /// Its subject key.
+        subjects: Vec<String>,
+    },
+    /// A LockboxPolicy: no memberships.
+    Policy,
+}
+
+impl Focus {
+    /// Subject keys named by the focused object's spec.
+    pub fn subjects(&self) -> &[String] {
+        match self {
+            Focus::Workspace { subjects, .. } | Focus::Membership { subjects, .. } => subjects,
+            Focus::All | Focus::Customer | Focus::Policy => &[],
+        }
+    }
+}
+
 /// The system of record.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -133,8 +173,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Whether the store answers.
     async fn ping(&self) -> Result<()>;
 
+    /// What the store holds for one customer (by namespace and name) that a plan with this
+    /// focus reads: the customer, its workspaces and policies, and the memberships, users and
+    /// invitations the focus selects (a superset of what the planner looks at).
+    async fn load(&self, namespace: &str, name: &str, focus: &Focus) -> Result<Snapshot>;
+
     /// Everything the store holds for one customer (by namespace and name), for planning.
-    async fn load_customer(&self, namespace: &str, name: &str) -> Result<Snapshot>;
+    async fn load_customer(&self, namespace: &str, name: &str) -> Result<Snapshot> {
+        self.load(namespace, name, &Focus::All).await
+    }
 
     /// Every managed object of a kind in a namespace: name -> uid, so objects applied without
     /// a cluster (which have no `metadata.uid`) keep their identity across runs.

@@ -10,7 +10,7 @@
 use super::change::{Batch, Change, GuardTable, Step};
 use super::records::*;
 use super::snapshot::{Snapshot, Versioned};
-use super::{AuditFilter, Backend, MigrationReport, Result, Store, StoreError, StoreUrl};
+use super::{AuditFilter, Backend, Focus, MigrationReport, Result, Store, StoreError, StoreUrl};
 use crate::api::{Permission, Role};
 use crate::domain::matrix;
 use crate::domain::rules::Source;
@@ -310,8 +310,8 @@ impl Store for SqlStore {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err).map(|_| ())
     }
 
-    async fn load_customer(&self, namespace: &str, name: &str) -> Result<Snapshot> {
-        super::sql_read::load_customer(&self.pool, namespace, name).await
+    async fn load(&self, namespace: &str, name: &str, focus: &Focus) -> Result<Snapshot> {
+        super::sql_read::load(&self.pool, namespace, name, focus).await
     }
 
     async fn uids(&self, kind: GuardTable, namespace: &str) -> Result<std::collections::HashMap<String, String>> {

@@ -4,7 +4,7 @@
 use super::records::*;
 use super::snapshot::Snapshot;
 use super::sql::{Map, Sql, get, grant, map_err, role, versioned};
-use super::{AuditFilter, Result};
+use super::{AuditFilter, Focus, Result};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, AssertSqlSafe};
 use std::collections::BTreeMap;
@@ -93,7 +93,52 @@ fn invitation(r: &AnyRow) -> Result<InvitationRecord> {
     })
 }
 
-pub(super) async fn load_customer(pool: &AnyPool, namespace: &str, name: &str) -> Result<Snapshot> {
+/// The `WHERE` clause selecting the memberships a focus reads (always a superset of what
+/// its planner looks at), binding its arguments. `c` is the customer uid.
+fn memberships_where(qb: &mut Sql, c: &str, focus: &Focus) {
+    qb.push(" WHERE m.customer_uid = ").bind(c).push(" AND m.managed");
+    match focus {
+        Focus::All => {}
+        Focus::Customer => {
+            qb.push(" AND m.origin = 'Customer'");
+        }
+        Focus::Workspace { id, .. } => {
+            qb.push(" AND m.workspace_id = ").bind(id.as_str());
+        }
+        Focus::Membership { id, workspace, .. } => {
+            // The membership, and the administrators of its workspace (old and new): the
+            // last-administrator rule reads them.
+            qb.push(" AND (m.id = ").bind(id.as_str());
+            qb.push(" OR ((m.workspace_id IN (SELECT x.workspace_id FROM memberships x WHERE x.id = ")
+                .bind(id.as_str());
+            qb.push(")");
+            if let Some(name) = workspace {
+                qb.push(" OR m.workspace_id IN (SELECT w.id FROM workspaces w WHERE w.customer_uid = ").bind(c);
+                qb.push(" AND w.name = ").bind(name.as_str()).push(")");
+            }
+            qb.push(
+                ") AND EXISTS (SELECT 1 FROM role_assignments r WHERE r.membership_id = m.id \
+                 AND r.role = 'WorkspaceAdministrator')))",
+            );
+        }
+        Focus::Policy => {
+            qb.push(" AND 1 = 0");
+        }
+    }
+}
+
+/// Users and invitations a focus reads: those of its memberships' subjects and of the
+/// subjects it names. `column` is the subject column of the table queried.
+fn subjects_where(qb: &mut Sql, c: &str, focus: &Focus, column: &str) {
+    qb.push(column).push(" IN (SELECT m.subject_key FROM memberships m");
+    memberships_where(qb, c, focus);
+    qb.push(")");
+    for s in focus.subjects() {
+        qb.push(" OR ").push(column).push(" = ").bind(s.as_str());
+    }
+}
+
+pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Focus) -> Result<Snapshot> {
     let sql = format!("SELECT {CUSTOMER_COLS} FROM customers WHERE namespace = $1 AND name = $2 AND managed");
     let Some(row) = sqlx::query(AssertSqlSafe(sql.clone()))
         .bind(namespace)
@@ -113,29 +158,43 @@ pub(super) async fn load_customer(pool: &AnyPool, namespace: &str, name: &str) -
         let w = workspace(&r)?;
         snap.workspaces.insert(w.id.clone(), versioned(get(&r, "row_version")?, w));
     }
-    let sql = format!("SELECT {MEMBERSHIP_COLS} FROM memberships m WHERE m.customer_uid = $1 AND m.managed");
-    for r in sqlx::query(AssertSqlSafe(sql.clone())).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
+    let mut qb = Sql::new(format!("SELECT {MEMBERSHIP_COLS} FROM memberships m"));
+    memberships_where(&mut qb, &uid, focus);
+    for r in qb.build().fetch_all(pool).await.map_err(map_err)? {
         let m = membership(&r)?;
         snap.memberships.insert(m.id.clone(), versioned(get(&r, "row_version")?, m));
     }
-    let sql = "SELECT r.membership_id, r.role FROM role_assignments r JOIN memberships m ON m.id = r.membership_id \
-               WHERE m.customer_uid = $1 AND m.managed";
-    for r in sqlx::query(sql).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
-        let id: String = get(&r, "membership_id")?;
-        if let Some(m) = snap.memberships.get_mut(&id) {
-            m.record.roles.insert(role(&get::<String>(&r, "role")?)?);
+    if !snap.memberships.is_empty() {
+        let mut qb = Sql::new(
+            "SELECT r.membership_id, r.role FROM role_assignments r JOIN memberships m ON m.id = r.membership_id",
+        );
+        memberships_where(&mut qb, &uid, focus);
+        for r in qb.build().fetch_all(pool).await.map_err(map_err)? {
+            let id: String = get(&r, "membership_id")?;
+            if let Some(m) = snap.memberships.get_mut(&id) {
+                m.record.roles.insert(role(&get::<String>(&r, "role")?)?);
+            }
+        }
+        let mut qb = Sql::new(
+            "SELECT g.membership_id, g.permission, g.source FROM grants g JOIN memberships m ON m.id = g.membership_id",
+        );
+        memberships_where(&mut qb, &uid, focus);
+        for r in qb.build().fetch_all(pool).await.map_err(map_err)? {
+            let id: String = get(&r, "membership_id")?;
+            if let Some(m) = snap.memberships.get_mut(&id) {
+                m.record.grants.insert(grant(&get::<String>(&r, "permission")?, &get::<String>(&r, "source")?)?);
+            }
         }
     }
-    let sql = "SELECT g.membership_id, g.permission, g.source FROM grants g JOIN memberships m ON m.id = g.membership_id \
-               WHERE m.customer_uid = $1 AND m.managed";
-    for r in sqlx::query(sql).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
-        let id: String = get(&r, "membership_id")?;
-        if let Some(m) = snap.memberships.get_mut(&id) {
-            m.record.grants.insert(grant(&get::<String>(&r, "permission")?, &get::<String>(&r, "source")?)?);
-        }
+    let mut qb = Sql::new("SELECT customer_uid, email, display_name, account_type FROM users WHERE customer_uid = ");
+    qb.bind(uid.as_str());
+    // A Customer's status counts all its users and invitations.
+    if !matches!(focus, Focus::All | Focus::Customer) {
+        qb.push(" AND (");
+        subjects_where(&mut qb, &uid, focus, "email");
+        qb.push(")");
     }
-    let sql = "SELECT customer_uid, email, display_name, account_type FROM users WHERE customer_uid = $1";
-    for r in sqlx::query(sql).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
+    for r in qb.build().fetch_all(pool).await.map_err(map_err)? {
         let u = UserRecord {
             customer_uid: get(&r, "customer_uid")?,
             email: get(&r, "email")?,
@@ -144,8 +203,14 @@ pub(super) async fn load_customer(pool: &AnyPool, namespace: &str, name: &str) -
         };
         snap.users.insert(u.email.clone(), u);
     }
-    let sql = format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = $1");
-    for r in sqlx::query(AssertSqlSafe(sql.clone())).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
+    let mut qb = Sql::new(format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = "));
+    qb.bind(uid.as_str());
+    if !matches!(focus, Focus::All | Focus::Customer) {
+        qb.push(" AND (");
+        subjects_where(&mut qb, &uid, focus, "i.subject_key");
+        qb.push(")");
+    }
+    for r in qb.build().fetch_all(pool).await.map_err(map_err)? {
         let i = invitation(&r)?;
         snap.invitations.insert((i.scope_key.clone(), i.subject_key.clone()), i);
     }

@@ -7,6 +7,7 @@ mod crash;
 mod crds;
 mod emulator;
 mod emulator_http;
+mod focus;
 mod store;
 mod support;
 mod validate;
