@@ -106,6 +106,17 @@ pub enum Status {
 }
 
 impl Status {
+    /// The conditions of the status, to adjust.
+    pub fn conditions_mut(&mut self) -> Option<&mut Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>> {
+        match self {
+            Status::None => None,
+            Status::Customer(s) => Some(&mut s.conditions),
+            Status::Workspace(s) => Some(&mut s.conditions),
+            Status::Membership(s) => Some(&mut s.conditions),
+            Status::LockboxPolicy(s) => Some(&mut s.conditions),
+        }
+    }
+
     /// The conditions of the status.
     pub fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
         match self {

@@ -3,8 +3,10 @@
 
 pub mod api;
 pub mod cli;
+pub mod controller;
 pub mod domain;
 pub mod engine;
+pub mod http;
 pub mod plan;
 pub mod store;
 pub mod telemetry;

@@ -1,11 +1,11 @@
 use clap::Parser;
-use servicehub_operator::cli::{Cli, LogFormat};
+use servicehub_operator::cli::Cli;
 use std::process::ExitCode;
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    servicehub_operator::telemetry::init(&cli.log, cli.log_format == LogFormat::Json);
+    servicehub_operator::telemetry::init(&cli.log, cli.log_format.is_json());
     match cli.run().await {
         Ok(code) => code,
         Err(e) => {

@@ -2,6 +2,7 @@
 
 mod apply;
 mod get;
+mod run;
 mod table;
 
 use crate::api;
@@ -20,8 +21,9 @@ pub struct Cli {
     /// Log level filter (tracing `EnvFilter` syntax, e.g. `info` or `servicehub_operator=debug`).
     #[arg(long, env = "SERVICEHUB_LOG", default_value = "info", global = true)]
     pub log: String,
-    /// Log format: `text` for a terminal, `json` for a cluster's log pipeline.
-    #[arg(long, env = "SERVICEHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    /// Log format: `text` for a terminal, `json` for a cluster's log pipeline; `auto` picks
+    /// text when standard error is a terminal, else JSON.
+    #[arg(long, env = "SERVICEHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto, global = true)]
     pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
@@ -31,15 +33,31 @@ pub struct Cli {
 /// Log output format.
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum LogFormat {
+    /// Text at a terminal, JSON otherwise (in a pod).
+    Auto,
     /// Human-readable lines.
     Text,
     /// One JSON object per line.
     Json,
 }
 
+impl LogFormat {
+    /// Whether logs are written as JSON.
+    pub fn is_json(self) -> bool {
+        use std::io::IsTerminal;
+        match self {
+            LogFormat::Auto => !std::io::stderr().is_terminal(),
+            LogFormat::Text => false,
+            LogFormat::Json => true,
+        }
+    }
+}
+
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run the Kubernetes controller: reconcile the four kinds in the cluster against the store.
+    Run(run::RunArgs),
     /// Print the four CustomResourceDefinitions as multi-document YAML.
     Crd(CrdArgs),
     /// Check YAML files against the schema, the CEL rules and the domain rules.
@@ -106,6 +124,7 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let Self { log: _, log_format: _, command } = self;
         match command {
+            Command::Run(args) => run::run(args).await,
             Command::Crd(args) => crd(args),
             Command::Validate(args) => validate(args),
             Command::Migrate(args) => migrate(args).await,

@@ -151,6 +151,19 @@ impl Verdict {
     }
 }
 
+/// Mark `conds` as waiting (`Ready=False`, `Reconciling=True`, `Stalled=False`): the
+/// controller's verdict for an object whose parent exists in the cluster but is not yet in
+/// the store, which the planner alone would call a missing reference.
+pub fn set_waiting(
+    conds: &mut Vec<Condition>,
+    reason: &'static str,
+    message: String,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) {
+    Verdict::Waiting { reason, message }.apply(conds, generation, now);
+}
+
 /// The customer an object refers to, if it is in the store and its agreement has started;
 /// else the verdict to report (missing: the user must fix the reference; not started yet:
 /// wait for the start date).

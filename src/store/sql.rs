@@ -139,6 +139,12 @@ impl SqlStore {
         sqlx::query_scalar(AssertSqlSafe(sql.to_owned())).fetch_one(&self.pool).await.map_err(map_err)
     }
 
+    /// The rows of a query returning one text column (tests that compare store contents).
+    #[doc(hidden)]
+    pub async fn strings(&self, sql: &str) -> Result<Vec<String>> {
+        sqlx::query_scalar(AssertSqlSafe(sql.to_owned())).fetch_all(&self.pool).await.map_err(map_err)
+    }
+
     /// SQLite's query plan for `sql`, one line per step (tests that check index use).
     #[doc(hidden)]
     pub async fn explain(&self, sql: &str) -> Result<String> {

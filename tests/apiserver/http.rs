@@ -34,6 +34,16 @@ pub struct Stats {
     pub writes: u64,
     /// Watch requests.
     pub watches: u64,
+    /// Writes by resource: the plural, with `/status` for the status subresource
+    /// (`memberships/status`, `leases`, `events`).
+    pub writes_by_resource: std::collections::BTreeMap<String, u64>,
+}
+
+impl Stats {
+    /// Writes to these resources (plural or `plural/status`).
+    pub fn writes_to(&self, resources: &[&str]) -> u64 {
+        resources.iter().map(|r| self.writes_by_resource.get(*r).copied().unwrap_or(0)).sum()
+    }
 }
 
 /// Faults to inject.
@@ -262,6 +272,14 @@ async fn handle(
         stats.requests += 1;
         stats.writes += u64::from(method != Method::GET);
         stats.watches += u64::from(is_watch);
+        if method != Method::GET {
+            let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+            if let Some(t) = parse(&segments) {
+                let plural = &t.resource.plural;
+                let key = if t.status { format!("{plural}/status") } else { plural.clone() };
+                *stats.writes_by_resource.entry(key).or_default() += 1;
+            }
+        }
     }
     let (latency, injected) = {
         let mut f = shared.faults.lock().unwrap_or_else(|e| e.into_inner());

@@ -3,6 +3,8 @@
 #[path = "../apiserver/mod.rs"]
 mod apiserver;
 mod apply;
+mod cluster;
+mod controller;
 mod crash;
 mod crds;
 mod emulator;

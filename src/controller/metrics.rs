@@ -1,0 +1,123 @@
+//! Prometheus metrics of the operator (prometheus-client), served as text on `/metrics`.
+//! Every label set is small and fixed: kind, error category, store operation. Object names
+//! never become labels (unbounded cardinality).
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+/// Labels naming a kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// `Customer`, `Workspace`, `Membership` or `LockboxPolicy`.
+    pub kind: String,
+}
+
+/// Labels of a failed reconcile.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The kind reconciled.
+    pub kind: String,
+    /// The error's category (as in the Event reason).
+    pub category: String,
+}
+
+/// Labels of a store call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    /// `load` or `apply`.
+    pub operation: String,
+}
+
+/// Labels of an Event emitted.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// The Event reason (`Invited`, `Granted`, `Revoked`, `DriftCorrected`, ...).
+    pub reason: String,
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn latency_histogram() -> Histogram {
+    // 1 ms .. ~33 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// The operator's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Reconciles started, by kind.
+    pub reconciles: Family<KindLabels, Counter>,
+    /// Reconciles that failed, by kind and error category.
+    pub errors: Family<ErrorLabels, Counter>,
+    /// Reconcile duration in seconds, by kind.
+    pub duration: HistogramFamily<KindLabels>,
+    /// Reconciles running now, by kind (the work the controller has taken and not finished).
+    pub in_flight: Family<KindLabels, Gauge>,
+    /// Objects waiting to be retried after a failure, by kind.
+    pub backing_off: Family<KindLabels, Gauge>,
+    /// Store call latency in seconds, by operation.
+    pub store_latency: HistogramFamily<StoreLabels>,
+    /// Store writes that lost an optimistic-concurrency race and were re-planned.
+    pub store_conflicts: Counter,
+    /// Status patches written, by kind.
+    pub status_writes: Family<KindLabels, Counter>,
+    /// Events emitted, by reason.
+    pub events: Family<EventLabels, Counter>,
+    /// 1 while this replica holds the leader lease (or runs without leader election).
+    pub leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("servicehub");
+        let m = Metrics {
+            reconciles: Family::default(),
+            errors: Family::default(),
+            duration: Family::new_with_constructor(latency_histogram),
+            in_flight: Family::default(),
+            backing_off: Family::default(),
+            store_latency: Family::new_with_constructor(latency_histogram),
+            store_conflicts: Counter::default(),
+            status_writes: Family::default(),
+            events: Family::default(),
+            leader: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register("reconciles", "Reconciles started", m.reconciles.clone());
+        registry.register("reconcile_errors", "Reconciles that failed, by error category", m.errors.clone());
+        registry.register("reconcile_duration_seconds", "Reconcile duration", m.duration.clone());
+        registry.register("reconcile_in_flight", "Reconciles running now", m.in_flight.clone());
+        registry.register("reconcile_backing_off", "Objects waiting to retry after a failure", m.backing_off.clone());
+        registry.register("store_latency_seconds", "Store call latency", m.store_latency.clone());
+        registry.register("store_conflicts", "Store writes re-planned after losing a race", m.store_conflicts.clone());
+        registry.register("status_writes", "Status patches written", m.status_writes.clone());
+        registry.register("events", "Kubernetes Events emitted", m.events.clone());
+        registry.register("leader", "1 while this replica is the leader", m.leader.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// The metrics in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Record a store call's latency.
+    pub fn store_call(&self, operation: &str, took: Duration) {
+        self.store_latency.get_or_create(&StoreLabels { operation: operation.to_owned() }).observe(took.as_secs_f64());
+    }
+
+    /// Labels for `kind`.
+    pub fn kind(kind: &str) -> KindLabels {
+        KindLabels { kind: kind.to_owned() }
+    }
+}

@@ -1,0 +1,382 @@
+//! `servicehub run`: the Kubernetes controller. One kube-runtime controller per kind, all
+//! sharing one [`Context`] built at start (client, store, event recorder, metrics, settings).
+//!
+//! Wiring:
+//! - relations through reflector stores: a Customer change requeues its Workspaces,
+//!   Memberships and LockboxPolicy; a Workspace change requeues its Memberships and its
+//!   Customer (a declared default workspace); a Membership change requeues its Customer
+//!   (whose status counts users), debounced;
+//! - only the leader reconciles ([`leader`]); losing the lease stops the controllers, which
+//!   start again from a fresh list if the lease comes back;
+//! - errors back off per object ([`reconcile::backoff`]); a store or API server outage never
+//!   ends the process: `/readyz` turns false and work resumes when they return;
+//! - SIGTERM/SIGINT: stop taking work, finish in-flight reconciles, release the lease, exit 0.
+
+pub mod leader;
+pub mod metrics;
+pub mod operator;
+pub mod reconcile;
+
+use crate::api::{Customer, LockboxPolicy, Membership, Workspace, conditions};
+use crate::store::{Store, StoreError};
+use crate::validate::Object;
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::Api;
+use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{ObjectRef, Store as Cache};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use metrics::Metrics;
+use reconcile::Managed;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The finalizer on every object the operator manages.
+pub const FINALIZER: &str = "servicehub.io/cleanup";
+/// The field manager of every status the operator writes.
+pub const FIELD_MANAGER: &str = "servicehub-operator";
+
+/// Errors of a reconcile. Each has a [`category`](Error::category), used as metric label.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The API server refused or failed a request.
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// Adding or removing the finalizer failed, or the reconcile inside it did.
+    #[error("{0}")]
+    Finalizer(Box<kube::runtime::finalizer::Error<Error>>),
+    /// A domain rule holds the deletion back (the last Workspace Administrator).
+    #[error("cleanup refused: {0}")]
+    CleanupRefused(String),
+    /// The object is not one the operator can work with.
+    #[error("invalid object: {0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// Short label for metrics.
+    pub fn category(&self) -> &'static str {
+        use kube::runtime::finalizer::Error as F;
+        match self {
+            Error::Store(e) => e.category(),
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "api_conflict",
+            Error::Kube(kube::Error::Api(_)) => "api_error",
+            Error::Kube(_) => "api_unavailable",
+            Error::Finalizer(f) => match f.as_ref() {
+                F::ApplyFailed(e) | F::CleanupFailed(e) => e.category(),
+                F::AddFinalizer(_) | F::RemoveFinalizer(_) => "finalizer",
+                F::UnnamedObject | F::InvalidFinalizer => "invalid_object",
+            },
+            Error::CleanupRefused(_) => "cleanup_refused",
+            Error::Invalid(_) => "invalid_object",
+        }
+    }
+
+    /// Whether this is an ordinary race (409) that the next pass resolves: retried soon,
+    /// counted, but not reported as an Event.
+    fn is_race(&self) -> bool {
+        matches!(self.category(), "api_conflict" | "store_conflict")
+    }
+}
+
+/// Settings fixed at start.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Namespace watched, or all.
+    pub namespace: Option<String>,
+    /// Concurrent reconciles per kind.
+    pub concurrency: u16,
+    /// Every object is reconciled at least this often, to correct drift in the store.
+    pub resync: Duration,
+    /// The actor recorded in the audit log.
+    pub actor: String,
+    /// This replica's identity (pod name), for Events and the lease.
+    pub identity: String,
+}
+
+/// The reflector caches that relations and planning read.
+#[derive(Clone)]
+pub struct Caches {
+    /// Customers.
+    pub customers: Cache<Customer>,
+    /// Workspaces.
+    pub workspaces: Cache<Workspace>,
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    /// The API client.
+    pub client: Client,
+    /// The store.
+    pub store: Arc<dyn Store>,
+    /// The Event recorder.
+    pub recorder: Recorder,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Settings.
+    pub settings: Settings,
+    /// Reflector caches.
+    pub caches: Caches,
+    /// Consecutive failures per object (`Kind/namespace/name`), for backoff.
+    failures: std::sync::Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// The time plans are made for.
+    fn now(&self) -> jiff::Timestamp {
+        jiff::Timestamp::now()
+    }
+
+    /// Await a store call, recording its latency.
+    async fn timed<T>(&self, op: &str, f: impl Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let out = f.await;
+        self.metrics.store_call(op, started.elapsed());
+        out
+    }
+
+    /// The Workspace in the cluster that declares itself `customer`'s default, if any.
+    fn declared_default(&self, namespace: &str, customer: &str) -> Option<String> {
+        self.caches.workspaces.state().iter().find_map(|w| {
+            (w.namespace().as_deref() == Some(namespace)
+                && w.spec.customer_ref.name == customer
+                && w.spec.default
+                && w.meta().deletion_timestamp.is_none())
+            .then(|| w.name_any())
+        })
+    }
+
+    /// When the planner stalled `o` for a missing parent that the cluster does hold (it is
+    /// on its way into the store), the waiting reason and message to report instead.
+    fn parent_pending(&self, o: &Object, conds: &[Condition]) -> Option<(&'static str, String)> {
+        let reason = conditions::get(conds, conditions::STALLED)?.reason.as_str();
+        let ns = o.namespace();
+        match reason {
+            "CustomerNotFound" => {
+                let key = ObjectRef::<Customer>::new(o.customer()).within(ns);
+                self.caches
+                    .customers
+                    .get(&key)
+                    .map(|_| ("WaitingForCustomer", format!("waiting for Customer {} to be provisioned", o.customer())))
+            }
+            "WorkspaceNotFound" => {
+                let Object::Membership(m) = o else { return None };
+                let name = &m.spec.workspace_ref.as_ref()?.name;
+                let key = ObjectRef::<Workspace>::new(name).within(ns);
+                self.caches
+                    .workspaces
+                    .get(&key)
+                    .map(|_| ("WaitingForWorkspace", format!("waiting for Workspace {name} to be provisioned")))
+            }
+            _ => None,
+        }
+    }
+
+    /// Publish an Event about `obj`; a failure is logged, never fails the reconcile.
+    async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, event: Event) {
+        let reason = event.reason.clone();
+        match self.recorder.publish(&event, &obj.object_ref(&())).await {
+            Ok(()) => {
+                self.metrics.events.get_or_create(&metrics::EventLabels { reason }).inc();
+            }
+            Err(e) => tracing::warn!(error = %e, %reason, "could not publish an Event"),
+        }
+    }
+
+    /// When to look again: at the next time boundary the plan reported (plus up to a second,
+    /// so the boundary has passed), or after the resync period (±10%), whichever is first.
+    fn requeue_after(&self, now: jiff::Timestamp, at: Option<jiff::Timestamp>) -> Action {
+        let resync = self.settings.resync.mul_f64(rand::random_range(0.9..1.1));
+        let boundary = at.map(|t| {
+            let secs = t.duration_since(now).as_secs_f64().max(0.0);
+            Duration::from_secs_f64(secs) + Duration::from_millis(rand::random_range(100..1000))
+        });
+        Action::requeue(boundary.map_or(resync, |b| b.min(resync)))
+    }
+
+    fn succeeded(&self, kind: &str, key: &str) {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        if f.remove(key).is_some() {
+            self.metrics.backing_off.get_or_create(&Metrics::kind(kind)).dec();
+        }
+    }
+
+    /// Count a failure of `key`; the number of consecutive failures.
+    fn failed(&self, kind: &str, key: &str) -> u32 {
+        let mut f = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let n = f.entry(key.to_owned()).or_insert(0);
+        if *n == 0 {
+            self.metrics.backing_off.get_or_create(&Metrics::kind(kind)).inc();
+        }
+        *n += 1;
+        *n
+    }
+}
+
+/// What to do after a failed reconcile: count it, report the first failure of a streak as
+/// an Event, and retry after a per-object exponential backoff.
+fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Action {
+    let kind = K::kind(&()).to_string();
+    let category = err.category();
+    ctx.metrics.errors.get_or_create(&metrics::ErrorLabels { kind: kind.clone(), category: category.into() }).inc();
+    let key = reconcile::failure_key::<K>(&obj.namespace().unwrap_or_default(), &obj.name_any());
+    let n = ctx.failed(&kind, &key);
+    if err.is_race() {
+        tracing::debug!(%kind, name = %obj.name_any(), error = %err, "conflict; retrying");
+        return Action::requeue(Duration::from_millis(rand::random_range(50..500)));
+    }
+    let delay = reconcile::backoff(n);
+    tracing::warn!(%kind, namespace = ?obj.namespace(), name = %obj.name_any(), %category, error = %err, failures = n, retry_in = ?delay, "reconcile failed");
+    if n == 1 {
+        let event = Event {
+            type_: EventType::Warning,
+            reason: "ReconcileFailed".into(),
+            note: Some(format!("{category}: {err}").chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        let ctx = ctx.clone();
+        // error_policy is synchronous; the Event goes out on its own task.
+        tokio::spawn(async move { ctx.publish(obj.as_ref(), event).await });
+    }
+    Action::requeue(delay)
+}
+
+fn api<K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>>(
+    client: &Client,
+    namespace: Option<&str>,
+) -> Api<K> {
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// The objects of `cache` in `namespace` that `pick` selects, as references to requeue.
+fn related<K: Managed>(cache: &Cache<K>, namespace: Option<String>, pick: impl Fn(&K) -> bool) -> Vec<ObjectRef<K>> {
+    cache
+        .state()
+        .iter()
+        .filter(|o| o.namespace() == namespace && pick(o))
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
+}
+
+/// Log the outcome of each reconcile the controller stream reports.
+async fn log_outcome<K: Managed>(res: Result<(ObjectRef<K>, Action), controller::Error<Error, watcher::Error>>) {
+    match res {
+        Ok((obj, action)) => tracing::trace!(%obj, ?action, "reconciled"),
+        // Already counted and logged by error_policy.
+        Err(controller::Error::ReconcilerFailed(_, _)) => {}
+        Err(controller::Error::QueueError(e)) => tracing::warn!(error = %e, "watch failed; retrying"),
+        Err(e) => tracing::warn!(error = %e, "controller error"),
+    }
+}
+
+/// Run the four controllers until `shutdown` (graceful: in-flight reconciles finish) or
+/// until the future is dropped (leadership lost). `synced` turns true once every cache has
+/// its first full list.
+pub async fn run_controllers(
+    client: Client,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    settings: Settings,
+    synced: Arc<AtomicBool>,
+    shutdown: CancellationToken,
+) {
+    let ns = settings.namespace.as_deref();
+    let wc = watcher::Config::default();
+    let cfg = controller::Config::default().concurrency(settings.concurrency);
+    let customers = Controller::new(api::<Customer>(&client, ns), wc.clone())
+        .with_config(cfg.clone().debounce(Duration::from_secs(1)));
+    let workspaces = Controller::new(api::<Workspace>(&client, ns), wc.clone()).with_config(cfg.clone());
+    let memberships = Controller::new(api::<Membership>(&client, ns), wc.clone()).with_config(cfg.clone());
+    let policies = Controller::new(api::<LockboxPolicy>(&client, ns), wc.clone()).with_config(cfg);
+    let (c_cache, w_cache, m_cache, p_cache) =
+        (customers.store(), workspaces.store(), memberships.store(), policies.store());
+
+    let customers = customers
+        .watches(api::<Workspace>(&client, ns), wc.clone(), |w| {
+            Some(ObjectRef::<Customer>::new(&w.spec.customer_ref.name).within(&w.namespace().unwrap_or_default()))
+        })
+        .watches(api::<Membership>(&client, ns), wc.clone(), |m| {
+            Some(ObjectRef::<Customer>::new(&m.spec.customer_ref.name).within(&m.namespace().unwrap_or_default()))
+        });
+    let cache = w_cache.clone();
+    let workspaces = workspaces.watches(api::<Customer>(&client, ns), wc.clone(), move |c| {
+        related(&cache, c.namespace(), |w: &Workspace| w.spec.customer_ref.name == c.name_any())
+    });
+    let cache = m_cache.clone();
+    let memberships = memberships.watches(api::<Customer>(&client, ns), wc.clone(), move |c| {
+        related(&cache, c.namespace(), |m: &Membership| m.spec.customer_ref.name == c.name_any())
+    });
+    let cache = m_cache.clone();
+    let memberships = memberships.watches(api::<Workspace>(&client, ns), wc.clone(), move |w| {
+        related(&cache, w.namespace(), |m: &Membership| {
+            m.spec.customer_ref.name == w.spec.customer_ref.name
+                && m.spec.workspace_ref.as_ref().is_some_and(|r| r.name == w.name_any())
+        })
+    });
+    let cache = p_cache.clone();
+    let policies = policies.watches(api::<Customer>(&client, ns), wc, move |c| {
+        related(&cache, c.namespace(), |p: &LockboxPolicy| p.spec.customer_ref.name == c.name_any())
+    });
+
+    let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: Some(settings.identity.clone()) };
+    let ctx = Arc::new(Context {
+        recorder: Recorder::new(client.clone(), reporter),
+        client,
+        store,
+        metrics,
+        settings,
+        caches: Caches { customers: c_cache.clone(), workspaces: w_cache.clone() },
+        failures: Default::default(),
+    });
+    let sync = {
+        let synced = synced.clone();
+        async move {
+            let _ = futures::join!(
+                c_cache.wait_until_ready(),
+                w_cache.wait_until_ready(),
+                m_cache.wait_until_ready(),
+                p_cache.wait_until_ready()
+            );
+            synced.store(true, Ordering::SeqCst);
+            tracing::info!("caches synced");
+        }
+    };
+    let stop = || shutdown.clone().cancelled_owned();
+    let c = customers
+        .graceful_shutdown_on(stop())
+        .run(reconcile::reconcile::<Customer>, error_policy::<Customer>, ctx.clone())
+        .for_each(log_outcome);
+    let w = workspaces
+        .graceful_shutdown_on(stop())
+        .run(reconcile::reconcile::<Workspace>, error_policy::<Workspace>, ctx.clone())
+        .for_each(log_outcome);
+    let m = memberships
+        .graceful_shutdown_on(stop())
+        .run(reconcile::reconcile::<Membership>, error_policy::<Membership>, ctx.clone())
+        .for_each(log_outcome);
+    let p = policies
+        .graceful_shutdown_on(stop())
+        .run(reconcile::reconcile::<LockboxPolicy>, error_policy::<LockboxPolicy>, ctx)
+        .for_each(log_outcome);
+    let run = async {
+        futures::join!(c, w, m, p);
+    };
+    tokio::pin!(run);
+    tokio::select! {
+        _ = &mut run => {}
+        _ = sync => run.await,
+    }
+    synced.store(false, Ordering::SeqCst);
+}

@@ -1,0 +1,162 @@
+//! The process around the controllers: HTTP server, store, leader election, signals.
+//!
+//! Order of events: the HTTP server starts first (so probes answer while the store is still
+//! unreachable), then the store is opened (retried until it answers), then the replica
+//! campaigns for the lease; while it leads, the controllers run. On SIGTERM/SIGINT the
+//! controllers stop taking work and finish what is in flight, and only then is the lease
+//! released, so a standby never overlaps with the old leader's last reconciles.
+
+use super::leader::{self, LeaseConfig};
+use super::metrics::Metrics;
+use super::{Settings, run_controllers};
+use crate::http::{self, Health};
+use crate::store::{self, StoreError};
+use kube::Client;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// Everything `servicehub run` needs, resolved from flags and environment.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Store URL.
+    pub store_url: String,
+    /// Controller settings.
+    pub settings: Settings,
+    /// Leader election, or `None` to lead unconditionally (single replica).
+    pub lease: Option<LeaseConfig>,
+    /// Where the HTTP server listens.
+    pub http_addr: SocketAddr,
+}
+
+/// Wait for SIGTERM or SIGINT, then cancel `token`.
+async fn signals(token: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    token.cancel();
+}
+
+/// Open the store, retrying while it is unreachable; `None` if shut down meanwhile.
+async fn open_store(url: &str, shutdown: &CancellationToken) -> anyhow::Result<Option<Arc<dyn store::Store>>> {
+    let mut failures = 0;
+    loop {
+        match store::open(url).await {
+            Ok(s) => return Ok(Some(s)),
+            Err(e @ (StoreError::Unavailable(_) | StoreError::Database(_))) => {
+                failures += 1;
+                let delay = super::reconcile::backoff(failures).min(Duration::from_secs(30));
+                tracing::warn!(error = %e, retry_in = ?delay, "store unreachable; retrying");
+                tokio::select! {
+                    _ = shutdown.cancelled() => return Ok(None),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Run the operator until a signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let Config { store_url, settings, lease, http_addr } = config;
+    let client = Client::try_default().await?;
+    let metrics = Arc::new(Metrics::default());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(signals(shutdown.clone()));
+
+    let synced = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(Health {
+        store: Default::default(),
+        client: client.clone(),
+        leading: AtomicBool::new(false),
+        synced: synced.clone(),
+        metrics: metrics.clone(),
+    });
+    let listener = tokio::net::TcpListener::bind(http_addr).await?;
+    tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
+    let http_stop = CancellationToken::new();
+    let server = tokio::spawn(http::serve(listener, health.clone(), http_stop.clone()));
+
+    let Some(store) = open_store(&store_url, &shutdown).await? else {
+        http_stop.cancel();
+        let _ = server.await;
+        return Ok(());
+    };
+    tracing::info!(store = %store.url(), "store open");
+    let _ = health.store.set(store.clone());
+
+    // The elector has its own stop signal: it releases the lease only after the
+    // controllers have finished their in-flight work.
+    let (leading_tx, mut leading) = watch::channel(lease.is_none());
+    let elector_stop = CancellationToken::new();
+    // Without election the sender is held here, so "leading" never ends.
+    let mut _unelected = None;
+    let elector = match lease {
+        Some(cfg) => {
+            let api = kube::Api::namespaced(client.clone(), &cfg.namespace);
+            Some(tokio::spawn(leader::run(api, cfg, leading_tx, elector_stop.clone())))
+        }
+        None => {
+            _unelected = Some(leading_tx);
+            None
+        }
+    };
+
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = leading.wait_for(|l| *l) => if r.is_err() { break },
+        }
+        health.leading.store(true, Ordering::SeqCst);
+        metrics.leader.set(1);
+        tracing::info!("leading: starting the controllers");
+        let controllers = run_controllers(
+            client.clone(),
+            store.clone(),
+            metrics.clone(),
+            settings.clone(),
+            synced.clone(),
+            shutdown.clone(),
+        );
+        let mut lost = leading.clone();
+        tokio::select! {
+            _ = controllers => {
+                tracing::info!("controllers stopped");
+                break;
+            }
+            _ = lost.wait_for(|l| !*l) => {
+                // Dropping the controllers aborts their reconciles: another replica leads now.
+                tracing::warn!("lost the lease: controllers stopped");
+                health.leading.store(false, Ordering::SeqCst);
+                metrics.leader.set(0);
+            }
+        }
+    }
+    health.leading.store(false, Ordering::SeqCst);
+    metrics.leader.set(0);
+    elector_stop.cancel();
+    if let Some(e) = elector {
+        let _ = e.await;
+    }
+    http_stop.cancel();
+    let _ = server.await;
+    tracing::info!("stopped");
+    Ok(())
+}

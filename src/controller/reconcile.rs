@@ -1,0 +1,326 @@
+//! One reconcile, the same for the four kinds, as a pipeline:
+//! `finalizer -> load (focused snapshot) -> plan -> apply (one guarded transaction) ->
+//! update_status (server-side apply, only when changed) -> events (transitions only) ->
+//! requeue (next time boundary, or the resync period)`.
+//!
+//! Invariants:
+//! - level-triggered: every pass recomputes from the spec and the store, never from what
+//!   changed, so a dropped or repeated event is harmless;
+//! - a lost store race (`Conflict`) is re-read and re-planned at once, a few times;
+//! - an idle pass (store matches, status unchanged) writes nothing anywhere;
+//! - cleanup reads nothing but the identity and `deletionPolicy`, so an invalid spec or a
+//!   missing parent never blocks a deletion;
+//! - a refused spec waits for the next change (`Stalled=True`, no requeue).
+
+use super::{Context, Error, FIELD_MANAGER, FINALIZER};
+use crate::api::{Customer, LockboxPolicy, Membership, Workspace, conditions};
+use crate::engine::{self, Planned, Status};
+use crate::plan::{self, Identity};
+use crate::store::{Batch, Focus, GuardTable, StoreError};
+use crate::validate::Object;
+use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::finalizer::{Event as Finalized, finalizer};
+use kube::{Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fmt::Debug;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A kind the operator reconciles.
+pub trait Managed:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + Serialize
+    + Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The object as the engine sees it.
+    fn object(&self) -> Object;
+    /// The current status, serialized (to tell whether a new one differs).
+    fn status_json(&self) -> Option<serde_json::Value>;
+    /// The current conditions.
+    fn conditions(&self) -> &[Condition];
+}
+
+macro_rules! managed {
+    ($t:ident) => {
+        impl Managed for $t {
+            fn object(&self) -> Object {
+                Object::$t(Box::new(self.clone()))
+            }
+            fn status_json(&self) -> Option<serde_json::Value> {
+                self.status.as_ref().and_then(|s| serde_json::to_value(s).ok())
+            }
+            fn conditions(&self) -> &[Condition] {
+                self.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default()
+            }
+        }
+    };
+}
+managed!(Customer);
+managed!(Workspace);
+managed!(Membership);
+managed!(LockboxPolicy);
+
+/// How many times a reconcile re-reads and re-plans after losing a store race before it
+/// gives up and backs off.
+const CONFLICT_RETRIES: usize = 3;
+
+/// Decrements the in-flight gauge however the reconcile ends.
+struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Reconcile one object of kind `K`.
+#[tracing::instrument(skip_all, fields(kind = %K::kind(&()), namespace, name = %obj.name_any(), uid))]
+pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let kind = K::kind(&()).to_string();
+    let labels = super::metrics::Metrics::kind(&kind);
+    ctx.metrics.reconciles.get_or_create(&labels).inc();
+    let gauge = ctx.metrics.in_flight.get_or_create_owned(&labels);
+    gauge.inc();
+    let _in_flight = InFlight(&gauge);
+    let started = Instant::now();
+    let namespace = obj.namespace().ok_or(Error::Invalid("the object has no namespace".into()))?;
+    tracing::Span::current().record("namespace", namespace.as_str());
+    tracing::Span::current().record("uid", obj.uid().unwrap_or_default());
+    let key = failure_key::<K>(&namespace, &obj.name_any());
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
+    let result = finalizer(&api, FINALIZER, obj, |event| async {
+        match event {
+            Finalized::Apply(o) => apply(&api, o, &ctx).await,
+            Finalized::Cleanup(o) => cleanup(o, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    ctx.metrics.duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+    if result.is_ok() {
+        ctx.succeeded(&kind, &key);
+    }
+    result
+}
+
+/// The key of an object in the failure counts.
+pub(super) fn failure_key<K: Managed>(namespace: &str, name: &str) -> String {
+    format!("{}/{namespace}/{name}", K::kind(&()))
+}
+
+/// The object's identity for the planner.
+fn identity<K: Managed>(obj: &K) -> Result<Identity, Error> {
+    let meta = obj.meta();
+    Ok(Identity {
+        uid: meta.uid.clone().ok_or(Error::Invalid("the object has no metadata.uid".into()))?,
+        namespace: meta.namespace.clone().unwrap_or_default(),
+        name: meta.name.clone().unwrap_or_default(),
+        generation: meta.generation,
+    })
+}
+
+/// Plan against a fresh focused read and apply, re-reading after a lost race.
+async fn plan_and_apply(
+    ctx: &Context,
+    o: &Object,
+    id: &Identity,
+    declared_default: Option<&str>,
+    pctx: &plan::Context,
+) -> Result<Planned, Error> {
+    let focus = engine::focus_of(o, &id.uid);
+    let mut attempt = 0;
+    loop {
+        let snapshot = ctx.timed("load", ctx.store.load(&id.namespace, o.customer(), &focus)).await?;
+        let planned = engine::plan_object(o, id, declared_default, &snapshot, pctx);
+        if planned.batch.is_empty() {
+            return Ok(planned);
+        }
+        match ctx.timed("apply", ctx.store.apply(&planned.batch)).await {
+            Ok(_) => return Ok(planned),
+            Err(StoreError::Conflict(msg)) if attempt < CONFLICT_RETRIES => {
+                attempt += 1;
+                ctx.metrics.store_conflicts.inc();
+                tracing::debug!(%msg, attempt, "store conflict; re-reading");
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
+    let id = identity(obj.as_ref())?;
+    let o = obj.object();
+    let declared = match &o {
+        Object::Customer(_) => ctx.declared_default(&id.namespace, &id.name),
+        _ => None,
+    };
+    let now = ctx.now();
+    let pctx = plan::Context { now, actor: ctx.settings.actor.clone() };
+    let Planned { batch, mut status, mut stalled, requeue_at } =
+        plan_and_apply(ctx, &o, &id, declared.as_deref(), &pctx).await?;
+
+    // The planner calls a parent missing from the store a broken reference. In a cluster
+    // the parent may exist and simply not be provisioned yet: that is waiting, not an error
+    // for the user, and the parent's own reconcile requeues this object.
+    if stalled && let Some((reason, message)) = ctx.parent_pending(&o, status.conditions()) {
+        if let Some(conds) = status.conditions_mut() {
+            plan::set_waiting(conds, reason, message, id.generation, now);
+        }
+        stalled = false;
+    }
+
+    let new = serde_json::to_value(&status).map_err(|e| Error::Invalid(e.to_string()))?;
+    if obj.status_json().as_ref() != Some(&new) {
+        let body = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": new });
+        api.patch_status(&id.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+        ctx.metrics.status_writes.get_or_create(&super::metrics::Metrics::kind(&K::kind(&()))).inc();
+    }
+    for event in transitions(&batch, obj.conditions(), &status) {
+        ctx.publish(obj.as_ref(), event).await;
+    }
+    Ok(if stalled { Action::await_change() } else { ctx.requeue_after(now, requeue_at) })
+}
+
+async fn cleanup<K: Managed>(obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
+    let id = identity(obj.as_ref())?;
+    let o = obj.object();
+    let table = match &o {
+        Object::Customer(_) => GuardTable::Customer,
+        Object::Workspace(_) => GuardTable::Workspace,
+        Object::Membership(_) => GuardTable::Membership,
+        Object::LockboxPolicy(_) => GuardTable::LockboxPolicy,
+    };
+    let policy = engine::deletion_policy(&o);
+    let pctx = plan::Context { now: ctx.now(), actor: ctx.settings.actor.clone() };
+    let focus = match &o {
+        // Deleting a customer or workspace removes its rows by cascade; nothing to read.
+        Object::Customer(_) | Object::Workspace(_) | Object::LockboxPolicy(_) => Focus::Policy,
+        Object::Membership(_) => engine::focus_of(&o, &id.uid),
+    };
+    let mut attempt = 0;
+    loop {
+        let snapshot = ctx.timed("load", ctx.store.load(&id.namespace, o.customer(), &focus)).await?;
+        let batch = plan::plan_delete(table, &id, policy, &snapshot, &pctx).map_err(|r| Error::CleanupRefused(r.0))?;
+        if batch.is_empty() {
+            return Ok(Action::await_change());
+        }
+        match ctx.timed("apply", ctx.store.apply(&batch)).await {
+            Ok(_) => {
+                let (reason, verb) = if batch.steps.iter().any(|s| s.change.audit_action().1 == "release") {
+                    ("Released", "released (deletionPolicy: Orphan)")
+                } else {
+                    ("Deleted", "removed from the store")
+                };
+                let note = format!("{} {} {verb}", o.kind(), id.name);
+                let event = Event {
+                    type_: EventType::Normal,
+                    reason: reason.into(),
+                    note: Some(note),
+                    action: "Cleanup".into(),
+                    secondary: None,
+                };
+                ctx.publish(obj.as_ref(), event).await;
+                return Ok(Action::await_change());
+            }
+            Err(StoreError::Conflict(_)) if attempt < CONFLICT_RETRIES => {
+                attempt += 1;
+                ctx.metrics.store_conflicts.inc();
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// At most this much of a note (the Events API allows 1 kB).
+const NOTE_LIMIT: usize = 1000;
+
+fn note_of(summaries: &[&str]) -> String {
+    let mut note = String::new();
+    for (i, s) in summaries.iter().enumerate() {
+        let add = if i == 0 { s.to_string() } else { format!("; {s}") };
+        if note.len() + add.len() > NOTE_LIMIT - 20 {
+            note.push_str(&format!("; and {} more", summaries.len() - i));
+            break;
+        }
+        note.push_str(&add);
+    }
+    note
+}
+
+/// The Events a pass warrants: what it changed (invited, granted, revoked, drift corrected)
+/// and status transitions (stalled, agreement phase). A pass that changed nothing and
+/// crossed no transition emits none.
+pub(crate) fn transitions(batch: &Batch, before: &[Condition], status: &Status) -> Vec<Event> {
+    let mut groups: [(&str, EventType, Vec<&str>); 4] = [
+        ("DriftCorrected", EventType::Warning, Vec::new()),
+        ("Invited", EventType::Normal, Vec::new()),
+        ("Granted", EventType::Normal, Vec::new()),
+        ("Revoked", EventType::Normal, Vec::new()),
+    ];
+    for step in &batch.steps {
+        let slot = match step.change.audit_action().1 {
+            _ if step.drift => 0,
+            "invitation.issue" => 1,
+            "grant.add" | "role.add" => 2,
+            "grant.remove" | "role.remove" | "membership.delete" | "invitation.revoke" => 3,
+            _ => continue,
+        };
+        groups[slot].2.push(step.summary.as_str());
+    }
+    let mut out: Vec<Event> = groups
+        .into_iter()
+        .filter(|(_, _, s)| !s.is_empty())
+        .map(|(reason, type_, summaries)| Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note_of(&summaries)),
+            action: "Reconcile".into(),
+            secondary: None,
+        })
+        .collect();
+    let after = status.conditions();
+    let was_stalled = conditions::is_true(before, conditions::STALLED);
+    if let Some(c) = conditions::get(after, conditions::STALLED).filter(|c| c.status == "True")
+        && (!was_stalled || conditions::get(before, conditions::STALLED).map(|b| &b.message) != Some(&c.message))
+    {
+        out.push(Event {
+            type_: EventType::Warning,
+            reason: c.reason.clone(),
+            note: Some(c.message.chars().take(NOTE_LIMIT).collect()),
+            action: "Validate".into(),
+            secondary: None,
+        });
+    }
+    if !conditions::is_true(before, conditions::READY)
+        && conditions::is_true(after, conditions::READY)
+        && !before.is_empty()
+    {
+        let note = conditions::get(after, conditions::READY).map(|c| c.message.clone());
+        out.push(Event {
+            type_: EventType::Normal,
+            reason: "Ready".into(),
+            note,
+            action: "Reconcile".into(),
+            secondary: None,
+        });
+    }
+    out
+}
+
+/// Exponential backoff with jitter, capped: 1 s, 2 s, 4 s, ... up to 5 minutes, each
+/// multiplied by a random factor in [0.8, 1.2) so that objects failing together do not
+/// retry together.
+pub(crate) fn backoff(failures: u32) -> Duration {
+    let base = Duration::from_secs(1).saturating_mul(1u32 << failures.saturating_sub(1).min(9));
+    let capped = base.min(Duration::from_secs(300));
+    capped.mul_f64(rand::random_range(0.8..1.2))
+}
