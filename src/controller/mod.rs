@@ -72,6 +72,12 @@ impl Error {
             Error::Kube(_) => "api_unavailable",
             Error::Finalizer(f) => match f.as_ref() {
                 F::ApplyFailed(e) | F::CleanupFailed(e) => e.category(),
+                // The JSON patch's `test` failed: the cache had not seen our last write yet.
+                F::AddFinalizer(kube::Error::Api(s)) | F::RemoveFinalizer(kube::Error::Api(s))
+                    if s.code == 409 || s.code == 422 =>
+                {
+                    "api_conflict"
+                }
                 F::AddFinalizer(_) | F::RemoveFinalizer(_) => "finalizer",
                 F::UnnamedObject | F::InvalidFinalizer => "invalid_object",
             },

@@ -307,10 +307,19 @@ impl Registry {
             .collect();
         for path in &dropped {
             owners.remove(path);
-            if let Some((parent, last)) = path.rsplit_once('/')
-                && let Some(obj) = merged.pointer_mut(parent).and_then(Value::as_object_mut)
-            {
+            // Remove the field, then each map above it that is left empty and that this
+            // apply does not set again: a manager that stops applying `.status.invitation`
+            // removes `invitation`, not just its leaves (as structured-merge-diff does).
+            let mut path = path.as_str();
+            while let Some((parent, last)) = path.rsplit_once('/') {
+                let Some(obj) = merged.pointer_mut(parent).and_then(Value::as_object_mut) else { break };
                 obj.remove(last);
+                let now_empty = obj.is_empty();
+                let reapplied = applied.keys().any(|k| k.starts_with(&format!("{parent}/")));
+                if !now_empty || reapplied || parent.matches('/').count() < 2 {
+                    break;
+                }
+                path = parent;
             }
         }
         for (path, value) in &applied {

@@ -1,8 +1,14 @@
 //! `servicehub run` against the API server emulation, with the real binary and real stores.
 
 use crate::apiserver::http::ApiServer;
-use crate::cluster::{Operator, all_objects, create, examples, is_ready, store_contents, wait_all_ready};
+use crate::cluster::{
+    self, Operator, all_objects, create, create_one, eventually, examples, is_ready, store_contents, wait_all_ready,
+};
 use crate::support::{TestStore, stores};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, Patch, PatchParams};
+use servicehub_operator::api::{Customer, Membership, conditions};
+use servicehub_operator::validate::Object;
 use std::time::Duration;
 
 const CONVERGE: Duration = Duration::from_secs(60);
@@ -42,4 +48,179 @@ async fn the_examples_become_ready_and_the_store_matches_a_local_apply() {
         );
         op.wait_ready(Duration::from_secs(10)).await;
     }
+}
+
+fn membership(name: &str, workspace: Option<&str>, email: &str, roles: &[&str], permissions: &[&str]) -> Object {
+    let mut spec = serde_json::json!({
+        "customerRef": { "name": "contoso" },
+        "subject": { "kind": "User", "email": email },
+        "roles": roles,
+        "permissions": permissions,
+    });
+    if let Some(w) = workspace {
+        spec["workspaceRef"] = serde_json::json!({ "name": w });
+    }
+    let m: Membership = serde_json::from_value(serde_json::json!({
+        "apiVersion": "servicehub.io/v1alpha1",
+        "kind": "Membership",
+        "metadata": { "name": name, "namespace": "contoso" },
+        "spec": spec,
+    }))
+    .expect("membership");
+    Object::Membership(Box::new(m))
+}
+
+async fn count(s: &TestStore, sql: &str) -> i64 {
+    s.store.count(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+fn memberships(client: &kube::Client) -> Api<Membership> {
+    Api::namespaced(client.clone(), "contoso")
+}
+
+#[tokio::test]
+async fn updates_follow_deletes_clean_up_and_orphan_keeps_rows() {
+    for s in stores().await {
+        let api = ApiServer::start().await;
+        let client = api.client();
+        create(&client, &examples()).await;
+        let op = Operator::start(&api, &s.url, &["--leader-elect=false"]);
+        wait_all_ready(&client, &op, CONVERGE).await;
+        let individual = "SELECT COUNT(*) FROM grants g JOIN memberships m ON m.id = g.membership_id \
+                          WHERE m.name = 'diego-open-canvas' AND g.permission = 'ViewEngagements' AND g.source = 'individual'";
+        assert_eq!(count(&s, individual).await, 1, "{}", s.name);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = api.stats();
+
+        // Drop one individually granted permission: the grant goes, the status moves once.
+        let patch = serde_json::json!({ "spec": { "permissions": ["ViewOpenCanvas"] } });
+        memberships(&client)
+            .patch("diego-open-canvas", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("patch");
+        eventually(&op, CONVERGE, "diego's status at generation 2", || async {
+            let m = memberships(&client).get("diego-open-canvas").await.expect("get");
+            m.status.as_ref().and_then(|s| s.observed_generation) == Some(2)
+                && conditions::is_true(&m.status.as_ref().expect("status").conditions, conditions::READY)
+        })
+        .await;
+        assert_eq!(count(&s, individual).await, 0, "{}: the revoked grant is gone", s.name);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = api.stats();
+        let status_writes = after.writes_to(&["memberships/status"]) - before.writes_to(&["memberships/status"]);
+        assert_eq!(status_writes, 1, "{}: one status patch for one change", s.name);
+        assert_eq!(after.writes_to(&["memberships"]), before.writes_to(&["memberships"]) + 1, "only the user's patch");
+        assert_eq!(
+            after.writes_to(&["customers/status", "workspaces/status"]),
+            before.writes_to(&["customers/status", "workspaces/status"])
+        );
+
+        // Delete a Membership (deletionPolicy: Delete): its rows go, then the object.
+        memberships(&client).delete("lee-emea-support", &Default::default()).await.expect("delete");
+        eventually(&op, CONVERGE, "lee-emea-support to disappear", || async {
+            memberships(&client).get_opt("lee-emea-support").await.expect("get").is_none()
+        })
+        .await;
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM memberships WHERE name = 'lee-emea-support'").await, 0);
+
+        // Delete the Customer (deletionPolicy: Orphan): it goes, its rows stay, unmanaged.
+        Api::<Customer>::namespaced(client.clone(), "contoso")
+            .delete("contoso", &Default::default())
+            .await
+            .expect("delete");
+        eventually(&op, CONVERGE, "the Customer to disappear", || async {
+            Api::<Customer>::namespaced(client.clone(), "contoso").get_opt("contoso").await.expect("get").is_none()
+        })
+        .await;
+        assert_eq!(
+            count(&s, "SELECT COUNT(*) FROM customers WHERE name = 'contoso' AND NOT managed").await,
+            1,
+            "{}",
+            s.name
+        );
+        assert!(count(&s, "SELECT COUNT(*) FROM grants").await > 0, "{}: orphaned rows stay", s.name);
+
+        // Everything else goes too, although its Customer is gone: a missing parent never
+        // blocks a deletion.
+        for o in all_objects(&client).await {
+            let ar = cluster::kinds()
+                .into_iter()
+                .find(|k| Some(&k.kind) == o.types.as_ref().map(|t| &t.kind))
+                .expect("kind");
+            let api: Api<kube::api::DynamicObject> = Api::namespaced_with(client.clone(), "contoso", &ar);
+            api.delete(o.metadata.name.as_deref().expect("name"), &Default::default()).await.expect("delete");
+        }
+        eventually(&op, CONVERGE, "every object to disappear", || async { all_objects(&client).await.is_empty() })
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_spec_stalls_with_the_rule_and_leaves_the_store_untouched() {
+    let s = crate::support::sqlite_unmigrated().await;
+    let api = ApiServer::start().await;
+    let client = api.client();
+    create(&client, &examples()).await;
+    let op = Operator::start(&api, &s.url, &["--leader-elect=false"]);
+    wait_all_ready(&client, &op, CONVERGE).await;
+    let rows = count(&s, "SELECT COUNT(*) FROM audit").await;
+    // Valid for the schema and CEL; refused by the permission matrix.
+    create_one(&client, &membership("kim", Some("contoso-emea"), "kim@contoso.com", &["User"], &["ManageUsers"])).await;
+    eventually(&op, CONVERGE, "kim to stall", || async {
+        let m = memberships(&client).get("kim").await.expect("get");
+        m.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::STALLED))
+    })
+    .await;
+    let m = memberships(&client).get("kim").await.expect("get");
+    let status = m.status.expect("status");
+    let stalled = conditions::get(&status.conditions, conditions::STALLED).expect("stalled");
+    assert_eq!(stalled.reason, "PermissionNotGrantable");
+    assert!(
+        stalled.message.contains("spec.permissions[0]: permission ManageUsers cannot be granted individually"),
+        "{}",
+        stalled.message
+    );
+    let ready = conditions::get(&status.conditions, conditions::READY).expect("ready");
+    assert_eq!((ready.status.as_str(), status.observed_generation), ("False", Some(1)));
+    assert_eq!(count(&s, "SELECT COUNT(*) FROM memberships WHERE name = 'kim'").await, 0);
+    assert_eq!(count(&s, "SELECT COUNT(*) FROM users WHERE email = 'kim@contoso.com'").await, 0);
+    assert_eq!(count(&s, "SELECT COUNT(*) FROM audit").await, rows, "nothing written");
+    // A Warning Event names the rule.
+    let events: Api<Event> = Api::namespaced(client.clone(), "contoso");
+    let list = events.list(&Default::default()).await.expect("events").items;
+    assert!(
+        list.iter().any(|e| e.reason.as_deref() == Some("PermissionNotGrantable")
+            && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("kim")),
+        "no Warning Event for kim"
+    );
+    // No hot retry: a stalled object waits for a change.
+    let reconciles = op.metric("servicehub_reconciles_total{kind=\"Membership\"}").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(op.metric("servicehub_reconciles_total{kind=\"Membership\"}").await, reconciles);
+    // Fixing the spec makes it Ready.
+    let patch = serde_json::json!({ "spec": { "roles": ["WorkspaceAdministrator"] } });
+    memberships(&client).patch("kim", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
+    wait_all_ready(&client, &op, CONVERGE).await;
+}
+
+#[tokio::test]
+async fn an_idle_controller_writes_nothing_for_a_minute() {
+    let s = crate::support::sqlite_unmigrated().await;
+    let api = ApiServer::start().await;
+    let client = api.client();
+    create(&client, &examples()).await;
+    // A short resync, so the minute holds several full passes over every object.
+    let op = Operator::start(&api, &s.url, &["--leader-elect=false", "--resync=10s"]);
+    wait_all_ready(&client, &op, CONVERGE).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (writes, audit) = (api.stats().writes, count(&s, "SELECT COUNT(*) FROM audit").await);
+    let applies = op.metric("servicehub_store_latency_seconds_count{operation=\"apply\"}").await;
+    let reconciles = op.metric("servicehub_reconciles_total").await;
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(api.stats().writes, writes, "API writes while idle: {:?}", api.stats().writes_by_resource);
+    assert_eq!(count(&s, "SELECT COUNT(*) FROM audit").await, audit, "store writes while idle");
+    assert_eq!(op.metric("servicehub_store_latency_seconds_count{operation=\"apply\"}").await, applies);
+    let passes = op.metric("servicehub_reconciles_total").await - reconciles;
+    let objects = all_objects(&client).await.len() as f64;
+    assert!(passes >= objects * 4.0, "the resync ran ({passes} reconciles of {objects} objects in a minute)");
 }

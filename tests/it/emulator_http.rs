@@ -388,6 +388,18 @@ async fn server_side_apply_records_owners_refuses_conflicts_and_honours_force() 
     assert_eq!(st.default_workspace, None);
     assert!(st.phase.is_some());
     assert_eq!(dropped.metadata.generation, Some(2), "status applies keep the generation");
+    // A nested map no longer applied goes as a whole, not leaf by leaf (an empty
+    // `counts: {}` left behind would not even deserialize for required fields).
+    let mut with_counts = status(None);
+    with_counts["status"]["counts"] = serde_json::json!({ "workspaces": 1, "users": 2, "pendingInvitations": 0 });
+    let counted = api.patch_status("contoso", &status_pp, &Patch::Apply(&with_counts)).await.expect("counts");
+    assert!(counted.status.expect("status").counts.is_some());
+    let raw: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(server.client(), "contoso", &kube::api::ApiResource::erase::<Customer>(&()));
+    api.patch_status("contoso", &status_pp, &Patch::Apply(&status(None))).await.expect("drop the map");
+    let obj = raw.get("contoso").await.expect("get");
+    assert_eq!(obj.data.pointer("/status/counts"), None, "{:?}", obj.data["status"]);
+    assert!(obj.data.pointer("/status/phase").is_some());
     let err =
         api.patch("contoso", &PatchParams::default(), &Patch::Apply(&change)).await.expect_err("manager required");
     assert!(matches!(err, kube::Error::Api(ref s) if s.code == 422), "{err:?}");
