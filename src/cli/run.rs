@@ -47,10 +47,10 @@ pub struct LeaseArgs {
     #[arg(long, env = "SERVICEHUB_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
     /// How long the leader keeps failing to renew before it stops reconciling.
-    #[arg(long, env = "SERVICEHUB_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long = "lease-renew-deadline", env = "SERVICEHUB_LEASE_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration)]
     pub renew_deadline: Duration,
     /// How often to try to acquire or renew the lease.
-    #[arg(long, env = "SERVICEHUB_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
+    #[arg(long = "lease-retry-period", env = "SERVICEHUB_LEASE_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration)]
     pub retry_period: Duration,
     /// This replica's identity (default: `POD_NAME`, else the host name and a random suffix).
     #[arg(long, env = "POD_NAME")]
@@ -84,10 +84,10 @@ impl RunArgs {
             format!("{host}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
         });
         if leader_elect && renew_deadline >= lease_duration {
-            return Err("--renew-deadline must be shorter than --lease-duration".into());
+            return Err("--lease-renew-deadline must be shorter than --lease-duration".into());
         }
         if leader_elect && retry_period >= renew_deadline {
-            return Err("--lease-retry-period must be shorter than --renew-deadline".into());
+            return Err("--lease-retry-period must be shorter than --lease-renew-deadline".into());
         }
         let lease = leader_elect.then(|| LeaseConfig {
             name: lease_name,

@@ -46,7 +46,14 @@ pub async fn run(api: Api<Lease>, cfg: LeaseConfig, leading: watch::Sender<bool>
     let mut last_renew = Instant::now();
     loop {
         let is_leader = *leading.borrow();
-        match try_acquire_or_renew(&api, &cfg, &mut observed).await {
+        // Each round is bounded like client-go's: a request that hangs counts as a failure.
+        let round = tokio::time::timeout(cfg.renew_deadline, try_acquire_or_renew(&api, &cfg, &mut observed));
+        let outcome = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = round => r.unwrap_or_else(|_| Err(kube::Error::Service("lease request timed out".into()))),
+        };
+        tracing::trace!(lease = %cfg.name, ok = outcome.is_ok(), "lease round");
+        match outcome {
             Ok(true) => {
                 last_renew = Instant::now();
                 if !is_leader {
@@ -73,6 +80,7 @@ pub async fn run(api: Api<Lease>, cfg: LeaseConfig, leading: watch::Sender<bool>
             _ = tokio::time::sleep(cfg.retry_period) => {}
         }
     }
+    tracing::debug!(lease = %cfg.name, "leaving the election");
     if *leading.borrow() {
         leading.send_replace(false);
         match release(&api, &cfg).await {

@@ -155,6 +155,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     if let Some(e) = elector {
         let _ = e.await;
     }
+    tracing::debug!("elector stopped; stopping the HTTP server");
     http_stop.cancel();
     let _ = server.await;
     tracing::info!("stopped");

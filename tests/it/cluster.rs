@@ -68,8 +68,10 @@ impl Operator {
         }
     }
 
-    /// SIGTERM, then wait for the exit (at most `timeout`); the exit code.
-    pub fn terminate(&mut self, timeout: Duration) -> Option<i32> {
+    /// SIGTERM, then wait for the exit (at most `timeout`); the exit code. Async: the
+    /// emulation runs on the test's runtime and must keep answering while the process shuts
+    /// down (it releases its lease through it).
+    pub async fn terminate(&mut self, timeout: Duration) -> Option<i32> {
         let mut c = self.child.take()?;
         let _ = Command::new("kill").args(["-TERM", &c.id().to_string()]).status();
         let deadline = Instant::now() + timeout;
@@ -82,7 +84,7 @@ impl Operator {
                 let _ = c.wait();
                 return None;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -173,7 +175,19 @@ pub async fn all_objects(client: &kube::Client) -> Vec<DynamicObject> {
     let mut out = Vec::new();
     for ar in kinds() {
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        let mut list = api.list(&Default::default()).await.expect("list").items;
+        // Tests inject API failures; the test's own reads retry through them.
+        let mut tries = 0;
+        let mut list = loop {
+            match api.list(&Default::default()).await {
+                Ok(l) => break l.items,
+                Err(e) if tries < 100 => {
+                    tries += 1;
+                    tracing::debug!(error = %e, "list failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("list {}: {e}", ar.kind),
+            }
+        };
         for o in &mut list {
             o.types = Some(kube::api::TypeMeta { api_version: ar.api_version.clone(), kind: ar.kind.clone() });
         }

@@ -5,6 +5,7 @@ use crate::cluster::{
     self, Operator, all_objects, create, create_one, eventually, examples, is_ready, store_contents, wait_all_ready,
 };
 use crate::support::{TestStore, stores};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, Patch, PatchParams};
 use servicehub_operator::api::{Customer, Membership, conditions};
@@ -223,4 +224,153 @@ async fn an_idle_controller_writes_nothing_for_a_minute() {
     let passes = op.metric("servicehub_reconciles_total").await - reconciles;
     let objects = all_objects(&client).await.len() as f64;
     assert!(passes >= objects * 4.0, "the resync ran ({passes} reconciles of {objects} objects in a minute)");
+}
+
+/// `n` extra Memberships in workspace contoso-emea, to make a rollout take a while.
+fn extra_memberships(n: usize) -> Vec<Object> {
+    (0..n)
+        .map(|i| {
+            membership(
+                &format!("member-{i:04}"),
+                Some("contoso-emea"),
+                &format!("member{i}@contoso.com"),
+                &["User"],
+                &["Learning"],
+            )
+        })
+        .collect()
+}
+
+/// Invariants of a converged store after any interruption: one row per Membership object
+/// (none missing, none orphaned), one invitation per subject and scope, each issued (and
+/// audited) once, each with one outbox message.
+async fn assert_consistent(s: &TestStore, client: &kube::Client) {
+    let mut uids: Vec<String> = memberships(client)
+        .list(&Default::default())
+        .await
+        .expect("list")
+        .items
+        .into_iter()
+        .filter_map(|m| m.metadata.uid)
+        .collect();
+    uids.sort();
+    let mut rows =
+        s.store.strings("SELECT id FROM memberships WHERE origin = 'Membership' ORDER BY id").await.expect("ids");
+    rows.sort();
+    assert_eq!(rows, uids, "{}: membership rows are exactly the Membership objects", s.name);
+    let invitations = count(s, "SELECT COUNT(*) FROM invitations").await;
+    let distinct = count(s, "SELECT COUNT(*) FROM (SELECT DISTINCT scope_key, subject_key FROM invitations) d").await;
+    assert_eq!(invitations, distinct, "{}: no duplicate invitations", s.name);
+    assert_eq!(
+        count(s, "SELECT COUNT(*) FROM audit WHERE action = 'invitation.issue'").await,
+        invitations,
+        "{}",
+        s.name
+    );
+    assert_eq!(count(s, "SELECT COUNT(*) FROM outbox WHERE kind = 'invitation'").await, invitations, "{}", s.name);
+}
+
+#[tokio::test]
+async fn sigkill_mid_rollout_then_restart_converges_without_duplicates() {
+    for s in stores().await {
+        let api = ApiServer::start().await;
+        let client = api.client();
+        create(&client, &examples()).await;
+        for m in extra_memberships(300) {
+            create_one(&client, &m).await;
+        }
+        let mut op = Operator::start(&api, &s.url, &["--leader-elect=false"]);
+        // Kill it once part of the rollout is in the store.
+        eventually(&op, CONVERGE, "the rollout to start", || async {
+            count(&s, "SELECT COUNT(*) FROM memberships WHERE origin = 'Membership'").await >= 30
+        })
+        .await;
+        op.kill();
+        let provisioned = count(&s, "SELECT COUNT(*) FROM memberships WHERE origin = 'Membership'").await;
+        assert!(provisioned < 308, "{}: killed mid-rollout ({provisioned} of 308 provisioned)", s.name);
+        let op = Operator::start(&api, &s.url, &["--leader-elect=false"]);
+        wait_all_ready(&client, &op, Duration::from_secs(120)).await;
+        assert_consistent(&s, &client).await;
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM memberships WHERE origin = 'Membership'").await, 308);
+    }
+}
+
+fn leases(client: &kube::Client) -> Api<Lease> {
+    Api::namespaced(client.clone(), "default")
+}
+
+async fn holder(client: &kube::Client) -> Option<String> {
+    let lease = leases(client).get_opt("servicehub-operator").await.ok().flatten()?;
+    lease.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_and_the_standby_takes_over() {
+    let s = crate::support::sqlite_unmigrated().await;
+    let api = ApiServer::start().await;
+    let client = api.client();
+    let lease = ["--lease-duration=3s", "--lease-renew-deadline=2s", "--lease-retry-period=500ms"];
+    fn with<'a>(lease: &[&'a str], id: &'a str) -> Vec<&'a str> {
+        [lease, &["--identity", id]].concat()
+    }
+    let mut a = Operator::start(&api, &s.url, &with(&lease, "replica-a"));
+    eventually(&a, CONVERGE, "replica-a to lead", || async { holder(&client).await.as_deref() == Some("replica-a") })
+        .await;
+    let mut b = Operator::start(&api, &s.url, &with(&lease, "replica-b"));
+    b.wait_ready(CONVERGE).await;
+    create(&client, &examples()).await;
+    wait_all_ready(&client, &a, CONVERGE).await;
+    assert_eq!(a.metric("servicehub_leader").await, 1.0);
+    assert_eq!(b.metric("servicehub_leader").await, 0.0);
+    assert_eq!(b.metric("servicehub_reconciles_total").await, 0.0, "the standby reconciles nothing");
+
+    // The leader dies without releasing: the standby takes over within the lease duration
+    // (plus one retry period to notice).
+    a.kill();
+    let killed = std::time::Instant::now();
+    eventually(&b, CONVERGE, "replica-b to lead", || async { holder(&client).await.as_deref() == Some("replica-b") })
+        .await;
+    let took = killed.elapsed();
+    assert!(took <= Duration::from_millis(3000 + 500 + 1000), "took over after {took:?}");
+    create_one(&client, &membership("after-failover", Some("contoso-emea"), "new@contoso.com", &["User"], &[])).await;
+    wait_all_ready(&client, &b, CONVERGE).await;
+
+    // A graceful stop releases the lease: a new standby takes over at once, not after the
+    // lease duration.
+    let c = Operator::start(&api, &s.url, &with(&lease, "replica-c"));
+    c.wait_ready(CONVERGE).await;
+    let stopping = std::time::Instant::now();
+    assert_eq!(b.terminate(Duration::from_secs(20)).await, Some(0), "SIGTERM exits 0; logs:\n{}", b.logs());
+    eventually(&c, CONVERGE, "replica-c to lead", || async { holder(&client).await.as_deref() == Some("replica-c") })
+        .await;
+    assert!(stopping.elapsed() < Duration::from_secs(3), "released, not expired: {:?}", stopping.elapsed());
+    assert!(b.logs().contains("released the lease"), "{}", b.logs());
+}
+
+#[tokio::test]
+async fn api_server_failures_and_dropped_watches_are_survived() {
+    let s = crate::support::sqlite_unmigrated().await;
+    let api = ApiServer::start().await;
+    let client = api.client();
+    create(&client, &examples()).await;
+    let op = Operator::start(&api, &s.url, &["--leader-elect=false"]);
+    wait_all_ready(&client, &op, CONVERGE).await;
+    let pid = op.pid();
+
+    // New work, then a burst of 500s (which the operator's requests meet) and every watch
+    // cut: the work still gets done.
+    create_one(&client, &membership("after-500s", Some("contoso-emea"), "a@contoso.com", &["User"], &[])).await;
+    api.fail_next(40, 500);
+    api.drop_watches();
+    wait_all_ready(&client, &op, CONVERGE).await;
+    assert!(op.metric("servicehub_reconcile_errors_total").await >= 1.0, "the 500s were met");
+
+    // The API server restarts (watches end, connections drop): the same.
+    let mut api = api;
+    api.restart().await;
+    create_one(&client, &membership("after-restart", Some("contoso-emea"), "b@contoso.com", &["User"], &[])).await;
+    wait_all_ready(&client, &op, CONVERGE).await;
+    assert_eq!(op.pid(), pid, "same process throughout");
+    assert_consistent(&s, &client).await;
+    op.wait_ready(Duration::from_secs(10)).await;
 }
