@@ -276,6 +276,31 @@ fn related<K: Managed>(cache: &Cache<K>, namespace: Option<String>, pick: impl F
         .collect()
 }
 
+/// Remembers the last generation, deletion state and conditions (type, status, reason) seen
+/// of each object of a watched kind, so that a relation triggers its dependents when the
+/// parent's spec or state changes (created, provisioned, waiting, stalled, deleted), not on
+/// every status write: a Customer's counts move with every Membership of a rollout, and
+/// each move would otherwise requeue all of its Memberships. (kube's `predicate_filter` does this on a stream, but attaching a stream to
+/// a controller is still behind an unstable kube feature.)
+#[derive(Clone, Default)]
+struct SpecChanges(Arc<std::sync::Mutex<HashMap<String, (Option<i64>, bool, u64)>>>);
+
+impl SpecChanges {
+    /// Whether `obj` has a generation, deletion state or condition state not seen before.
+    fn changed<K: Managed>(&self, obj: &K) -> bool {
+        use std::hash::{Hash, Hasher};
+        let meta = obj.meta();
+        let key = meta.uid.clone().unwrap_or_default();
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for c in obj.conditions() {
+            (&c.type_, &c.status, &c.reason).hash(&mut h);
+        }
+        let seen = (meta.generation, meta.deletion_timestamp.is_some(), h.finish());
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(key, seen) != Some(seen)
+    }
+}
+
 /// Log the outcome of each reconcile the controller stream reports.
 async fn log_outcome<K: Managed>(res: Result<(ObjectRef<K>, Action), controller::Error<Error, watcher::Error>>) {
     match res {
@@ -309,30 +334,49 @@ pub async fn run_controllers(
     let (c_cache, w_cache, m_cache, p_cache) =
         (customers.store(), workspaces.store(), memberships.store(), policies.store());
 
-    let customers = customers
-        .watches(api::<Workspace>(&client, ns), wc.clone(), |w| {
-            Some(ObjectRef::<Customer>::new(&w.spec.customer_ref.name).within(&w.namespace().unwrap_or_default()))
-        })
-        .watches(api::<Membership>(&client, ns), wc.clone(), |m| {
-            Some(ObjectRef::<Customer>::new(&m.spec.customer_ref.name).within(&m.namespace().unwrap_or_default()))
-        });
-    let cache = w_cache.clone();
+    // Relations fire on spec changes (and deletion) of the related object, never on its
+    // status: each filter remembers the generations its relation has seen.
+    let seen = SpecChanges::default();
+    let customers = customers.watches(api::<Workspace>(&client, ns), wc.clone(), move |w| {
+        seen.changed(&w)
+            .then(|| ObjectRef::<Customer>::new(&w.spec.customer_ref.name).within(&w.namespace().unwrap_or_default()))
+    });
+    // A Customer's status counts its users: new and removed Memberships refresh it (the
+    // Customer controller is debounced, so a rollout costs a few passes, not one each).
+    let seen = SpecChanges::default();
+    let customers = customers.watches(api::<Membership>(&client, ns), wc.clone(), move |m| {
+        seen.changed(&m)
+            .then(|| ObjectRef::<Customer>::new(&m.spec.customer_ref.name).within(&m.namespace().unwrap_or_default()))
+    });
+    let (cache, seen) = (w_cache.clone(), SpecChanges::default());
     let workspaces = workspaces.watches(api::<Customer>(&client, ns), wc.clone(), move |c| {
+        if !seen.changed(&c) {
+            return Vec::new();
+        }
         related(&cache, c.namespace(), |w: &Workspace| w.spec.customer_ref.name == c.name_any())
     });
-    let cache = m_cache.clone();
+    let (cache, seen) = (m_cache.clone(), SpecChanges::default());
     let memberships = memberships.watches(api::<Customer>(&client, ns), wc.clone(), move |c| {
+        if !seen.changed(&c) {
+            return Vec::new();
+        }
         related(&cache, c.namespace(), |m: &Membership| m.spec.customer_ref.name == c.name_any())
     });
-    let cache = m_cache.clone();
+    let (cache, seen) = (m_cache.clone(), SpecChanges::default());
     let memberships = memberships.watches(api::<Workspace>(&client, ns), wc.clone(), move |w| {
+        if !seen.changed(&w) {
+            return Vec::new();
+        }
         related(&cache, w.namespace(), |m: &Membership| {
             m.spec.customer_ref.name == w.spec.customer_ref.name
                 && m.spec.workspace_ref.as_ref().is_some_and(|r| r.name == w.name_any())
         })
     });
-    let cache = p_cache.clone();
+    let (cache, seen) = (p_cache.clone(), SpecChanges::default());
     let policies = policies.watches(api::<Customer>(&client, ns), wc, move |c| {
+        if !seen.changed(&c) {
+            return Vec::new();
+        }
         related(&cache, c.namespace(), |p: &LockboxPolicy| p.spec.customer_ref.name == c.name_any())
     });
 

@@ -93,49 +93,88 @@ fn invitation(r: &AnyRow) -> Result<InvitationRecord> {
     })
 }
 
-/// The `WHERE` clause selecting the memberships a focus reads (always a superset of what
-/// its planner looks at), binding its arguments. `c` is the customer uid.
-fn memberships_where(qb: &mut Sql, c: &str, focus: &Focus) {
-    qb.push(" WHERE m.customer_uid = ").bind(c).push(" AND m.managed");
-    match focus {
-        Focus::All => {}
-        Focus::Customer => {
-            qb.push(" AND m.origin = 'Customer'");
+/// Bound values per statement in `IN (...)` lists: far below SQLite's and PostgreSQL's
+/// parameter limits, and short enough for the planners to use the index per value.
+const IN_CHUNK: usize = 500;
+
+/// Append `IN ($1, $2, ...)` binding `items`.
+fn in_list(qb: &mut Sql, items: &[String]) {
+    qb.push(" IN (");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            qb.push(", ");
         }
-        Focus::Workspace { id, .. } => {
-            qb.push(" AND m.workspace_id = ").bind(id.as_str());
-        }
-        Focus::Membership { id, workspace, .. } => {
-            // The membership, and the administrators of its workspace (old and new): the
-            // last-administrator rule reads them.
-            qb.push(" AND (m.id = ").bind(id.as_str());
-            qb.push(" OR ((m.workspace_id IN (SELECT x.workspace_id FROM memberships x WHERE x.id = ")
-                .bind(id.as_str());
-            qb.push(")");
-            if let Some(name) = workspace {
-                qb.push(" OR m.workspace_id IN (SELECT w.id FROM workspaces w WHERE w.customer_uid = ").bind(c);
-                qb.push(" AND w.name = ").bind(name.as_str()).push(")");
-            }
-            qb.push(
-                ") AND EXISTS (SELECT 1 FROM role_assignments r WHERE r.membership_id = m.id \
-                 AND r.role = 'WorkspaceAdministrator')))",
-            );
-        }
-        Focus::Policy => {
-            qb.push(" AND 1 = 0");
-        }
+        qb.bind(item.as_str());
     }
+    qb.push(")");
 }
 
-/// Users and invitations a focus reads: those of its memberships' subjects and of the
-/// subjects it names. `column` is the subject column of the table queried.
-fn subjects_where(qb: &mut Sql, c: &str, focus: &Focus, column: &str) {
-    qb.push(column).push(" IN (SELECT m.subject_key FROM memberships m");
-    memberships_where(qb, c, focus);
-    qb.push(")");
-    for s in focus.subjects() {
-        qb.push(" OR ").push(column).push(" = ").bind(s.as_str());
+/// Rows of `select` (ending in `WHERE ` or in `= ` for the customer `c`) whose `column` is
+/// one of `values`, a chunk per statement.
+async fn fetch_in(
+    pool: &AnyPool,
+    select: &str,
+    c: Option<&str>,
+    column: &str,
+    values: &[String],
+) -> Result<Vec<AnyRow>> {
+    let mut out = Vec::new();
+    for chunk in values.chunks(IN_CHUNK) {
+        let mut qb = Sql::new(select);
+        if let Some(c) = c {
+            qb.bind(c).push(" AND ");
+        }
+        qb.push(column);
+        in_list(&mut qb, chunk);
+        out.extend(qb.build().fetch_all(pool).await.map_err(map_err)?);
     }
+    Ok(out)
+}
+
+/// The memberships a focus reads (always a superset of what its planner looks at), each
+/// selected through an index: by id, by (customer, workspace), or by customer.
+async fn focused_memberships(pool: &AnyPool, snap: &Snapshot, c: &str, focus: &Focus) -> Result<Vec<AnyRow>> {
+    let base = format!("SELECT {MEMBERSHIP_COLS} FROM memberships m WHERE m.customer_uid = $1 AND m.managed");
+    let q = |extra: &str| format!("{base}{extra}");
+    let rows = match focus {
+        Focus::All => sqlx::query(AssertSqlSafe(base.clone())).bind(c).fetch_all(pool).await,
+        Focus::Customer => sqlx::query(AssertSqlSafe(q(" AND m.origin = 'Customer'"))).bind(c).fetch_all(pool).await,
+        Focus::Workspace { id, .. } => {
+            sqlx::query(AssertSqlSafe(q(" AND m.workspace_id = $2"))).bind(c).bind(id).fetch_all(pool).await
+        }
+        Focus::Policy => Ok(Vec::new()),
+        Focus::Membership { id, workspace, .. } => {
+            let mut rows = sqlx::query(AssertSqlSafe(q(" AND m.id = $2")))
+                .bind(c)
+                .bind(id)
+                .fetch_all(pool)
+                .await
+                .map_err(map_err)?;
+            // The Workspace Administrators of its workspace, old and new: the
+            // last-administrator rule reads them.
+            let mut workspaces: Vec<String> =
+                rows.iter().filter_map(|r| get(r, "workspace_id").ok().flatten()).collect();
+            if let Some(name) = workspace {
+                workspaces.extend(snap.workspace_named(name).map(|w| w.record.id.clone()));
+            }
+            workspaces.sort();
+            workspaces.dedup();
+            let admins = q(" AND m.workspace_id = $2 AND m.id <> $3 AND EXISTS (SELECT 1 FROM role_assignments r \
+                 WHERE r.membership_id = m.id AND r.role = 'WorkspaceAdministrator')");
+            for w in workspaces {
+                let found = sqlx::query(AssertSqlSafe(admins.clone()))
+                    .bind(c)
+                    .bind(w)
+                    .bind(id)
+                    .fetch_all(pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.extend(found);
+            }
+            Ok(rows)
+        }
+    };
+    rows.map_err(map_err)
 }
 
 pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Focus) -> Result<Snapshot> {
@@ -158,43 +197,56 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
         let w = workspace(&r)?;
         snap.workspaces.insert(w.id.clone(), versioned(get(&r, "row_version")?, w));
     }
-    let mut qb = Sql::new(format!("SELECT {MEMBERSHIP_COLS} FROM memberships m"));
-    memberships_where(&mut qb, &uid, focus);
-    for r in qb.build().fetch_all(pool).await.map_err(map_err)? {
+    for r in focused_memberships(pool, &snap, &uid, focus).await? {
         let m = membership(&r)?;
         snap.memberships.insert(m.id.clone(), versioned(get(&r, "row_version")?, m));
     }
-    if !snap.memberships.is_empty() {
-        let mut qb = Sql::new(
-            "SELECT r.membership_id, r.role FROM role_assignments r JOIN memberships m ON m.id = r.membership_id",
-        );
-        memberships_where(&mut qb, &uid, focus);
-        for r in qb.build().fetch_all(pool).await.map_err(map_err)? {
-            let id: String = get(&r, "membership_id")?;
-            if let Some(m) = snap.memberships.get_mut(&id) {
-                m.record.roles.insert(role(&get::<String>(&r, "role")?)?);
-            }
-        }
-        let mut qb = Sql::new(
-            "SELECT g.membership_id, g.permission, g.source FROM grants g JOIN memberships m ON m.id = g.membership_id",
-        );
-        memberships_where(&mut qb, &uid, focus);
-        for r in qb.build().fetch_all(pool).await.map_err(map_err)? {
-            let id: String = get(&r, "membership_id")?;
-            if let Some(m) = snap.memberships.get_mut(&id) {
-                m.record.grants.insert(grant(&get::<String>(&r, "permission")?, &get::<String>(&r, "source")?)?);
-            }
+    let everything = matches!(focus, Focus::All);
+    let (roles, grants) = if everything {
+        let roles = "SELECT r.membership_id, r.role FROM role_assignments r JOIN memberships m ON m.id = r.membership_id \
+                     WHERE m.customer_uid = $1 AND m.managed";
+        let grants = "SELECT g.membership_id, g.permission, g.source FROM grants g \
+                      JOIN memberships m ON m.id = g.membership_id WHERE m.customer_uid = $1 AND m.managed";
+        (
+            sqlx::query(roles).bind(&uid).fetch_all(pool).await.map_err(map_err)?,
+            sqlx::query(grants).bind(&uid).fetch_all(pool).await.map_err(map_err)?,
+        )
+    } else {
+        let ids: Vec<String> = snap.memberships.keys().cloned().collect();
+        (
+            fetch_in(pool, "SELECT membership_id, role FROM role_assignments WHERE ", None, "membership_id", &ids)
+                .await?,
+            fetch_in(pool, "SELECT membership_id, permission, source FROM grants WHERE ", None, "membership_id", &ids)
+                .await?,
+        )
+    };
+    for r in roles {
+        let id: String = get(&r, "membership_id")?;
+        if let Some(m) = snap.memberships.get_mut(&id) {
+            m.record.roles.insert(role(&get::<String>(&r, "role")?)?);
         }
     }
-    let mut qb = Sql::new("SELECT customer_uid, email, display_name, account_type FROM users WHERE customer_uid = ");
-    qb.bind(uid.as_str());
-    // A Customer's status counts all its users and invitations.
-    if !matches!(focus, Focus::All | Focus::Customer) {
-        qb.push(" AND (");
-        subjects_where(&mut qb, &uid, focus, "email");
-        qb.push(")");
+    for r in grants {
+        let id: String = get(&r, "membership_id")?;
+        if let Some(m) = snap.memberships.get_mut(&id) {
+            m.record.grants.insert(grant(&get::<String>(&r, "permission")?, &get::<String>(&r, "source")?)?);
+        }
     }
-    for r in qb.build().fetch_all(pool).await.map_err(map_err)? {
+    // Users and invitations: all of them for a Customer (its status counts them), else those
+    // of the subjects the focus names and of the memberships it loaded.
+    let all_people = matches!(focus, Focus::All | Focus::Customer);
+    let mut subjects: Vec<String> = focus.subjects().to_vec();
+    subjects.extend(snap.memberships.values().map(|m| m.record.subject_key.clone()));
+    subjects.sort();
+    subjects.dedup();
+    let users_sql = "SELECT customer_uid, email, display_name, account_type FROM users WHERE customer_uid = $1";
+    let users = if all_people {
+        sqlx::query(users_sql).bind(&uid).fetch_all(pool).await.map_err(map_err)?
+    } else {
+        let select = "SELECT customer_uid, email, display_name, account_type FROM users WHERE customer_uid = ";
+        fetch_in(pool, select, Some(&uid), "email", &subjects).await?
+    };
+    for r in users {
         let u = UserRecord {
             customer_uid: get(&r, "customer_uid")?,
             email: get(&r, "email")?,
@@ -203,14 +255,14 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
         };
         snap.users.insert(u.email.clone(), u);
     }
-    let mut qb = Sql::new(format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = "));
-    qb.bind(uid.as_str());
-    if !matches!(focus, Focus::All | Focus::Customer) {
-        qb.push(" AND (");
-        subjects_where(&mut qb, &uid, focus, "i.subject_key");
-        qb.push(")");
-    }
-    for r in qb.build().fetch_all(pool).await.map_err(map_err)? {
+    let invitations = if all_people {
+        let sql = format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = $1");
+        sqlx::query(AssertSqlSafe(sql)).bind(&uid).fetch_all(pool).await.map_err(map_err)?
+    } else {
+        let select = format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = ");
+        fetch_in(pool, &select, Some(&uid), "i.subject_key", &subjects).await?
+    };
+    for r in invitations {
         let i = invitation(&r)?;
         snap.invitations.insert((i.scope_key.clone(), i.subject_key.clone()), i);
     }

@@ -1,0 +1,167 @@
+//! The controller at scale: one Customer, 100 Workspaces and 10,000 Memberships created in
+//! the API server emulation, reconciled by the real `servicehub run` binary on a SQLite
+//! store (and PostgreSQL when `SERVICEHUB_TEST_DATABASE_URL` is set). Prints the time from
+//! the last create to all Ready, API writes per Membership (finalizer + status; Events
+//! counted apart), writes while idle, and the operator's peak RSS.
+//!
+//!     cargo bench --bench controller
+
+#[path = "../tests/apiserver/mod.rs"]
+#[allow(dead_code)]
+mod apiserver;
+
+use apiserver::http::ApiServer;
+use apiserver::registry::{FieldValidation, Resource};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WORKSPACES: usize = 100;
+const MEMBERSHIPS: usize = 10_000;
+
+fn resource(plural: &str) -> Resource {
+    Resource { group: "servicehub.io".into(), version: "v1alpha1".into(), plural: plural.into() }
+}
+
+fn customer() -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "servicehub.io/v1alpha1", "kind": "Customer",
+        "metadata": { "name": "bench", "namespace": "bench" },
+        "spec": {
+            "displayName": "Bench Ltd",
+            "agreement": { "kind": "Unified", "id": "U-1", "startDate": "2025-01-01" },
+            "serviceAdministrator": { "email": "sa@bench.example" },
+        }
+    })
+}
+
+fn workspace(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "servicehub.io/v1alpha1", "kind": "Workspace",
+        "metadata": { "name": format!("ws-{i}"), "namespace": "bench" },
+        "spec": {
+            "customerRef": { "name": "bench" }, "displayName": format!("Workspace {i}"),
+            "administrators": [{ "email": format!("admin{i}@bench.example") }],
+        }
+    })
+}
+
+fn membership(i: usize) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "servicehub.io/v1alpha1", "kind": "Membership",
+        "metadata": { "name": format!("m-{i}"), "namespace": "bench" },
+        "spec": {
+            "customerRef": { "name": "bench" }, "workspaceRef": { "name": format!("ws-{}", i % WORKSPACES) },
+            "subject": { "kind": "User", "email": format!("user{i}@bench.example") },
+            "roles": ["User"], "permissions": ["Learning", "Programs"],
+        }
+    })
+}
+
+fn ready(o: &serde_json::Value) -> bool {
+    let generation = o.pointer("/metadata/generation").and_then(|g| g.as_i64());
+    let conds = o.pointer("/status/conditions").and_then(|c| c.as_array());
+    conds.is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True" && c["observedGeneration"].as_i64() == generation)
+    })
+}
+
+fn count_ready(server: &ApiServer, plural: &str) -> (usize, usize) {
+    let (items, _) = server.registry.list(&resource(plural), Some("bench")).expect("list");
+    (items.iter().filter(|o| ready(o)).count(), items.len())
+}
+
+async fn wait_ready(server: &ApiServer, plural: &str, n: usize, timeout: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (ready, total) = count_ready(server, plural);
+        if ready == n && total == n {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < timeout, "{plural}: only {ready} of {n} Ready after {timeout:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn rss_peak_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn run(label: &str, store_url: &str) {
+    let server = ApiServer::start_with_history(100_000).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).expect("kubeconfig");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_servicehub"))
+        .args(["run", "--leader-elect=false", "--store", store_url, "--http-addr", &addr.to_string()])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("SERVICEHUB_LOG", "warn")
+        .env("SERVICEHUB_LOG_FORMAT", "text")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("operator.log")).expect("log"))
+        .spawn()
+        .expect("start servicehub run");
+
+    server
+        .registry
+        .create(&resource("customers"), Some("bench"), customer(), FieldValidation::Prune)
+        .expect("customer");
+    for i in 0..WORKSPACES {
+        server
+            .registry
+            .create(&resource("workspaces"), Some("bench"), workspace(i), FieldValidation::Prune)
+            .expect("ws");
+    }
+    wait_ready(&server, "customers", 1, Duration::from_secs(120)).await;
+    wait_ready(&server, "workspaces", WORKSPACES, Duration::from_secs(120)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let before = server.stats();
+    let created = Instant::now();
+    for i in 0..MEMBERSHIPS {
+        server
+            .registry
+            .create(&resource("memberships"), Some("bench"), membership(i), FieldValidation::Prune)
+            .expect("m");
+    }
+    let creating = created.elapsed();
+    let converge = wait_ready(&server, "memberships", MEMBERSHIPS, Duration::from_secs(1800)).await;
+    // Let trailing writes (the Customer's counts) land before counting.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = server.stats();
+    let delta = |r: &str| after.writes_to(&[r]) - before.writes_to(&[r]);
+    let per_object = (delta("memberships") + delta("memberships/status")) as f64 / MEMBERSHIPS as f64;
+    let events = delta("events") as f64 / MEMBERSHIPS as f64;
+
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let idle = server.stats().writes - after.writes;
+    let rss = rss_peak_kib(child.id()).map(|k| k as f64 / 1024.0).unwrap_or(f64::NAN);
+    let _ = child.kill();
+    let _ = child.wait();
+
+    println!("controller [{label}]: {MEMBERSHIPS} Memberships across {WORKSPACES} Workspaces");
+    println!("  created in the emulation in {:.2} s", creating.as_secs_f64());
+    println!("  last create -> all Ready: {:.2} s", converge.as_secs_f64());
+    println!("  API writes per Membership: {per_object:.2} (finalizer + status; target <= 2)");
+    println!("  Events per Membership: {events:.2} (Invited, Granted)");
+    println!("  API writes in 30 s idle: {idle} (target 0)");
+    println!("  operator peak RSS: {rss:.1} MiB (target <= 150)");
+    server.stop().await;
+}
+
+#[tokio::main]
+async fn main() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run("sqlite", &format!("sqlite://{}", dir.path().join("bench.db").display())).await;
+    if let Ok(base) = std::env::var("SERVICEHUB_TEST_DATABASE_URL") {
+        let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+        let admin = servicehub_operator::store::sql::SqlStore::connect(base.parse().expect("url")).await.expect("pg");
+        admin.execute_raw(&format!("CREATE SCHEMA {schema}")).await.expect("schema");
+        let sep = if base.contains('?') { '&' } else { '?' };
+        run("postgres", &format!("{base}{sep}options=-c%20search_path%3D{schema}")).await;
+        admin.execute_raw(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("drop");
+    }
+}
