@@ -283,7 +283,10 @@ fn related<K: Managed>(cache: &Cache<K>, namespace: Option<String>, pick: impl F
 /// each move would otherwise requeue all of its Memberships. (kube's `predicate_filter` does this on a stream, but attaching a stream to
 /// a controller is still behind an unstable kube feature.)
 #[derive(Clone, Default)]
-struct SpecChanges(Arc<std::sync::Mutex<HashMap<String, (Option<i64>, bool, u64)>>>);
+struct SpecChanges(Arc<std::sync::Mutex<HashMap<String, Seen>>>);
+
+/// What a relation last saw of an object: generation, being deleted, hash of its conditions.
+type Seen = (Option<i64>, bool, u64);
 
 impl SpecChanges {
     /// Whether `obj` has a generation, deletion state or condition state not seen before.
