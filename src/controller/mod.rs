@@ -1,5 +1,5 @@
 //! `servicehub run`: the Kubernetes controller. One kube-runtime controller per kind, all
-//! sharing one [`Context`] built at start (client, store, event recorder, metrics, settings).
+//! sharing one [`Context`] built at start (client, store, Event publisher, metrics, settings).
 //!
 //! Wiring:
 //! - relations through reflector stores: a Customer change requeues its Workspaces,
@@ -12,6 +12,7 @@
 //!   ends the process: `/readyz` turns false and work resumes when they return;
 //! - SIGTERM/SIGINT: stop taking work, finish in-flight reconciles, release the lease, exit 0.
 
+pub mod events;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
@@ -24,7 +25,7 @@ use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::Api;
 use kube::runtime::controller::{self, Action, Controller};
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::{ObjectRef, Store as Cache};
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
@@ -123,8 +124,8 @@ pub struct Context {
     pub client: Client,
     /// The store.
     pub store: Arc<dyn Store>,
-    /// The Event recorder.
-    pub recorder: Recorder,
+    /// The Event publisher.
+    pub events: events::Publisher,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Settings.
@@ -189,7 +190,7 @@ impl Context {
     /// Publish an Event about `obj`; a failure is logged, never fails the reconcile.
     async fn publish<K: Resource<DynamicType = ()>>(&self, obj: &K, event: Event) {
         let reason = event.reason.clone();
-        match self.recorder.publish(&event, &obj.object_ref(&())).await {
+        match self.events.publish(&event, &obj.object_ref(&())).await {
             Ok(()) => {
                 self.metrics.events.get_or_create(&metrics::EventLabels { reason }).inc();
             }
@@ -383,9 +384,8 @@ pub async fn run_controllers(
         related(&cache, c.namespace(), |p: &LockboxPolicy| p.spec.customer_ref.name == c.name_any())
     });
 
-    let reporter = Reporter { controller: FIELD_MANAGER.into(), instance: Some(settings.identity.clone()) };
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(client.clone(), reporter),
+        events: events::Publisher::new(client.clone(), FIELD_MANAGER, &settings.identity),
         client,
         store,
         metrics,

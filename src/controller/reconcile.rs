@@ -256,37 +256,32 @@ fn note_of(summaries: &[&str]) -> String {
     note
 }
 
-/// The Events a pass warrants: what it changed (invited, granted, revoked, drift corrected)
-/// and status transitions (stalled, agreement phase). A pass that changed nothing and
-/// crossed no transition emits none.
+/// The Events a pass warrants: one for what it changed, named after the most notable
+/// change (`DriftCorrected` > `Revoked` > `Granted` > `Invited`) with every change in the
+/// note, and one per status transition (stalled, ready again). A pass that changed nothing
+/// and crossed no transition emits none. One Event per pass, not one per kind of change:
+/// a rollout of N objects costs N Events, not 2N.
 pub(crate) fn transitions(batch: &Batch, before: &[Condition], status: &Status) -> Vec<Event> {
-    let mut groups: [(&str, EventType, Vec<&str>); 4] = [
-        ("DriftCorrected", EventType::Warning, Vec::new()),
-        ("Invited", EventType::Normal, Vec::new()),
-        ("Granted", EventType::Normal, Vec::new()),
-        ("Revoked", EventType::Normal, Vec::new()),
-    ];
+    const REASONS: [&str; 4] = ["DriftCorrected", "Revoked", "Granted", "Invited"];
+    let mut notable = REASONS.len();
+    let mut summaries = Vec::new();
     for step in &batch.steps {
-        let slot = match step.change.audit_action().1 {
+        let rank = match step.change.audit_action().1 {
             _ if step.drift => 0,
-            "invitation.issue" => 1,
+            "grant.remove" | "role.remove" | "membership.delete" | "invitation.revoke" => 1,
             "grant.add" | "role.add" => 2,
-            "grant.remove" | "role.remove" | "membership.delete" | "invitation.revoke" => 3,
+            "invitation.issue" => 3,
             _ => continue,
         };
-        groups[slot].2.push(step.summary.as_str());
+        notable = notable.min(rank);
+        summaries.push(step.summary.as_str());
     }
-    let mut out: Vec<Event> = groups
-        .into_iter()
-        .filter(|(_, _, s)| !s.is_empty())
-        .map(|(reason, type_, summaries)| Event {
-            type_,
-            reason: reason.into(),
-            note: Some(note_of(&summaries)),
-            action: "Reconcile".into(),
-            secondary: None,
-        })
-        .collect();
+    let mut out = Vec::new();
+    if let Some(reason) = REASONS.get(notable) {
+        let type_ = if notable == 0 { EventType::Warning } else { EventType::Normal };
+        let note = Some(note_of(&summaries));
+        out.push(Event { type_, reason: (*reason).into(), note, action: "Reconcile".into(), secondary: None });
+    }
     let after = status.conditions();
     let was_stalled = conditions::is_true(before, conditions::STALLED);
     if let Some(c) = conditions::get(after, conditions::STALLED).filter(|c| c.status == "True")
