@@ -37,6 +37,9 @@ pub struct Stats {
     /// Writes by resource: the plural, with `/status` for the status subresource
     /// (`memberships/status`, `leases`, `events`).
     pub writes_by_resource: std::collections::BTreeMap<String, u64>,
+    /// Every distinct request on a resource, as RBAC sees it: (verb, API group, resource
+    /// with subresource, namespace). What an operator's Role must grant.
+    pub calls: std::collections::BTreeSet<(String, String, String, Option<String>)>,
 }
 
 impl Stats {
@@ -272,11 +275,23 @@ async fn handle(
         stats.requests += 1;
         stats.writes += u64::from(method != Method::GET);
         stats.watches += u64::from(is_watch);
-        if method != Method::GET {
-            let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
-            if let Some(t) = parse(&segments) {
-                let plural = &t.resource.plural;
-                let key = if t.status { format!("{plural}/status") } else { plural.clone() };
+        let segments: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+        if let Some(t) = parse(&segments) {
+            let plural = &t.resource.plural;
+            let key = if t.status { format!("{plural}/status") } else { plural.clone() };
+            let verb = match (&method, t.name.is_some()) {
+                (&Method::GET, true) => "get",
+                (&Method::GET, false) if is_watch => "watch",
+                (&Method::GET, false) => "list",
+                (&Method::POST, _) => "create",
+                (&Method::PUT, _) => "update",
+                (&Method::PATCH, _) => "patch",
+                (&Method::DELETE, true) => "delete",
+                (&Method::DELETE, false) => "deletecollection",
+                _ => "other",
+            };
+            stats.calls.insert((verb.into(), t.resource.group.clone(), key.clone(), t.namespace.clone()));
+            if method != Method::GET {
                 *stats.writes_by_resource.entry(key).or_default() += 1;
             }
         }

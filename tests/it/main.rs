@@ -3,6 +3,7 @@
 #[path = "../apiserver/mod.rs"]
 mod apiserver;
 mod apply;
+mod chart;
 mod cluster;
 mod controller;
 mod crash;
