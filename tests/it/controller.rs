@@ -374,3 +374,60 @@ async fn api_server_failures_and_dropped_watches_are_survived() {
     assert_consistent(&s, &client).await;
     op.wait_ready(Duration::from_secs(10)).await;
 }
+
+#[tokio::test]
+async fn kubectl_apply_wait_and_get_with_the_operator_running() {
+    let s = crate::support::sqlite_unmigrated().await;
+    let api = ApiServer::start().await;
+    let op = Operator::start(&api, &s.url, &["--leader-elect=false"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("kubeconfig");
+    std::fs::write(&config, api.kubeconfig()).expect("kubeconfig");
+    let run = |args: &[&str]| {
+        let (config, args) = (config.clone(), args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::emulator_http::kubectl(&config, &args)
+        })
+    };
+    let examples = crate::support::repo("examples");
+    let Some(out) = run(&["apply", "--validate=false", "-f", examples.to_str().expect("utf-8")]).await.expect("join")
+    else {
+        return;
+    };
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // What a GitOps user runs: wait for every object to be Ready, then look.
+    let wait = [
+        "wait",
+        "--for=condition=Ready",
+        "--timeout=60s",
+        "-n",
+        "contoso",
+        "customers,workspaces,memberships,lockboxpolicies",
+        "--all",
+    ];
+    let out = run(&wait).await.expect("join").expect("kubectl");
+    assert!(
+        out.status.success(),
+        "{}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        op.logs()
+    );
+    let met = String::from_utf8_lossy(&out.stdout).matches("condition met").count();
+    assert_eq!(met, all_objects(&api.client()).await.len(), "every object reported");
+    let out = run(&["get", "servicehub", "-n", "contoso"]).await.expect("join").expect("kubectl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for kind in [
+        "customer.servicehub.io/contoso",
+        "workspace.servicehub.io/contoso-emea",
+        "membership.servicehub.io/diego-open-canvas",
+        "lockboxpolicy.servicehub.io/",
+    ] {
+        assert!(text.contains(kind), "{kind} missing from `kubectl get servicehub`:\n{text}");
+    }
+    let out =
+        run(&["describe", "membership", "-n", "contoso", "diego-open-canvas"]).await.expect("join").expect("kubectl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("Provisioned") && text.contains("Observed Generation"), "{text}");
+}

@@ -99,7 +99,7 @@ async fn a_watch_from_a_compacted_version_gets_410() {
 
 /// Run kubectl against the emulator; `None` (with the reason printed) when kubectl is not
 /// installed, which CI does not accept.
-fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> Option<std::process::Output> {
+pub(crate) fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> Option<std::process::Output> {
     match std::process::Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).args(args).output() {
         Ok(out) => Some(out),
         Err(e) if std::env::var_os("CI").is_none() => {
