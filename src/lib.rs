@@ -7,6 +7,7 @@ pub mod controller;
 pub mod domain;
 pub mod engine;
 pub mod http;
+pub mod lockbox;
 pub mod plan;
 pub mod store;
 pub mod telemetry;

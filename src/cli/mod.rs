@@ -2,6 +2,7 @@
 
 mod apply;
 mod get;
+mod lockbox;
 mod run;
 mod table;
 
@@ -58,6 +59,8 @@ impl LogFormat {
 pub enum Command {
     /// Run the Kubernetes controller: reconcile the four kinds in the cluster against the store.
     Run(run::RunArgs),
+    /// Customer Lockbox requests: request, approve, deny, revoke, complete, list, show, sweep.
+    Lockbox(lockbox::LockboxArgs),
     /// Print the four CustomResourceDefinitions as multi-document YAML.
     Crd(CrdArgs),
     /// Check YAML files against the schema, the CEL rules and the domain rules.
@@ -91,7 +94,7 @@ pub enum OutputFormat {
 #[derive(clap::Args, Debug, Clone)]
 pub struct StoreArgs {
     /// Store URL: `sqlite://PATH` (created if missing) or `postgres://USER[:PASSWORD]@HOST/DB`.
-    #[arg(long = "store", env = "SERVICEHUB_STORE", default_value = store::DEFAULT_STORE_URL, hide_env_values = true)]
+    #[arg(long = "store", env = "SERVICEHUB_STORE", default_value = store::DEFAULT_STORE_URL, hide_env_values = true, global = true)]
     pub url: String,
 }
 
@@ -125,6 +128,7 @@ impl Cli {
         let Self { log: _, log_format: _, command } = self;
         match command {
             Command::Run(args) => run::run(args).await,
+            Command::Lockbox(args) => lockbox::run(args).await,
             Command::Crd(args) => crd(args),
             Command::Validate(args) => validate(args),
             Command::Migrate(args) => migrate(args).await,

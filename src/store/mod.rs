@@ -10,6 +10,7 @@ mod change;
 mod records;
 mod snapshot;
 pub mod sql;
+mod sql_lockbox;
 mod sql_read;
 mod url;
 
@@ -113,6 +114,32 @@ pub struct AuditFilter {
     pub since: Option<i64>,
     /// At most this many, newest last.
     pub limit: Option<i64>,
+}
+
+/// Filter for the Lockbox history.
+#[derive(Clone, Debug, Default)]
+pub struct LockboxFilter {
+    /// Only requests of customers in this namespace.
+    pub namespace: Option<String>,
+    /// Only requests of the customer with this name.
+    pub customer: Option<String>,
+    /// Only requests in this state.
+    pub state: Option<crate::domain::lockbox::State>,
+    /// Only requests opened at or after this time (Unix seconds).
+    pub since: Option<i64>,
+    /// At most this many (newest first).
+    pub limit: Option<i64>,
+}
+
+/// A customer's Lockbox requests at a glance, for the LockboxPolicy status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LockboxSummary {
+    /// Requests waiting for a decision.
+    pub pending: i64,
+    /// Requests giving access now (approved or not requiring approval).
+    pub active: i64,
+    /// The earliest deadline of a live request (Unix seconds).
+    pub next_deadline: Option<i64>,
 }
 
 /// Which part of a customer a plan reads. The controller plans one object per reconcile, and
@@ -229,6 +256,47 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Number of rows written since the store was opened (for zero-write checks).
     fn rows_written(&self) -> u64;
+
+    /// The customer's uid (by namespace and name) and its Lockbox policy, with approver
+    /// roles resolved to the users holding them now; `None` when the customer is unknown.
+    async fn lockbox_policy(
+        &self,
+        namespace: &str,
+        customer: &str,
+    ) -> Result<Option<(String, Option<crate::domain::lockbox::Policy>)>>;
+
+    /// Store a new Lockbox request, its audit entry and its notification in one
+    /// transaction; its id.
+    async fn lockbox_insert(&self, request: &crate::domain::lockbox::Request, actor: &str) -> Result<i64>;
+
+    /// Move a request from `before` (as read) to `after` at `at`, with its audit entry and
+    /// notification. `Conflict` if someone moved it first: of two concurrent decisions,
+    /// exactly one wins.
+    async fn lockbox_transition(
+        &self,
+        before: &crate::domain::lockbox::Request,
+        after: &crate::domain::lockbox::Request,
+        actor: &str,
+        at: i64,
+    ) -> Result<()>;
+
+    /// One request.
+    async fn lockbox_get(&self, id: i64) -> Result<Option<crate::domain::lockbox::Request>>;
+
+    /// Live requests due at or before `at` (optionally of one customer uid), oldest deadline
+    /// first, at most `limit`, read through the `due_at` index (never a scan of all requests).
+    async fn lockbox_due(
+        &self,
+        at: i64,
+        customer_uid: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<crate::domain::lockbox::Request>>;
+
+    /// The request history, newest first.
+    async fn lockbox_list(&self, filter: &LockboxFilter) -> Result<Vec<crate::domain::lockbox::Request>>;
+
+    /// Counts and next deadline of one customer's requests.
+    async fn lockbox_summary(&self, customer_uid: &str) -> Result<LockboxSummary>;
 }
 
 /// Open the store at `url` and apply migrations.

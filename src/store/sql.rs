@@ -316,6 +316,53 @@ impl Store for SqlStore {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err).map(|_| ())
     }
 
+    async fn lockbox_policy(
+        &self,
+        namespace: &str,
+        customer: &str,
+    ) -> Result<Option<(String, Option<crate::domain::lockbox::Policy>)>> {
+        super::sql_lockbox::policy(&self.pool, namespace, customer).await
+    }
+
+    async fn lockbox_insert(&self, request: &crate::domain::lockbox::Request, actor: &str) -> Result<i64> {
+        let id = super::sql_lockbox::insert(&self.pool, self.url.backend(), request, actor).await?;
+        self.rows_written.fetch_add(2, Ordering::Relaxed);
+        Ok(id)
+    }
+
+    async fn lockbox_transition(
+        &self,
+        before: &crate::domain::lockbox::Request,
+        after: &crate::domain::lockbox::Request,
+        actor: &str,
+        at: i64,
+    ) -> Result<()> {
+        super::sql_lockbox::transition(&self.pool, self.url.backend(), before, after, actor, at).await?;
+        self.rows_written.fetch_add(2, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn lockbox_get(&self, id: i64) -> Result<Option<crate::domain::lockbox::Request>> {
+        super::sql_lockbox::get_one(&self.pool, id).await
+    }
+
+    async fn lockbox_due(
+        &self,
+        at: i64,
+        customer_uid: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<crate::domain::lockbox::Request>> {
+        super::sql_lockbox::due(&self.pool, at, customer_uid, limit).await
+    }
+
+    async fn lockbox_list(&self, filter: &super::LockboxFilter) -> Result<Vec<crate::domain::lockbox::Request>> {
+        super::sql_lockbox::list(&self.pool, filter).await
+    }
+
+    async fn lockbox_summary(&self, customer_uid: &str) -> Result<super::LockboxSummary> {
+        super::sql_lockbox::summary(&self.pool, customer_uid).await
+    }
+
     async fn load(&self, namespace: &str, name: &str, focus: &Focus) -> Result<Snapshot> {
         super::sql_read::load(&self.pool, namespace, name, focus).await
     }

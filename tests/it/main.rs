@@ -11,6 +11,7 @@ mod crds;
 mod emulator;
 mod emulator_http;
 mod focus;
+mod lockbox;
 mod store;
 mod support;
 mod validate;

@@ -1,0 +1,240 @@
+//! `servicehub lockbox request|approve|deny|revoke|complete|list|show|sweep`.
+
+use super::{StoreArgs, open_store, table};
+use crate::domain::lockbox::{Action, NewRequest, Request, State, rfc3339};
+use crate::lockbox::{self, Error};
+use crate::store::{LockboxFilter, StoreError};
+use std::io::Write;
+use std::process::ExitCode;
+
+/// Output of the lockbox commands.
+#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    /// Aligned columns.
+    Table,
+    /// JSON.
+    Json,
+}
+
+/// Arguments shared by every lockbox command.
+#[derive(clap::Args, Debug)]
+pub struct Common {
+    /// Act as of this time (RFC 3339) instead of now.
+    #[arg(long, env = "SERVICEHUB_NOW", global = true)]
+    pub now: Option<jiff::Timestamp>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table, global = true)]
+    pub output: Output,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// Arguments of `servicehub lockbox`.
+#[derive(clap::Args, Debug)]
+pub struct LockboxArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: LockboxCommand,
+    /// Shared flags.
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// A decision on a request.
+#[derive(clap::Args, Debug)]
+pub struct Decision {
+    /// The request id.
+    pub id: i64,
+    /// Who acts (an approver; for `complete`, the requester).
+    #[arg(long = "as")]
+    pub actor: String,
+    /// Why (recorded in the history and the audit log).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// Lockbox subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum LockboxCommand {
+    /// Ask for access to a customer's content (as a support engineer).
+    Request {
+        /// The customer, as NAMESPACE/NAME.
+        #[arg(long)]
+        customer: String,
+        /// `ExchangeOnline`, `SharePointOnline` or `OneDriveForBusiness`.
+        #[arg(long)]
+        workload: String,
+        /// The support case.
+        #[arg(long = "case")]
+        case_id: String,
+        /// Why access is needed.
+        #[arg(long)]
+        reason: String,
+        /// How long access is needed (e.g. `4h`), at most the policy's maxAccessDuration.
+        #[arg(long)]
+        duration: crate::api::GoDuration,
+        /// The requesting engineer's email.
+        #[arg(long = "as")]
+        actor: String,
+    },
+    /// Grant a pending request (an approver).
+    Approve(Decision),
+    /// Refuse a pending request (an approver).
+    Deny(Decision),
+    /// End granted access early (an approver).
+    Revoke(Decision),
+    /// Close a request: the issue is fixed (the requester).
+    Complete(Decision),
+    /// The full history, newest first.
+    List {
+        /// Only customers of this namespace.
+        #[arg(short = 'n', long)]
+        namespace: Option<String>,
+        /// Only this customer (name).
+        #[arg(long)]
+        customer: Option<String>,
+        /// Only requests in this state.
+        #[arg(long)]
+        state: Option<String>,
+        /// Only requests opened at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<jiff::Timestamp>,
+    },
+    /// One request.
+    Show {
+        /// The request id.
+        id: i64,
+    },
+    /// Apply every expiry due by now (or `--at`): pending requests nobody decided, access
+    /// whose time ran out.
+    Sweep {
+        /// Preview: print what would expire, write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Sweep as of this time (RFC 3339) instead of now.
+        #[arg(long)]
+        at: Option<jiff::Timestamp>,
+    },
+}
+
+fn when(t: Option<i64>) -> String {
+    t.map(rfc3339).unwrap_or_else(|| "-".into())
+}
+
+fn rows(requests: &[Request]) -> String {
+    let rows: Vec<Vec<String>> = requests
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.state.to_string(),
+                r.requester.clone(),
+                r.workload.clone(),
+                r.case_id.clone(),
+                rfc3339(r.created_at),
+                when(r.due_at().or(r.closed_at)),
+            ]
+        })
+        .collect();
+    table::render(&["ID", "STATE", "REQUESTER", "WORKLOAD", "CASE", "CREATED", "DEADLINE/CLOSED"], &rows)
+}
+
+fn print(output: Output, requests: &[Request]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match output {
+        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(requests)?)?,
+        Output::Table => write!(out, "{}", rows(requests))?,
+    }
+    Ok(())
+}
+
+/// Run a lockbox command. Refusals print the rule and exit 1; a lost race exits 1 naming it.
+pub async fn run(args: LockboxArgs) -> anyhow::Result<ExitCode> {
+    let LockboxArgs { command, common: Common { now, output, store } } = args;
+    let now = now.unwrap_or_else(jiff::Timestamp::now).as_second();
+    let db = open_store(&store).await?;
+    let db = db.as_ref();
+    let decided = |r: Result<Request, Error>| -> anyhow::Result<ExitCode> {
+        match r {
+            Ok(r) => {
+                print(output, &[r])?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(Error::Store(e @ StoreError::Conflict(_))) => {
+                eprintln!("refused: someone else acted on this request first ({e})");
+                Ok(ExitCode::FAILURE)
+            }
+            Err(Error::Store(e)) => Err(e.into()),
+            Err(e) => {
+                eprintln!("refused: {e}");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    };
+    let decision =
+        |d: Decision, action: Action| async move { lockbox::act(db, d.id, action, &d.actor, d.reason, now).await };
+    match command {
+        LockboxCommand::Request { customer, workload, case_id, reason, duration, actor } => {
+            let Some((ns, name)) = customer.split_once('/') else {
+                eprintln!("refused: --customer: give the customer as NAMESPACE/NAME, not {customer:?}");
+                return Ok(ExitCode::FAILURE);
+            };
+            let new = NewRequest { requester: actor, workload, case_id, reason, duration: duration.seconds() };
+            decided(lockbox::request(db, ns, name, new, now).await)
+        }
+        LockboxCommand::Approve(d) => decided(decision(d, Action::Approve).await),
+        LockboxCommand::Deny(d) => decided(decision(d, Action::Deny).await),
+        LockboxCommand::Revoke(d) => decided(decision(d, Action::Revoke).await),
+        LockboxCommand::Complete(d) => decided(decision(d, Action::Complete).await),
+        LockboxCommand::List { namespace, customer, state, since } => {
+            let state = match state.as_deref().map(|s| (s, State::parse(s))) {
+                None => None,
+                Some((_, Some(st))) => Some(st),
+                Some((s, None)) => {
+                    let all: Vec<&str> = State::ALL.iter().map(|s| s.as_str()).collect();
+                    eprintln!("refused: --state: unknown state {s:?}; one of {}", all.join(", "));
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let filter = LockboxFilter { namespace, customer, state, since: since.map(|t| t.as_second()), limit: None };
+            print(output, &db.lockbox_list(&filter).await?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LockboxCommand::Show { id } => match db.lockbox_get(id).await? {
+            Some(r) => {
+                print(output, &[r])?;
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                eprintln!("{}", Error::NotFound(id));
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        LockboxCommand::Sweep { dry_run, at } => {
+            let at = at.map_or(now, |t| t.as_second());
+            let swept = lockbox::sweep(db, at, None, dry_run).await?;
+            let mut out = std::io::stdout().lock();
+            match output {
+                Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&swept)?)?,
+                Output::Table => {
+                    let rows: Vec<Vec<String>> = swept
+                        .iter()
+                        .map(|s| {
+                            vec![
+                                s.before.id.to_string(),
+                                s.before.state.to_string(),
+                                s.after.state.to_string(),
+                                when(s.after.closed_at),
+                            ]
+                        })
+                        .collect();
+                    write!(out, "{}", table::render(&["ID", "FROM", "TO", "AT"], &rows))?;
+                    let verb = if dry_run { "would expire" } else { "expired" };
+                    writeln!(out, "{} request(s) {verb} as of {}.", swept.len(), rfc3339(at))?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Customer Lockbox operations: the pure lifecycle ([`crate::domain::lockbox`]) over the
+//! store. The CLI (`servicehub lockbox ...`) and the controller's expiry worker share them.
+//!
+//! Requests live in the store only: they are not desired state and never appear in GitOps
+//! YAML. Every transition is one guarded transaction with its audit entry and notification.
+
+use crate::domain::lockbox::{self, Action, NewRequest, Refusal, Request};
+use crate::store::{Store, StoreError};
+
+/// Why an operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The customer is not in the store.
+    #[error("customer {0} is not in the store")]
+    UnknownCustomer(String),
+    /// No such request.
+    #[error("lockbox request {0} does not exist")]
+    NotFound(i64),
+    /// A rule refused it.
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    /// The store failed (a `Conflict` means someone else acted first).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Open a request for the customer `namespace/customer` at `now` (Unix seconds).
+pub async fn request(
+    store: &dyn Store,
+    namespace: &str,
+    customer: &str,
+    new: NewRequest,
+    now: i64,
+) -> Result<Request, Error> {
+    let (uid, policy) = store
+        .lockbox_policy(namespace, customer)
+        .await?
+        .ok_or_else(|| Error::UnknownCustomer(format!("{namespace}/{customer}")))?;
+    let actor = new.requester.trim().to_ascii_lowercase();
+    let mut r = lockbox::open(policy.as_ref(), &uid, new, now)?;
+    r.id = store.lockbox_insert(&r, &actor).await?;
+    Ok(r)
+}
+
+/// Take `action` on request `id` as `actor` at `now`. Of two concurrent decisions exactly
+/// one wins; the other gets a `Conflict` naming the request.
+pub async fn act(
+    store: &dyn Store,
+    id: i64,
+    action: Action,
+    actor: &str,
+    reason: Option<String>,
+    now: i64,
+) -> Result<Request, Error> {
+    let before = store.lockbox_get(id).await?.ok_or(Error::NotFound(id))?;
+    // A request already past its deadline is closed first, as the sweep would have: the
+    // caller then sees why the action is refused.
+    if let Some(expired) = lockbox::expire(&before, now) {
+        match store.lockbox_transition(&before, &expired, "lockbox-expiry", now).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let after = lockbox::decide(&before, action, actor, reason, now)?;
+    store.lockbox_transition(&before, &after, &actor.trim().to_ascii_lowercase(), now).await?;
+    Ok(Request { version: before.version + 1, ..after })
+}
+
+/// One transition a sweep applied (or, in a dry run, would apply).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Swept {
+    /// The request before.
+    pub before: Request,
+    /// The request after (closed at its deadline).
+    pub after: Request,
+}
+
+/// Requests read per statement by a sweep.
+const PAGE: i64 = 1000;
+
+/// Apply every transition due at or before `at` (of one customer uid, or all), in deadline
+/// order, each once. With `dry_run`, write nothing and report what would happen. The work
+/// is proportional to what is due, never to the number of requests stored.
+pub async fn sweep(
+    store: &dyn Store,
+    at: i64,
+    customer_uid: Option<&str>,
+    dry_run: bool,
+) -> Result<Vec<Swept>, StoreError> {
+    let mut out = Vec::new();
+    if dry_run {
+        for before in store.lockbox_due(at, customer_uid, i64::MAX).await? {
+            if let Some(after) = lockbox::expire(&before, at) {
+                out.push(Swept { before, after });
+            }
+        }
+        return Ok(out);
+    }
+    loop {
+        let page = store.lockbox_due(at, customer_uid, PAGE).await?;
+        let mut progressed = false;
+        for before in &page {
+            let Some(after) = lockbox::expire(before, at) else { continue };
+            match store.lockbox_transition(before, &after, "lockbox-expiry", at).await {
+                Ok(()) => {
+                    progressed = true;
+                    out.push(Swept { before: before.clone(), after });
+                }
+                // Decided or swept by someone else meanwhile: the next page reads it fresh.
+                Err(StoreError::Conflict(_)) => progressed = true,
+                Err(e) => return Err(e),
+            }
+        }
+        if (page.len() as i64) < PAGE || !progressed {
+            return Ok(out);
+        }
+    }
+}
