@@ -330,7 +330,7 @@ pub fn decide(
     let actor = actor.trim().to_ascii_lowercase();
     let not_allowed =
         |why: String| Refusal::NotAllowed { actor: actor.clone(), action: action.as_str(), id: req.id, why };
-    let is_approver = req.approvers.iter().any(|a| *a == actor);
+    let is_approver = req.approvers.contains(&actor);
     let approvers = if req.approvers.is_empty() { "none".to_owned() } else { req.approvers.join(", ") };
     let mut next = req.clone();
     match action {

@@ -249,12 +249,12 @@ pub(super) async fn due(pool: &AnyPool, at: i64, customer: Option<&str>, limit: 
 
 /// The history, newest first, filtered.
 pub(super) async fn list(pool: &AnyPool, f: &LockboxFilter) -> Result<Vec<Request>> {
-    let mut qb = super::sql::Sql::new(format!(
+    let mut qb = super::sql::Sql::new(
         "SELECT r.id, r.customer_uid, r.requester, r.workload, r.case_id, r.reason, r.requested_seconds, r.approvers, \
          r.state, r.created_at, r.pending_deadline, r.decided_at, r.decided_by, r.decision_reason, r.access_deadline, \
          r.closed_at, CASE WHEN r.expired_by_inaction THEN 1 ELSE 0 END AS expired_by_inaction, r.row_version \
-         FROM lockbox_requests r JOIN customers c ON c.uid = r.customer_uid WHERE 1 = 1"
-    ));
+         FROM lockbox_requests r JOIN customers c ON c.uid = r.customer_uid WHERE 1 = 1",
+    );
     if let Some(ns) = &f.namespace {
         qb.push(" AND c.namespace = ").bind(ns.as_str());
     }
