@@ -70,6 +70,15 @@ pub struct Metrics {
     pub events: Family<EventLabels, Counter>,
     /// 1 while this replica holds the leader lease (or runs without leader election).
     pub leader: Gauge,
+    /// Lockbox requests closed by their deadline, by resulting state.
+    pub lockbox_expired: Family<StateLabels, Counter>,
+}
+
+/// Labels of a Lockbox transition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// `Expired` or `AccessExpired`.
+    pub state: String,
 }
 
 impl Default for Metrics {
@@ -86,6 +95,7 @@ impl Default for Metrics {
             status_writes: Family::default(),
             events: Family::default(),
             leader: Gauge::default(),
+            lockbox_expired: Family::default(),
             registry: Registry::default(),
         };
         registry.register("reconciles", "Reconciles started", m.reconciles.clone());
@@ -98,6 +108,7 @@ impl Default for Metrics {
         registry.register("status_writes", "Status patches written", m.status_writes.clone());
         registry.register("events", "Kubernetes Events emitted", m.events.clone());
         registry.register("leader", "1 while this replica is the leader", m.leader.clone());
+        registry.register("lockbox_expired", "Lockbox requests closed by their deadline", m.lockbox_expired.clone());
         Metrics { registry, ..m }
     }
 }

@@ -13,6 +13,7 @@
 //! - SIGTERM/SIGINT: stop taking work, finish in-flight reconciles, release the lease, exit 0.
 
 pub mod events;
+pub mod expiry;
 pub mod leader;
 pub mod metrics;
 pub mod operator;
@@ -384,6 +385,7 @@ pub async fn run_controllers(
         related(&cache, c.namespace(), |p: &LockboxPolicy| p.spec.customer_ref.name == c.name_any())
     });
 
+    let (ctx_store, ctx_metrics) = (store.clone(), metrics.clone());
     let ctx = Arc::new(Context {
         events: events::Publisher::new(client.clone(), FIELD_MANAGER, &settings.identity),
         client,
@@ -423,8 +425,13 @@ pub async fn run_controllers(
         .graceful_shutdown_on(stop())
         .run(reconcile::reconcile::<LockboxPolicy>, error_policy::<LockboxPolicy>, ctx)
         .for_each(log_outcome);
+    // Background workers run with the controllers: on the leader only.
+    let worker_stop = shutdown.child_token();
+    let expiry = expiry::run(ctx_store, ctx_metrics, worker_stop.clone());
     let run = async {
-        futures::join!(c, w, m, p);
+        futures::join!(c, w, m, p, async {
+            expiry.await;
+        });
     };
     tokio::pin!(run);
     tokio::select! {

@@ -165,8 +165,25 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
     };
     let now = ctx.now();
     let pctx = plan::Context { now, actor: ctx.settings.actor.clone() };
-    let Planned { batch, mut status, mut stalled, requeue_at } =
+    let Planned { batch, mut status, mut stalled, mut requeue_at } =
         plan_and_apply(ctx, &o, &id, declared.as_deref(), &pctx).await?;
+
+    // A LockboxPolicy reports its customer's requests, and is looked at again when the next
+    // one falls due (the expiry worker closes it; this pass then refreshes the counts).
+    if let Status::LockboxPolicy(st) = &mut status
+        && !stalled
+        && let Some((uid, _)) = ctx.timed("load", ctx.store.lockbox_policy(&id.namespace, o.customer())).await?
+    {
+        let summary = ctx.timed("load", ctx.store.lockbox_summary(&uid)).await?;
+        st.pending_requests = Some(summary.pending);
+        st.active_requests = Some(summary.active);
+        st.next_deadline = summary.next_deadline.map(crate::domain::lockbox::rfc3339);
+        let next = summary.next_deadline.and_then(|t| jiff::Timestamp::from_second(t + 1).ok());
+        requeue_at = match (requeue_at, next) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
 
     // The planner calls a parent missing from the store a broken reference. In a cluster
     // the parent may exist and simply not be provisioned yet: that is waiting, not an error

@@ -295,6 +295,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The request history, newest first.
     async fn lockbox_list(&self, filter: &LockboxFilter) -> Result<Vec<crate::domain::lockbox::Request>>;
 
+    /// The earliest deadline of any live request (`MIN` over the `due_at` partial index).
+    async fn lockbox_next_due(&self) -> Result<Option<i64>>;
+
     /// Counts and next deadline of one customer's requests.
     async fn lockbox_summary(&self, customer_uid: &str) -> Result<LockboxSummary>;
 }

@@ -359,6 +359,13 @@ impl Store for SqlStore {
         super::sql_lockbox::list(&self.pool, filter).await
     }
 
+    async fn lockbox_next_due(&self) -> Result<Option<i64>> {
+        sqlx::query_scalar("SELECT MIN(due_at) FROM lockbox_requests WHERE due_at IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(map_err)
+    }
+
     async fn lockbox_summary(&self, customer_uid: &str) -> Result<super::LockboxSummary> {
         super::sql_lockbox::summary(&self.pool, customer_uid).await
     }

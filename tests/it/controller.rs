@@ -431,3 +431,78 @@ async fn kubectl_apply_wait_and_get_with_the_operator_running() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Provisioned") && text.contains("Observed Generation"), "{text}");
 }
+
+#[tokio::test]
+async fn the_leader_expires_lockbox_requests_at_their_deadline_and_catches_up_after_downtime() {
+    use servicehub_operator::domain::lockbox::{Action, NewRequest, State};
+    use servicehub_operator::lockbox;
+    use servicehub_operator::store::Store;
+    let s = crate::support::sqlite_unmigrated().await;
+    let api = ApiServer::start().await;
+    let client = api.client();
+    create(&client, &examples()).await;
+    let op = Operator::start(&api, &s.url, &["--leader-elect=false", "--resync=2s"]);
+    wait_all_ready(&client, &op, CONVERGE).await;
+    let db = s.store.as_ref();
+    let ask = |who: &str| NewRequest {
+        requester: who.into(),
+        workload: "ExchangeOnline".into(),
+        case_id: "1".into(),
+        reason: "repair".into(),
+        duration: 3600,
+    };
+    let now = jiff::Timestamp::now().as_second();
+    // Opened two days ago: one never decided, one approved for an hour. Both overdue.
+    let two_days = now - 2 * 86_400;
+    let stale = lockbox::request(db, "contoso", "contoso", ask("a@microsoft.com"), two_days).await.expect("request");
+    let approved = lockbox::request(db, "contoso", "contoso", ask("b@microsoft.com"), two_days).await.expect("request");
+    lockbox::act(db, approved.id, Action::Approve, "megan.bowen@contoso.com", None, two_days + 60)
+        .await
+        .expect("approve");
+    // And one whose 12 h pending deadline falls three seconds from now.
+    let soon =
+        lockbox::request(db, "contoso", "contoso", ask("c@microsoft.com"), now - 43_200 + 3).await.expect("request");
+    let deadline = soon.pending_deadline.expect("deadline");
+
+    eventually(&op, Duration::from_secs(30), "every request closed", || async {
+        let states = [stale.id, approved.id, soon.id];
+        let mut closed = 0;
+        for id in states {
+            if db
+                .lockbox_get(id)
+                .await
+                .expect("get")
+                .is_some_and(|r| r.state != State::Pending && r.state != State::Approved)
+            {
+                closed += 1;
+            }
+        }
+        closed == 3
+    })
+    .await;
+    let closed = |id| async move { db.lockbox_get(id).await.expect("get").expect("exists") };
+    let (a, b, c) = (closed(stale.id).await, closed(approved.id).await, closed(soon.id).await);
+    assert_eq!((a.state, a.closed_at), (State::Expired, Some(two_days + 43_200)), "stamped with its deadline");
+    assert_eq!((b.state, b.closed_at), (State::AccessExpired, Some(two_days + 60 + 3600)));
+    assert_eq!((c.state, c.closed_at), (State::Expired, Some(deadline)));
+    assert!(jiff::Timestamp::now().as_second() >= deadline, "not before its deadline");
+    // Each transition audited and notified once.
+    for (id, state) in [(a.id, "Expired"), (b.id, "AccessExpired"), (c.id, "Expired")] {
+        let key = format!("SELECT COUNT(*) FROM outbox WHERE idempotency_key = 'lockbox/{id}/{state}'");
+        assert_eq!(count(&s, &key).await, 1, "{key}");
+    }
+    assert_eq!(
+        count(&s, "SELECT COUNT(*) FROM audit WHERE action IN ('lockbox.expired', 'lockbox.accessexpired')").await,
+        3
+    );
+    assert!(op.metric("servicehub_lockbox_expired_total").await >= 3.0);
+    // The policy's status reports the requests (refreshed at its next pass).
+    let policies: Api<servicehub_operator::api::LockboxPolicy> = Api::namespaced(client.clone(), "contoso");
+    eventually(&op, Duration::from_secs(20), "the policy's counts", || async {
+        let p = policies.get("contoso-lockbox").await.expect("get");
+        p.status.is_some_and(|st| {
+            st.pending_requests == Some(0) && st.active_requests == Some(0) && st.next_deadline.is_none()
+        })
+    })
+    .await;
+}
