@@ -8,7 +8,7 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
 RUN mkdir -p src benches tests/it \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
-    && for b in store apply emulator controller; do echo 'fn main() {}' > benches/$b.rs; done \
+    && for b in $(sed -n '/^\[\[bench\]\]/{n;s/^name = "\(.*\)"/\1/p}' Cargo.toml); do echo 'fn main() {}' > benches/$b.rs; done \
     && echo '' > tests/it/main.rs \
     && cargo build --release --locked --bin servicehub \
     && rm -rf src benches tests
@@ -16,7 +16,7 @@ RUN mkdir -p src benches tests/it \
 COPY migrations ./migrations
 COPY src ./src
 RUN mkdir -p benches tests/it \
-    && for b in store apply emulator controller; do echo 'fn main() {}' > benches/$b.rs; done \
+    && for b in $(sed -n '/^\[\[bench\]\]/{n;s/^name = "\(.*\)"/\1/p}' Cargo.toml); do echo 'fn main() {}' > benches/$b.rs; done \
     && echo '' > tests/it/main.rs \
     && touch src/main.rs src/lib.rs \
     && cargo build --release --locked --bin servicehub
