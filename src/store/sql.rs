@@ -161,11 +161,7 @@ impl SqlStore {
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Any>> {
-        let tx = match self.url.backend() {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.pool.begin().await,
-        };
-        tx.map_err(map_err)
+        begin(&self.pool, self.url.backend()).await
     }
 
     /// One batch inside an open transaction: guard, changes, audit. With `defer`, role,
@@ -977,6 +973,16 @@ impl Sql {
         }
         q
     }
+}
+
+/// Open a write transaction: on SQLite `BEGIN IMMEDIATE`, so the write lock is taken up
+/// front and two writers queue instead of failing halfway with `SQLITE_BUSY`.
+pub(super) async fn begin(pool: &AnyPool, backend: Backend) -> Result<Transaction<'static, Any>> {
+    let tx = match backend {
+        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+        Backend::Postgres => pool.begin().await,
+    };
+    tx.map_err(map_err)
 }
 
 /// Decode helpers shared with the read queries.

@@ -3,7 +3,7 @@
 //! version, so of two concurrent decisions exactly one wins and the other gets `Conflict`.
 //! Due requests come from the partial index on `due_at`, never from a scan.
 
-use super::sql::{get, map_err};
+use super::sql::{begin, get, map_err};
 use super::{Backend, LockboxFilter, LockboxSummary, Result, StoreError};
 use crate::api::lockbox_policy::Approvers;
 use crate::domain::lockbox::{Policy, Request, State};
@@ -148,14 +148,6 @@ async fn record(
         .map_err(map_err)?;
     }
     Ok(())
-}
-
-async fn begin(pool: &AnyPool, backend: Backend) -> Result<Transaction<'static, Any>> {
-    let tx = match backend {
-        Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
-        Backend::Postgres => pool.begin().await,
-    };
-    tx.map_err(map_err)
 }
 
 /// Store a new request with its audit entry and notification; its id.

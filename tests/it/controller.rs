@@ -158,12 +158,8 @@ async fn updates_follow_deletes_clean_up_and_orphan_keeps_rows() {
 
 #[tokio::test]
 async fn an_invalid_spec_stalls_with_the_rule_and_leaves_the_store_untouched() {
-    let s = crate::support::sqlite_unmigrated().await;
-    let api = ApiServer::start().await;
+    let (s, api, op) = cluster::ready_scenario(&["--leader-elect=false"]).await;
     let client = api.client();
-    create(&client, &examples()).await;
-    let op = Operator::start(&api, &s.url, &["--leader-elect=false"]);
-    wait_all_ready(&client, &op, CONVERGE).await;
     let rows = count(&s, "SELECT COUNT(*) FROM audit").await;
     // Valid for the schema and CEL; refused by the permission matrix.
     create_one(&client, &membership("kim", Some("contoso-emea"), "kim@contoso.com", &["User"], &["ManageUsers"])).await;
@@ -206,13 +202,9 @@ async fn an_invalid_spec_stalls_with_the_rule_and_leaves_the_store_untouched() {
 
 #[tokio::test]
 async fn an_idle_controller_writes_nothing_for_a_minute() {
-    let s = crate::support::sqlite_unmigrated().await;
-    let api = ApiServer::start().await;
-    let client = api.client();
-    create(&client, &examples()).await;
     // A short resync, so the minute holds several full passes over every object.
-    let op = Operator::start(&api, &s.url, &["--leader-elect=false", "--resync=10s"]);
-    wait_all_ready(&client, &op, CONVERGE).await;
+    let (s, api, op) = cluster::ready_scenario(&["--leader-elect=false", "--resync=10s"]).await;
+    let client = api.client();
     tokio::time::sleep(Duration::from_secs(3)).await;
     let (writes, audit) = (api.stats().writes, count(&s, "SELECT COUNT(*) FROM audit").await);
     let applies = op.metric("servicehub_store_latency_seconds_count{operation=\"apply\"}").await;
@@ -349,12 +341,8 @@ async fn two_replicas_elect_one_leader_and_the_standby_takes_over() {
 
 #[tokio::test]
 async fn api_server_failures_and_dropped_watches_are_survived() {
-    let s = crate::support::sqlite_unmigrated().await;
-    let api = ApiServer::start().await;
+    let (s, api, op) = cluster::ready_scenario(&["--leader-elect=false"]).await;
     let client = api.client();
-    create(&client, &examples()).await;
-    let op = Operator::start(&api, &s.url, &["--leader-elect=false"]);
-    wait_all_ready(&client, &op, CONVERGE).await;
     let pid = op.pid();
 
     // New work, then a burst of 500s (which the operator's requests meet) and every watch
@@ -373,6 +361,17 @@ async fn api_server_failures_and_dropped_watches_are_survived() {
     assert_eq!(op.pid(), pid, "same process throughout");
     assert_consistent(&s, &client).await;
     op.wait_ready(Duration::from_secs(10)).await;
+
+    // While the API server fails every request, /readyz says so; it recovers by itself.
+    api.fail_next(1_000_000, 503);
+    eventually(&op, Duration::from_secs(15), "/readyz to turn false", || async {
+        matches!(op.get("/readyz").await, Some((503, body)) if body.contains("API server"))
+    })
+    .await;
+    assert_eq!(op.get("/healthz").await.map(|(c, _)| c), Some(200), "alive all along");
+    api.fail_next(0, 503);
+    op.wait_ready(Duration::from_secs(15)).await;
+    assert_eq!(op.pid(), pid);
 }
 
 #[tokio::test]
@@ -437,12 +436,8 @@ async fn the_leader_expires_lockbox_requests_at_their_deadline_and_catches_up_af
     use servicehub_operator::domain::lockbox::{Action, NewRequest, State};
     use servicehub_operator::lockbox;
     use servicehub_operator::store::Store;
-    let s = crate::support::sqlite_unmigrated().await;
-    let api = ApiServer::start().await;
+    let (s, api, op) = cluster::ready_scenario(&["--leader-elect=false", "--resync=2s"]).await;
     let client = api.client();
-    create(&client, &examples()).await;
-    let op = Operator::start(&api, &s.url, &["--leader-elect=false", "--resync=2s"]);
-    wait_all_ready(&client, &op, CONVERGE).await;
     let db = s.store.as_ref();
     let ask = |who: &str| NewRequest {
         requester: who.into(),
