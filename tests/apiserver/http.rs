@@ -82,6 +82,7 @@ impl ApiServer {
         let builtin = [
             ("", "v1", "namespaces", "Namespace", false, true),
             ("coordination.k8s.io", "v1", "leases", "Lease", true, false),
+            ("", "v1", "events", "Event", true, false),
             ("events.k8s.io", "v1", "events", "Event", true, false),
             ("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, true),
         ];
@@ -347,7 +348,15 @@ async fn handle(
         (Method::GET, None) => list(&reg, &t, &query).map(ok),
         (Method::GET, Some(name)) => reg.get(&t.resource, ns, name).map(ok),
         (Method::POST, None) => match body_json() {
-            Ok(obj) => reg.create(&t.resource, ns, obj, fields).map(|o| (StatusCode::CREATED, o)),
+            Ok(obj) => reg.create(&t.resource, ns, obj, fields).map(|o| {
+                // One store behind both Event APIs, as in kube-apiserver: what the operator
+                // writes through events.k8s.io/v1, `kubectl describe` reads through core/v1.
+                if t.resource.group == "events.k8s.io" {
+                    let core = Resource { group: String::new(), version: "v1".into(), plural: "events".into() };
+                    let _ = reg.create(&core, ns, core_event(&o), FieldValidation::Prune);
+                }
+                (StatusCode::CREATED, o)
+            }),
             Err(e) => Err(e),
         },
         (Method::PUT, Some(name)) => {
@@ -429,9 +438,38 @@ fn ok(v: Value) -> (StatusCode, Value) {
 /// A list page: label selector, then `limit` items after the `continue` token (the last
 /// key of the previous page). Pages read the current state, not a snapshot of the first
 /// page's version (kube-apiserver keeps pages consistent; nothing here depends on it).
-/// The fields a field selector may name, as a flat map (`metadata.name`, `metadata.namespace`).
+/// The fields a field selector may name, as a flat map (`metadata.name`, `metadata.namespace`,
+/// and a core/v1 Event's `involvedObject.*`, which `kubectl describe` selects by).
 fn selectable_fields(o: &Value) -> Value {
-    json!({ "metadata.name": o["metadata"]["name"], "metadata.namespace": o["metadata"]["namespace"] })
+    let involved = &o["involvedObject"];
+    json!({
+        "metadata.name": o["metadata"]["name"],
+        "metadata.namespace": o["metadata"]["namespace"],
+        "involvedObject.name": involved["name"],
+        "involvedObject.namespace": involved["namespace"],
+        "involvedObject.kind": involved["kind"],
+        "involvedObject.uid": involved["uid"],
+    })
+}
+
+/// The core/v1 view of an events.k8s.io/v1 Event.
+fn core_event(e: &Value) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": { "name": e["metadata"]["name"], "namespace": e["metadata"]["namespace"] },
+        "involvedObject": e["regarding"],
+        "related": e["related"],
+        "reason": e["reason"],
+        "message": e["note"],
+        "type": e["type"],
+        "action": e["action"],
+        "eventTime": e["eventTime"],
+        "reportingComponent": e["reportingController"],
+        "reportingInstance": e["reportingInstance"],
+        "source": { "component": e["reportingController"] },
+        "count": 1,
+    })
 }
 
 /// Label and field selectors of a request, combined.

@@ -4,7 +4,8 @@
 //!
 //! [`http::ApiServer::start`] serves, on a loopback port, what kube-rs and kubectl need:
 //! - discovery (`/version`, `/api`, `/apis`, group-version resource lists with short names
-//!   and categories), the built-in kinds the operator touches (Namespaces, Leases, Events,
+//!   and categories), the built-in kinds the operator touches (Namespaces, Leases, Events —
+//!   written through events.k8s.io/v1, readable through core/v1 as `kubectl describe` does —
 //!   CustomResourceDefinitions) and the four servicehub.io CRDs;
 //! - get, list (label selectors, `limit`/`continue`), create, update, delete, and patches:
 //!   merge, JSON and server-side apply (field managers, 409 on conflicting owners, `force`,

@@ -430,6 +430,9 @@ async fn kubectl_apply_wait_and_get_with_the_operator_running() {
         run(&["describe", "membership", "-n", "contoso", "diego-open-canvas"]).await.expect("join").expect("kubectl");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Provisioned") && text.contains("Observed Generation"), "{text}");
+    // The Events the operator wrote (events.k8s.io/v1) show under the object.
+    let events = text.split("Events:").nth(1).unwrap_or_default();
+    assert!(events.contains("Granted") && events.contains("servicehub-operator"), "no Events in:\n{text}");
 }
 
 #[tokio::test]
