@@ -6,6 +6,8 @@
 //!
 //!     cargo bench --bench controller
 
+mod support;
+
 #[path = "../tests/apiserver/mod.rs"]
 #[allow(dead_code)]
 mod apiserver;
@@ -159,14 +161,5 @@ async fn run(label: &str, store_url: &str) {
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    run("sqlite", &format!("sqlite://{}", dir.path().join("bench.db").display())).await;
-    if let Ok(base) = std::env::var("SERVICEHUB_TEST_DATABASE_URL") {
-        let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-        let admin = servicehub_operator::store::sql::SqlStore::connect(base.parse().expect("url")).await.expect("pg");
-        admin.execute_raw(&format!("CREATE SCHEMA {schema}")).await.expect("schema");
-        let sep = if base.contains('?') { '&' } else { '?' };
-        run("postgres", &format!("{base}{sep}options=-c%20search_path%3D{schema}")).await;
-        admin.execute_raw(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("drop");
-    }
+    support::each_store(|label, url| async move { run(label, &url).await }).await;
 }

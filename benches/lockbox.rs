@@ -5,6 +5,8 @@
 //!
 //!     SERVICEHUB_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench --bench lockbox
 
+mod support;
+
 use servicehub_operator::engine::{self, Options};
 use servicehub_operator::plan::Context;
 use servicehub_operator::store::Store;
@@ -105,14 +107,5 @@ async fn run(label: &str, url: &str) {
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    run("sqlite", &format!("sqlite://{}", dir.path().join("lockbox.db").display())).await;
-    if let Ok(base) = std::env::var("SERVICEHUB_TEST_DATABASE_URL") {
-        let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-        let admin = SqlStore::connect(base.parse().expect("url")).await.expect("pg");
-        admin.execute_raw(&format!("CREATE SCHEMA {schema}")).await.expect("schema");
-        let sep = if base.contains('?') { '&' } else { '?' };
-        run("postgres", &format!("{base}{sep}options=-c%20search_path%3D{schema}")).await;
-        admin.execute_raw(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("drop");
-    }
+    support::each_store(|label, url| async move { run(label, &url).await }).await;
 }

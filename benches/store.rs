@@ -6,6 +6,8 @@
 //!
 //! Targets on a 2-core machine: SQLite >= 50,000 grant rows/s, PostgreSQL >= 20,000.
 
+mod support;
+
 use servicehub_operator::api::Permission;
 use servicehub_operator::domain::rules::Source;
 use servicehub_operator::store::sql::SqlStore;
@@ -152,18 +154,8 @@ async fn run(name: &str, store: SqlStore) {
 
 #[tokio::main]
 async fn main() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-    run("sqlite", SqlStore::connect(url.parse().expect("url")).await.expect("sqlite")).await;
-    if let Ok(base) = std::env::var("SERVICEHUB_TEST_DATABASE_URL") {
-        let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
-        let admin = SqlStore::connect(base.parse().expect("url")).await.expect("postgres");
-        admin.execute_raw(&format!("CREATE SCHEMA {schema}")).await.expect("schema");
-        let sep = if base.contains('?') { '&' } else { '?' };
-        let url = format!("{base}{sep}options=-c%20search_path%3D{schema}");
-        run("postgres", SqlStore::connect(url.parse().expect("url")).await.expect("postgres")).await;
-        admin.execute_raw(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("drop");
-    } else {
-        println!("postgres: skipped (set SERVICEHUB_TEST_DATABASE_URL to include it)");
-    }
+    support::each_store(|label, url| async move {
+        run(label, SqlStore::connect(url.parse().expect("url")).await.expect("store")).await;
+    })
+    .await;
 }

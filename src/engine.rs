@@ -185,7 +185,7 @@ pub fn focus_of(o: &Object, uid: &str) -> Focus {
             workspace: m.spec.workspace_ref.as_ref().map(|r| r.name.clone()),
             subjects: vec![m.spec.subject.key()],
         },
-        Object::LockboxPolicy(_) => Focus::Policy,
+        Object::LockboxPolicy(_) => Focus::NoMemberships,
     }
 }
 

@@ -268,6 +268,31 @@ fn api<K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope
     }
 }
 
+/// The relation "this object changed -> requeue its Customer", for a kind naming its
+/// Customer with `customer_of`; fires on state changes only.
+fn to_customer<K: Managed>(customer_of: fn(&K) -> &String) -> impl Fn(K) -> Option<ObjectRef<Customer>> + Send + Sync {
+    let seen = SpecChanges::default();
+    move |o| {
+        let namespace = o.namespace().unwrap_or_default();
+        seen.changed(&o).then(|| ObjectRef::<Customer>::new(customer_of(&o)).within(&namespace))
+    }
+}
+
+/// The relation "a Customer changed -> requeue its objects of kind `K`" (those of `cache` in
+/// its namespace naming it with `customer_of`); fires on state changes only.
+fn of_customer<K: Managed>(
+    cache: Cache<K>,
+    customer_of: fn(&K) -> &String,
+) -> impl Fn(Customer) -> Vec<ObjectRef<K>> + Send + Sync {
+    let seen = SpecChanges::default();
+    move |c| {
+        if !seen.changed(&c) {
+            return Vec::new();
+        }
+        related(&cache, c.namespace(), |k: &K| *customer_of(k) == c.name_any())
+    }
+}
+
 /// The objects of `cache` in `namespace` that `pick` selects, as references to requeue.
 fn related<K: Managed>(cache: &Cache<K>, namespace: Option<String>, pick: impl Fn(&K) -> bool) -> Vec<ObjectRef<K>> {
     cache
@@ -328,6 +353,9 @@ pub async fn run_controllers(
     synced: Arc<AtomicBool>,
     shutdown: CancellationToken,
 ) {
+    // Not synced until this term's caches hold their first list (a term that ended by
+    // losing the lease was dropped before it could reset the flag).
+    synced.store(false, Ordering::SeqCst);
     let ns = settings.namespace.as_deref();
     let wc = watcher::Config::default();
     let cfg = controller::Config::default().concurrency(settings.concurrency);
@@ -339,34 +367,30 @@ pub async fn run_controllers(
     let (c_cache, w_cache, m_cache, p_cache) =
         (customers.store(), workspaces.store(), memberships.store(), policies.store());
 
-    // Relations fire on spec changes (and deletion) of the related object, never on its
-    // status: each filter remembers the generations its relation has seen.
-    let seen = SpecChanges::default();
-    let customers = customers.watches(api::<Workspace>(&client, ns), wc.clone(), move |w| {
-        seen.changed(&w)
-            .then(|| ObjectRef::<Customer>::new(&w.spec.customer_ref.name).within(&w.namespace().unwrap_or_default()))
-    });
+    // Relations fire on state changes of the related object (see SpecChanges), never on
+    // status-only writes.
+    let customers = customers.watches(
+        api::<Workspace>(&client, ns),
+        wc.clone(),
+        to_customer(|w: &Workspace| &w.spec.customer_ref.name),
+    );
     // A Customer's status counts its users: new and removed Memberships refresh it (the
     // Customer controller is debounced, so a rollout costs a few passes, not one each).
-    let seen = SpecChanges::default();
-    let customers = customers.watches(api::<Membership>(&client, ns), wc.clone(), move |m| {
-        seen.changed(&m)
-            .then(|| ObjectRef::<Customer>::new(&m.spec.customer_ref.name).within(&m.namespace().unwrap_or_default()))
-    });
-    let (cache, seen) = (w_cache.clone(), SpecChanges::default());
-    let workspaces = workspaces.watches(api::<Customer>(&client, ns), wc.clone(), move |c| {
-        if !seen.changed(&c) {
-            return Vec::new();
-        }
-        related(&cache, c.namespace(), |w: &Workspace| w.spec.customer_ref.name == c.name_any())
-    });
-    let (cache, seen) = (m_cache.clone(), SpecChanges::default());
-    let memberships = memberships.watches(api::<Customer>(&client, ns), wc.clone(), move |c| {
-        if !seen.changed(&c) {
-            return Vec::new();
-        }
-        related(&cache, c.namespace(), |m: &Membership| m.spec.customer_ref.name == c.name_any())
-    });
+    let customers = customers.watches(
+        api::<Membership>(&client, ns),
+        wc.clone(),
+        to_customer(|m: &Membership| &m.spec.customer_ref.name),
+    );
+    let workspaces = workspaces.watches(
+        api::<Customer>(&client, ns),
+        wc.clone(),
+        of_customer(w_cache.clone(), |w: &Workspace| &w.spec.customer_ref.name),
+    );
+    let memberships = memberships.watches(
+        api::<Customer>(&client, ns),
+        wc.clone(),
+        of_customer(m_cache.clone(), |m: &Membership| &m.spec.customer_ref.name),
+    );
     let (cache, seen) = (m_cache.clone(), SpecChanges::default());
     let memberships = memberships.watches(api::<Workspace>(&client, ns), wc.clone(), move |w| {
         if !seen.changed(&w) {
@@ -377,15 +401,12 @@ pub async fn run_controllers(
                 && m.spec.workspace_ref.as_ref().is_some_and(|r| r.name == w.name_any())
         })
     });
-    let (cache, seen) = (p_cache.clone(), SpecChanges::default());
-    let policies = policies.watches(api::<Customer>(&client, ns), wc, move |c| {
-        if !seen.changed(&c) {
-            return Vec::new();
-        }
-        related(&cache, c.namespace(), |p: &LockboxPolicy| p.spec.customer_ref.name == c.name_any())
-    });
+    let policies = policies.watches(
+        api::<Customer>(&client, ns),
+        wc,
+        of_customer(p_cache.clone(), |p: &LockboxPolicy| &p.spec.customer_ref.name),
+    );
 
-    let (ctx_store, ctx_metrics) = (store.clone(), metrics.clone());
     let ctx = Arc::new(Context {
         events: events::Publisher::new(client.clone(), FIELD_MANAGER, &settings.identity),
         client,
@@ -421,17 +442,14 @@ pub async fn run_controllers(
         .graceful_shutdown_on(stop())
         .run(reconcile::reconcile::<Membership>, error_policy::<Membership>, ctx.clone())
         .for_each(log_outcome);
+    // Background workers run with the controllers: on the leader only.
+    let expiry = expiry::run(ctx.store.clone(), ctx.metrics.clone(), shutdown.clone());
     let p = policies
         .graceful_shutdown_on(stop())
         .run(reconcile::reconcile::<LockboxPolicy>, error_policy::<LockboxPolicy>, ctx)
         .for_each(log_outcome);
-    // Background workers run with the controllers: on the leader only.
-    let worker_stop = shutdown.child_token();
-    let expiry = expiry::run(ctx_store, ctx_metrics, worker_stop.clone());
     let run = async {
-        futures::join!(c, w, m, p, async {
-            expiry.await;
-        });
+        futures::join!(c, w, m, p, expiry);
     };
     tokio::pin!(run);
     tokio::select! {

@@ -14,7 +14,7 @@ use crate::store::{self, StoreError};
 use kube::Client;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -85,7 +85,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let health = Arc::new(Health {
         store: Default::default(),
         client: client.clone(),
-        leading: AtomicBool::new(false),
         synced: synced.clone(),
         metrics: metrics.clone(),
     });
@@ -124,7 +123,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = shutdown.cancelled() => break,
             r = leading.wait_for(|l| *l) => if r.is_err() { break },
         }
-        health.leading.store(true, Ordering::SeqCst);
         metrics.leader.set(1);
         tracing::info!("leading: starting the controllers");
         let controllers = run_controllers(
@@ -144,12 +142,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = lost.wait_for(|l| !*l) => {
                 // Dropping the controllers aborts their reconciles: another replica leads now.
                 tracing::warn!("lost the lease: controllers stopped");
-                health.leading.store(false, Ordering::SeqCst);
                 metrics.leader.set(0);
             }
         }
     }
-    health.leading.store(false, Ordering::SeqCst);
     metrics.leader.set(0);
     elector_stop.cancel();
     if let Some(e) = elector {

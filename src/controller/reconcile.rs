@@ -16,7 +16,7 @@ use super::{Context, Error, FIELD_MANAGER, FINALIZER};
 use crate::api::{Customer, LockboxPolicy, Membership, Workspace, conditions};
 use crate::engine::{self, Planned, Status};
 use crate::plan::{self, Identity};
-use crate::store::{Batch, Focus, GuardTable, StoreError};
+use crate::store::{Batch, Focus, GuardTable, Snapshot, StoreError};
 use crate::validate::Object;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -128,24 +128,31 @@ fn identity<K: Managed>(obj: &K) -> Result<Identity, Error> {
     })
 }
 
-/// Plan against a fresh focused read and apply, re-reading after a lost race.
-async fn plan_and_apply(
+/// Read the object's slice of the store, plan with `plan` and apply the batch, re-reading
+/// and re-planning after a lost race (a few times, then the race is the caller's error).
+/// Returns the plan and the uid of the customer the read found. Shared by apply and
+/// cleanup, so both retry the same way.
+async fn plan_and_apply<P, E>(
     ctx: &Context,
-    o: &Object,
-    id: &Identity,
-    declared_default: Option<&str>,
-    pctx: &plan::Context,
-) -> Result<Planned, Error> {
-    let focus = engine::focus_of(o, &id.uid);
+    namespace: &str,
+    customer: &str,
+    focus: &Focus,
+    plan: impl Fn(&Snapshot) -> Result<P, E>,
+    batch: impl Fn(&P) -> &Batch,
+) -> Result<(P, Option<String>), Error>
+where
+    Error: From<E>,
+{
     let mut attempt = 0;
     loop {
-        let snapshot = ctx.timed("load", ctx.store.load(&id.namespace, o.customer(), &focus)).await?;
-        let planned = engine::plan_object(o, id, declared_default, &snapshot, pctx);
-        if planned.batch.is_empty() {
-            return Ok(planned);
+        let snapshot = ctx.timed("load", ctx.store.load(namespace, customer, focus)).await?;
+        let customer_uid = snapshot.customer.as_ref().map(|c| c.record.uid.clone());
+        let planned = plan(&snapshot)?;
+        if batch(&planned).is_empty() {
+            return Ok((planned, customer_uid));
         }
-        match ctx.timed("apply", ctx.store.apply(&planned.batch)).await {
-            Ok(_) => return Ok(planned),
+        match ctx.timed("apply", ctx.store.apply(batch(&planned))).await {
+            Ok(_) => return Ok((planned, customer_uid)),
             Err(StoreError::Conflict(msg)) if attempt < CONFLICT_RETRIES => {
                 attempt += 1;
                 ctx.metrics.store_conflicts.inc();
@@ -165,14 +172,16 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
     };
     let now = ctx.now();
     let pctx = plan::Context { now, actor: ctx.settings.actor.clone() };
-    let Planned { batch, mut status, mut stalled, mut requeue_at } =
-        plan_and_apply(ctx, &o, &id, declared.as_deref(), &pctx).await?;
+    let focus = engine::focus_of(&o, &id.uid);
+    let plan = |snapshot: &Snapshot| Ok::<_, Error>(engine::plan_object(&o, &id, declared.as_deref(), snapshot, &pctx));
+    let (Planned { batch, mut status, mut stalled, mut requeue_at }, customer_uid) =
+        plan_and_apply(ctx, &id.namespace, o.customer(), &focus, plan, |p: &Planned| &p.batch).await?;
 
     // A LockboxPolicy reports its customer's requests, and is looked at again when the next
     // one falls due (the expiry worker closes it; this pass then refreshes the counts).
     if let Status::LockboxPolicy(st) = &mut status
         && !stalled
-        && let Some((uid, _)) = ctx.timed("load", ctx.store.lockbox_policy(&id.namespace, o.customer())).await?
+        && let Some(uid) = customer_uid
     {
         let summary = ctx.timed("load", ctx.store.lockbox_summary(&uid)).await?;
         st.pending_requests = Some(summary.pending);
@@ -220,41 +229,30 @@ async fn cleanup<K: Managed>(obj: Arc<K>, ctx: &Context) -> Result<Action, Error
     let pctx = plan::Context { now: ctx.now(), actor: ctx.settings.actor.clone() };
     let focus = match &o {
         // Deleting a customer or workspace removes its rows by cascade; nothing to read.
-        Object::Customer(_) | Object::Workspace(_) | Object::LockboxPolicy(_) => Focus::Policy,
+        Object::Customer(_) | Object::Workspace(_) | Object::LockboxPolicy(_) => Focus::NoMemberships,
         Object::Membership(_) => engine::focus_of(&o, &id.uid),
     };
-    let mut attempt = 0;
-    loop {
-        let snapshot = ctx.timed("load", ctx.store.load(&id.namespace, o.customer(), &focus)).await?;
-        let batch = plan::plan_delete(table, &id, policy, &snapshot, &pctx).map_err(|r| Error::CleanupRefused(r.0))?;
-        if batch.is_empty() {
-            return Ok(Action::await_change());
-        }
-        match ctx.timed("apply", ctx.store.apply(&batch)).await {
-            Ok(_) => {
-                let (reason, verb) = if batch.steps.iter().any(|s| s.change.audit_action().1 == "release") {
-                    ("Released", "released (deletionPolicy: Orphan)")
-                } else {
-                    ("Deleted", "removed from the store")
-                };
-                let note = format!("{} {} {verb}", o.kind(), id.name);
-                let event = Event {
-                    type_: EventType::Normal,
-                    reason: reason.into(),
-                    note: Some(note),
-                    action: "Cleanup".into(),
-                    secondary: None,
-                };
-                ctx.publish(obj.as_ref(), event).await;
-                return Ok(Action::await_change());
-            }
-            Err(StoreError::Conflict(_)) if attempt < CONFLICT_RETRIES => {
-                attempt += 1;
-                ctx.metrics.store_conflicts.inc();
-            }
-            Err(e) => return Err(e.into()),
-        }
+    let plan = |snapshot: &Snapshot| {
+        plan::plan_delete(table, &id, policy, snapshot, &pctx).map_err(|r| Error::CleanupRefused(r.0))
+    };
+    let (batch, _) = plan_and_apply(ctx, &id.namespace, o.customer(), &focus, plan, |b: &Batch| b).await?;
+    if !batch.is_empty() {
+        let (reason, verb) = if batch.steps.iter().any(|s| s.change.audit_action().1 == "release") {
+            ("Released", "released (deletionPolicy: Orphan)")
+        } else {
+            ("Deleted", "removed from the store")
+        };
+        let note = format!("{} {} {verb}", o.kind(), id.name);
+        let event = Event {
+            type_: EventType::Normal,
+            reason: reason.into(),
+            note: Some(note),
+            action: "Cleanup".into(),
+            secondary: None,
+        };
+        ctx.publish(obj.as_ref(), event).await;
     }
+    Ok(Action::await_change())
 }
 
 /// At most this much of a note (the Events API allows 1 kB).

@@ -19,8 +19,6 @@ pub struct Health {
     pub store: OnceLock<Arc<dyn Store>>,
     /// The API client.
     pub client: kube::Client,
-    /// Whether this replica leads (then its caches must be synced to be ready).
-    pub leading: AtomicBool,
     /// Whether the controllers' caches hold their first full list.
     pub synced: Arc<AtomicBool>,
     /// Metrics.
@@ -44,7 +42,8 @@ impl Health {
             Ok(Err(e)) => return Some(format!("API server: {e}")),
             Err(_) => return Some("API server: no answer in time".into()),
         }
-        if self.leading.load(Ordering::SeqCst) && !self.synced.load(Ordering::SeqCst) {
+        // A leader (the `leader` gauge) must have its caches synced to be ready.
+        if self.metrics.leader.get() == 1 && !self.synced.load(Ordering::SeqCst) {
             return Some("caches are not synced yet".into());
         }
         None

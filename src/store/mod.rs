@@ -168,8 +168,9 @@ pub enum Focus {
         /// Its subject key.
         subjects: Vec<String>,
     },
-    /// A LockboxPolicy: no memberships.
-    Policy,
+    /// The customer, its workspaces and policies, no memberships: what a LockboxPolicy's
+    /// plan reads, and the deletion of a Customer or Workspace (whose rows go by cascade).
+    NoMemberships,
 }
 
 impl Focus {
@@ -177,7 +178,7 @@ impl Focus {
     pub fn subjects(&self) -> &[String] {
         match self {
             Focus::Workspace { subjects, .. } | Focus::Membership { subjects, .. } => subjects,
-            Focus::All | Focus::Customer | Focus::Policy => &[],
+            Focus::All | Focus::Customer | Focus::NoMemberships => &[],
         }
     }
 }

@@ -775,17 +775,8 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
                 return Ok(0);
             }
             let key = format!("invitation/{}/{}/{}", i.membership_id, i.scope_key, i.issue);
-            let queued = sqlx::query(
-                "INSERT INTO outbox (kind, idempotency_key, payload, state, attempts, next_attempt_at, created_at) \
-                 VALUES ('invitation', $1, $2, 'Pending', 0, $3, $3) ON CONFLICT (idempotency_key) DO NOTHING",
-            )
-            .bind(key)
-            .bind(payload)
-            .bind(now)
-            .execute(conn)
-            .await
-            .map_err(map_err)?;
-            return Ok(issued.rows_affected() + queued.rows_affected());
+            let queued = enqueue(conn, "invitation", &key, payload, now).await?;
+            return Ok(issued.rows_affected() + queued);
         }
         Change::RevokeInvitation { scope_key, subject_key } => {
             sqlx::query(AssertSqlSafe(format!(
@@ -973,6 +964,29 @@ impl Sql {
         }
         q
     }
+}
+
+/// Queue a message in the outbox, in the caller's transaction. The idempotency key makes a
+/// second enqueue of the same message a no-op; rows written.
+pub(super) async fn enqueue(
+    conn: &mut sqlx::AnyConnection,
+    kind: &str,
+    key: &str,
+    payload: &str,
+    at: i64,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "INSERT INTO outbox (kind, idempotency_key, payload, state, attempts, next_attempt_at, created_at) \
+         VALUES ($1, $2, $3, 'Pending', 0, $4, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+    )
+    .bind(kind)
+    .bind(key)
+    .bind(payload)
+    .bind(at)
+    .execute(conn)
+    .await
+    .map_err(map_err)?;
+    Ok(done.rows_affected())
 }
 
 /// Open a write transaction: on SQLite `BEGIN IMMEDIATE`, so the write lock is taken up

@@ -3,7 +3,7 @@
 //! version, so of two concurrent decisions exactly one wins and the other gets `Conflict`.
 //! Due requests come from the partial index on `due_at`, never from a scan.
 
-use super::sql::{begin, get, map_err};
+use super::sql::{begin, enqueue, get, map_err};
 use super::{Backend, LockboxFilter, LockboxSummary, Result, StoreError};
 use crate::api::lockbox_policy::Approvers;
 use crate::domain::lockbox::{Policy, Request, State};
@@ -136,16 +136,8 @@ async fn record(
             "subject": format!("Customer Lockbox request {} is {}", r.id, r.state),
             "request": r,
         });
-        sqlx::query(
-            "INSERT INTO outbox (kind, idempotency_key, payload, state, attempts, next_attempt_at, created_at) \
-             VALUES ('lockbox', $1, $2, 'Pending', 0, $3, $3) ON CONFLICT (idempotency_key) DO NOTHING",
-        )
-        .bind(format!("lockbox/{}/{}", r.id, r.state.as_str()))
-        .bind(payload.to_string())
-        .bind(at)
-        .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
+        let key = format!("lockbox/{}/{}", r.id, r.state.as_str());
+        enqueue(tx, "lockbox", &key, &payload.to_string(), at).await?;
     }
     Ok(())
 }

@@ -142,7 +142,7 @@ async fn focused_memberships(pool: &AnyPool, snap: &Snapshot, c: &str, focus: &F
         Focus::Workspace { id, .. } => {
             sqlx::query(AssertSqlSafe(q(" AND m.workspace_id = $2"))).bind(c).bind(id).fetch_all(pool).await
         }
-        Focus::Policy => Ok(Vec::new()),
+        Focus::NoMemberships => Ok(Vec::new()),
         Focus::Membership { id, workspace, .. } => {
             let mut rows = sqlx::query(AssertSqlSafe(q(" AND m.id = $2")))
                 .bind(c)

@@ -277,14 +277,19 @@ pub async fn store_contents(store: &SqlStore) -> Vec<String> {
     out
 }
 
-/// The usual start of a controller test: a fresh SQLite store, the emulation holding the
-/// example scenario, and the operator started with `args` and waited for until every object
-/// is Ready.
-pub async fn ready_scenario(args: &[&str]) -> (crate::support::TestStore, ApiServer, Operator) {
-    let s = crate::support::sqlite_unmigrated().await;
+/// The usual start of a controller test on `store`: the emulation holding the example
+/// scenario, and the operator started with `args` and waited for until every object is Ready.
+pub async fn ready_scenario_on(store: &crate::support::TestStore, args: &[&str]) -> (ApiServer, Operator) {
     let api = ApiServer::start().await;
     create(&api.client(), &examples()).await;
-    let op = Operator::start(&api, &s.url, args);
+    let op = Operator::start(&api, &store.url, args);
     wait_all_ready(&api.client(), &op, Duration::from_secs(60)).await;
+    (api, op)
+}
+
+/// [`ready_scenario_on`] a fresh SQLite store.
+pub async fn ready_scenario(args: &[&str]) -> (crate::support::TestStore, ApiServer, Operator) {
+    let s = crate::support::sqlite_unmigrated().await;
+    let (api, op) = ready_scenario_on(&s, args).await;
     (s, api, op)
 }

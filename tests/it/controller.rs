@@ -32,11 +32,8 @@ async fn locally_applied(s: &TestStore) -> Vec<String> {
 #[tokio::test]
 async fn the_examples_become_ready_and_the_store_matches_a_local_apply() {
     for s in stores().await {
-        let api = ApiServer::start().await;
+        let (api, op) = cluster::ready_scenario_on(&s, &["--leader-elect=false"]).await;
         let client = api.client();
-        create(&client, &examples()).await;
-        let op = Operator::start(&api, &s.url, &["--leader-elect=false"]);
-        wait_all_ready(&client, &op, CONVERGE).await;
         for o in all_objects(&client).await {
             assert!(is_ready(&o), "{}: {:?}", s.name, o.metadata.name);
             assert_eq!(o.metadata.finalizers.as_deref(), Some(&["servicehub.io/cleanup".to_owned()][..]));
@@ -82,11 +79,8 @@ fn memberships(client: &kube::Client) -> Api<Membership> {
 #[tokio::test]
 async fn updates_follow_deletes_clean_up_and_orphan_keeps_rows() {
     for s in stores().await {
-        let api = ApiServer::start().await;
+        let (api, op) = cluster::ready_scenario_on(&s, &["--leader-elect=false"]).await;
         let client = api.client();
-        create(&client, &examples()).await;
-        let op = Operator::start(&api, &s.url, &["--leader-elect=false"]);
-        wait_all_ready(&client, &op, CONVERGE).await;
         let individual = "SELECT COUNT(*) FROM grants g JOIN memberships m ON m.id = g.membership_id \
                           WHERE m.name = 'diego-open-canvas' AND g.permission = 'ViewEngagements' AND g.source = 'individual'";
         assert_eq!(count(&s, individual).await, 1, "{}", s.name);

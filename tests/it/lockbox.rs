@@ -87,7 +87,7 @@ async fn a_pending_request_expires_exactly_at_its_deadline() {
         );
         // A decision now is refused with the reason.
         let late = refusal(lockbox::act(s.store.as_ref(), r.id, Action::Approve, GA, None, T + 12 * HOUR + 5).await);
-        assert!(late.contains("cannot be approved") || late.contains("after the deadline"), "{late}");
+        assert!(late.contains("is Expired; it cannot be approved (only Pending requests can)"), "{late}");
 
         // A shorter pendingTtl is honoured.
         scenario(&s, |p| p.pending_ttl = "30m".parse().expect("duration")).await;

@@ -1,0 +1,26 @@
+//! What the benchmarks share: the stores they run on. (A folder without `main.rs`, so Cargo
+//! does not take it for a benchmark of its own.)
+
+use servicehub_operator::store::sql::SqlStore;
+use std::future::Future;
+
+/// Run `bench(label, url)` on a fresh SQLite file, then, when `SERVICEHUB_TEST_DATABASE_URL`
+/// is set, on a fresh PostgreSQL schema of that database, dropped afterwards.
+pub async fn each_store<F, Fut>(mut bench: F)
+where
+    F: FnMut(&'static str, String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    bench("sqlite", format!("sqlite://{}", dir.path().join("bench.db").display())).await;
+    let Ok(base) = std::env::var("SERVICEHUB_TEST_DATABASE_URL") else {
+        println!("postgres: skipped (set SERVICEHUB_TEST_DATABASE_URL to include it)");
+        return;
+    };
+    let schema = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let admin = SqlStore::connect(base.parse().expect("url")).await.expect("postgres");
+    admin.execute_raw(&format!("CREATE SCHEMA {schema}")).await.expect("schema");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    bench("postgres", format!("{base}{sep}options=-c%20search_path%3D{schema}")).await;
+    admin.execute_raw(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("drop");
+}
