@@ -8,6 +8,7 @@ pub mod domain;
 pub mod engine;
 pub mod http;
 pub mod lockbox;
+pub mod notify;
 pub mod plan;
 pub mod store;
 pub mod telemetry;

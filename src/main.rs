@@ -5,6 +5,8 @@ use std::process::ExitCode;
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One process-wide rustls provider (ring, as kube uses), before any TLS client exists.
+    servicehub_operator::notify::transport::install_crypto();
     servicehub_operator::telemetry::init(&cli.log, cli.log_format.is_json());
     match cli.run().await {
         Ok(code) => code,

@@ -11,6 +11,9 @@ pub const READY: &str = "Ready";
 pub const RECONCILING: &str = "Reconciling";
 /// True when progress needs a change from the user (an invalid spec, a refused grant).
 pub const STALLED: &str = "Stalled";
+/// A Membership's invitation: True once delivered (`Sent`) or `Accepted`; False while
+/// `Pending`, and when it `Failed`, `Expired` or was `Revoked`. The reason is the state.
+pub const INVITED: &str = "Invited";
 
 /// Set `cond` in `conditions`, keeping the old `lastTransitionTime` when the status did not change.
 pub fn set(conditions: &mut Vec<Condition>, mut cond: Condition) {

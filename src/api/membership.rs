@@ -166,6 +166,18 @@ pub struct InvitationStatus {
     /// When the invitation was accepted (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_at: Option<String>,
+    /// The account that accepted it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_by: Option<String>,
+    /// How many times it was issued (a re-issue after expiry or revocation has a new token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issue: Option<i64>,
+    /// Delivery attempts of this issue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<i64>,
+    /// Why the last delivery attempt failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 /// One permission the member holds, with its sources.

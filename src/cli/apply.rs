@@ -26,6 +26,13 @@ pub struct ApplyArgs {
     /// Who is acting, for the audit log. Defaults to `cli:$USER`.
     #[arg(long = "as", env = "SERVICEHUB_ACTOR")]
     pub actor: Option<String>,
+    /// After applying, deliver the invitations and notifications it queued (`--deliver=false`
+    /// leaves them in the outbox for `servicehub notify`).
+    #[arg(long, env = "SERVICEHUB_DELIVER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub deliver: bool,
+    /// Delivery.
+    #[command(flatten)]
+    pub notify: super::notify::NotifyArgs,
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -37,7 +44,7 @@ async fn prepare(
     args: ApplyArgs,
     force_dry_run: bool,
 ) -> anyhow::Result<(validate::Report, std::sync::Arc<dyn crate::store::Store>, Options, OutputFormat)> {
-    let ApplyArgs { paths, dry_run, output, now, actor, store } = args;
+    let ApplyArgs { paths, dry_run, output, now, actor, store, deliver: _, notify: _ } = args;
     let report = validate::validate_paths(&paths, References::MayBeInStore);
     print_problems(&report.problems)?;
     let db = open_store(&store).await?;
@@ -48,16 +55,42 @@ async fn prepare(
 
 /// Run `apply` (or `plan` when `force_dry_run`).
 pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCode> {
+    let delivery = (args.deliver && !args.dry_run && !force_dry_run).then(|| args.notify.clone());
+    // A misconfigured transport is reported before anything is applied.
+    let delivery = delivery.map(|n| n.into_config()).transpose().map_err(anyhow::Error::msg)?.flatten();
     let (report, db, opts, output) = prepare(args, force_dry_run).await?;
     let (dry_run, invalid) = (opts.dry_run, report.has_errors());
     let result = engine::run(db.as_ref(), &report.objects, &opts).await?;
-    let mut out = std::io::stdout().lock();
-    match output {
-        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?,
-        OutputFormat::Yaml => write!(out, "{}", serde_yaml::to_string(&result)?)?,
-        OutputFormat::Table => print_human(&mut out, &result, dry_run)?,
+    {
+        let mut out = std::io::stdout().lock();
+        match output {
+            OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?,
+            OutputFormat::Yaml => write!(out, "{}", serde_yaml::to_string(&result)?)?,
+            OutputFormat::Table => print_human(&mut out, &result, dry_run)?,
+        }
     }
-    Ok(if invalid || result.has_failures() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    let mut failed = false;
+    if let Some(config) = delivery {
+        let dir = match &config.transport {
+            crate::notify::transport::TransportConfig::File { dir } => Some(dir.clone()),
+            _ => None,
+        };
+        let notifier = crate::notify::Notifier::new(db.clone(), config).map_err(anyhow::Error::msg)?;
+        let delivered = notifier.drain(opts.ctx.now.as_second()).await?;
+        failed = delivered.failed > 0;
+        if output == OutputFormat::Table {
+            super::notify::print_report(&delivered, output)?;
+            if let Some(dir) = dir.filter(|_| delivered.sent > 0) {
+                println!("Messages were written as .eml files to {}/", dir.display());
+            }
+        } else {
+            eprintln!(
+                "delivered {} message(s); {} to retry, {} failed",
+                delivered.sent, delivered.retried, delivered.failed
+            );
+        }
+    }
+    Ok(if invalid || failed || result.has_failures() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 /// Run `delete`.

@@ -3,6 +3,7 @@
 mod apply;
 mod get;
 mod lockbox;
+mod notify;
 mod run;
 mod table;
 
@@ -77,6 +78,10 @@ pub enum Command {
     Get(get::GetArgs),
     /// Whether a user holds a permission in a workspace or at customer level, and why.
     CanI(get::CanIArgs),
+    /// Deliver the outbox (invitations, Lockbox notifications) now: `--once`, or until interrupted.
+    Notify(notify::NotifyCommand),
+    /// Invitations: accept one with the token from its message.
+    Invitation(notify::InvitationArgs),
 }
 
 /// Output formats.
@@ -137,6 +142,8 @@ impl Cli {
             Command::Delete(args) => apply::delete(args).await,
             Command::Get(args) => get::get(args).await,
             Command::CanI(args) => get::can_i(args).await,
+            Command::Notify(args) => notify::notify_command(args).await,
+            Command::Invitation(args) => notify::invitation(args).await,
         }
     }
 }

@@ -29,6 +29,9 @@ pub struct RunArgs {
     /// Leader election.
     #[command(flatten)]
     pub lease: LeaseArgs,
+    /// Delivery of invitations and notifications (the leader delivers).
+    #[command(flatten)]
+    pub notify: super::notify::NotifyArgs,
 }
 
 /// Leader election flags.
@@ -57,9 +60,15 @@ pub struct LeaseArgs {
     pub identity: Option<String>,
 }
 
-/// A duration such as `10m`, `30s`, `1h30m` or `1500ms`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d: jiff::SignedDuration = s.parse().map_err(|e| format!("{s:?} is not a duration like 30s or 10m: {e}"))?;
+/// A duration such as `10m`, `30s`, `1h30m`, `1500ms` or `14d` (a day is 24 hours).
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d: jiff::SignedDuration = match s.parse() {
+        Ok(d) => d,
+        Err(e) => s
+            .parse::<jiff::Span>()
+            .and_then(|span| span.to_duration(jiff::SpanRelativeTo::days_are_24_hours()))
+            .map_err(|_| format!("{s:?} is not a duration like 30s, 10m or 14d: {e}"))?,
+    };
     if d.is_negative() || d.is_zero() {
         return Err(format!("{s:?}: the duration must be positive"));
     }
@@ -69,7 +78,8 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 impl RunArgs {
     /// Resolve the flags into the operator's configuration.
     pub fn into_config(self) -> Result<Config, String> {
-        let Self { store, namespace, concurrency, resync, http_addr, lease } = self;
+        let Self { store, namespace, concurrency, resync, http_addr, lease, notify } = self;
+        let notify = notify.into_config()?;
         let LeaseArgs {
             leader_elect,
             lease_name,
@@ -101,7 +111,7 @@ impl RunArgs {
             retry_period,
         });
         let settings = Settings { namespace, concurrency, resync, actor: "operator".into(), identity };
-        Ok(Config { store_url: store.url, settings, lease, http_addr })
+        Ok(Config { store_url: store.url, settings, lease, http_addr, notify })
     }
 }
 

@@ -40,6 +40,15 @@ pub struct EventLabels {
     pub reason: String,
 }
 
+/// Labels of a delivery or an invitation outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// `invitation` or `lockbox`.
+    pub kind: String,
+    /// `sent`, `retried`, `failed`; for invitations also `expired`, `reissued`, `accepted`, `refused`.
+    pub outcome: String,
+}
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 fn latency_histogram() -> Histogram {
@@ -72,6 +81,8 @@ pub struct Metrics {
     pub leader: Gauge,
     /// Lockbox requests closed by their deadline, by resulting state.
     pub lockbox_expired: Family<StateLabels, Counter>,
+    /// Outbox deliveries and invitation outcomes, by kind and outcome.
+    pub notifications: Family<OutcomeLabels, Counter>,
 }
 
 /// Labels of a Lockbox transition.
@@ -96,6 +107,7 @@ impl Default for Metrics {
             events: Family::default(),
             leader: Gauge::default(),
             lockbox_expired: Family::default(),
+            notifications: Family::default(),
             registry: Registry::default(),
         };
         registry.register("reconciles", "Reconciles started", m.reconciles.clone());
@@ -109,6 +121,11 @@ impl Default for Metrics {
         registry.register("events", "Kubernetes Events emitted", m.events.clone());
         registry.register("leader", "1 while this replica is the leader", m.leader.clone());
         registry.register("lockbox_expired", "Lockbox requests closed by their deadline", m.lockbox_expired.clone());
+        registry.register(
+            "notifications",
+            "Outbox deliveries (sent, retried, failed) and invitation outcomes, by kind",
+            m.notifications.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -125,6 +142,11 @@ impl Metrics {
     /// Record a store call's latency.
     pub fn store_call(&self, operation: &str, took: Duration) {
         self.store_latency.get_or_create(&StoreLabels { operation: operation.to_owned() }).observe(took.as_secs_f64());
+    }
+
+    /// Count one outcome of `kind`.
+    pub fn notified(&self, kind: &str, outcome: &str) {
+        self.notifications.get_or_create(&OutcomeLabels { kind: kind.to_owned(), outcome: outcome.to_owned() }).inc();
     }
 
     /// Labels for `kind`.

@@ -12,6 +12,7 @@
 //!   ends the process: `/readyz` turns false and work resumes when they return;
 //! - SIGTERM/SIGINT: stop taking work, finish in-flight reconciles, release the lease, exit 0.
 
+pub mod delivery;
 pub mod events;
 pub mod expiry;
 pub mod leader;
@@ -133,6 +134,8 @@ pub struct Context {
     pub settings: Settings,
     /// Reflector caches.
     pub caches: Caches,
+    /// The delivery worker's wake-up and the invitation changes it reports.
+    pub delivery: delivery::Delivery,
     /// Consecutive failures per object (`Kind/namespace/name`), for backoff.
     failures: std::sync::Mutex<HashMap<String, u32>>,
 }
@@ -351,6 +354,7 @@ pub async fn run_controllers(
     metrics: Arc<Metrics>,
     settings: Settings,
     synced: Arc<AtomicBool>,
+    delivery: delivery::Delivery,
     shutdown: CancellationToken,
 ) {
     // Not synced until this term's caches hold their first list (a term that ended by
@@ -401,6 +405,21 @@ pub async fn run_controllers(
                 && m.spec.workspace_ref.as_ref().is_some_and(|r| r.name == w.name_any())
         })
     });
+    // The delivery worker and the acceptance endpoint report invitation changes; the
+    // Membership's status shows them at once instead of at the next resync.
+    let touched = futures::stream::unfold(delivery.touched.subscribe(), |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(m) => return Some((m, rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter_map(|m| async move {
+        (m.origin == "Membership").then(|| ObjectRef::<Membership>::new(&m.name).within(&m.namespace))
+    });
+    let memberships = memberships.reconcile_on(touched);
     let policies = policies.watches(
         api::<Customer>(&client, ns),
         wc,
@@ -414,6 +433,7 @@ pub async fn run_controllers(
         metrics,
         settings,
         caches: Caches { customers: c_cache.clone(), workspaces: w_cache.clone() },
+        delivery: delivery.clone(),
         failures: Default::default(),
     });
     let sync = {
@@ -444,12 +464,13 @@ pub async fn run_controllers(
         .for_each(log_outcome);
     // Background workers run with the controllers: on the leader only.
     let expiry = expiry::run(ctx.store.clone(), ctx.metrics.clone(), shutdown.clone());
+    let deliver = delivery::run(delivery, ctx.metrics.clone(), shutdown.clone());
     let p = policies
         .graceful_shutdown_on(stop())
         .run(reconcile::reconcile::<LockboxPolicy>, error_policy::<LockboxPolicy>, ctx)
         .for_each(log_outcome);
     let run = async {
-        futures::join!(c, w, m, p, expiry);
+        futures::join!(c, w, m, p, expiry, deliver);
     };
     tokio::pin!(run);
     tokio::select! {

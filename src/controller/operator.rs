@@ -30,6 +30,8 @@ pub struct Config {
     pub lease: Option<LeaseConfig>,
     /// Where the HTTP server listens.
     pub http_addr: SocketAddr,
+    /// Outbox delivery (invitations, Lockbox notifications), or `None` to leave messages queued.
+    pub notify: Option<crate::notify::Config>,
 }
 
 /// Wait for SIGTERM or SIGINT, then cancel `token`.
@@ -75,7 +77,7 @@ async fn open_store(url: &str, shutdown: &CancellationToken) -> anyhow::Result<O
 
 /// Run the operator until a signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let Config { store_url, settings, lease, http_addr } = config;
+    let Config { store_url, settings, lease, http_addr, notify } = config;
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let shutdown = CancellationToken::new();
@@ -87,6 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         client: client.clone(),
         synced: synced.clone(),
         metrics: metrics.clone(),
+        touched: tokio::sync::broadcast::channel(1024).0,
     });
     let listener = tokio::net::TcpListener::bind(http_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
@@ -100,6 +103,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     tracing::info!(store = %store.url(), "store open");
     let _ = health.store.set(store.clone());
+    let notifier = match notify {
+        Some(cfg) => {
+            tracing::info!(transport = ?cfg.transport, "delivering the outbox");
+            Some(Arc::new(crate::notify::Notifier::new(store.clone(), cfg).map_err(anyhow::Error::msg)?))
+        }
+        None => None,
+    };
+    let delivery = super::delivery::Delivery::new(notifier, health.touched.clone());
 
     // The elector has its own stop signal: it releases the lease only after the
     // controllers have finished their in-flight work.
@@ -131,6 +142,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             metrics.clone(),
             settings.clone(),
             synced.clone(),
+            delivery.clone(),
             shutdown.clone(),
         );
         let mut lost = leading.clone();

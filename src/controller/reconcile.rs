@@ -152,7 +152,13 @@ where
             return Ok((planned, customer_uid));
         }
         match ctx.timed("apply", ctx.store.apply(batch(&planned))).await {
-            Ok(_) => return Ok((planned, customer_uid)),
+            Ok(outcome) => {
+                if outcome.invitations > 0 {
+                    // New invitations are in the outbox: deliver now, not at the next poll.
+                    ctx.delivery.wake.notify_one();
+                }
+                return Ok((planned, customer_uid));
+            }
             Err(StoreError::Conflict(msg)) if attempt < CONFLICT_RETRIES => {
                 attempt += 1;
                 ctx.metrics.store_conflicts.inc();
@@ -320,6 +326,25 @@ pub(crate) fn transitions(batch: &Batch, before: &[Condition], status: &Status) 
             reason: "Ready".into(),
             note,
             action: "Reconcile".into(),
+            secondary: None,
+        });
+    }
+    // The invitation's delivery outcome: failures and expiry warn, acceptance informs.
+    let reason_of = |conds: &[Condition]| conditions::get(conds, conditions::INVITED).map(|c| c.reason.clone());
+    if let Some(c) = conditions::get(after, conditions::INVITED)
+        && reason_of(before).as_ref() != Some(&c.reason)
+    {
+        let (type_, reason) = match c.reason.as_str() {
+            "Failed" => (EventType::Warning, "InvitationFailed"),
+            "Expired" => (EventType::Warning, "InvitationExpired"),
+            "Accepted" => (EventType::Normal, "InvitationAccepted"),
+            _ => return out,
+        };
+        out.push(Event {
+            type_,
+            reason: reason.into(),
+            note: Some(c.message.chars().take(NOTE_LIMIT).collect()),
+            action: "Deliver".into(),
             secondary: None,
         });
     }

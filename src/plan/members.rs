@@ -248,6 +248,8 @@ impl DesiredMembership {
                     sent_at: None,
                     expires_at: None,
                     accepted_at: None,
+                    accepted_by: None,
+                    last_error: None,
                 };
                 let payload = serde_json::to_string(&payload).unwrap_or_default();
                 emit(

@@ -154,8 +154,18 @@ fn finish(
             sent_at: i.sent_at.and_then(rfc3339),
             expires_at: i.expires_at.and_then(rfc3339),
             accepted_at: i.accepted_at.and_then(rfc3339),
+            accepted_by: i.accepted_by.clone(),
+            issue: Some(i.issue),
+            attempts: Some(i.attempts),
+            last_error: i.last_error.clone(),
         })
     });
+    let mut conditions = conditions;
+    if let Some((i, d)) = invitation.as_ref().zip(desired) {
+        let (ok, message) = invited(i, d.email.as_deref().unwrap_or(&d.subject_key));
+        use crate::api::conditions as c;
+        c::set(&mut conditions, c::new(c::INVITED, ok, &i.state, message, id.generation, frame.ctx.now));
+    }
     let effective = desired.map(effective_of).unwrap_or_default();
     let stalled = verdict.is_stalled();
     let status = MembershipStatus {
@@ -172,6 +182,41 @@ fn finish(
         .and_then(|i| i.expires_at.as_deref())
         .and_then(|t| t.parse().ok());
     Plan { steps, guard: Some(guard), status, requeue_at, stalled }
+}
+
+/// The `Invited` condition of an invitation: whether it reached its recipient, and the message.
+fn invited(i: &InvitationStatus, email: &str) -> (bool, String) {
+    let at = |t: &Option<String>| t.clone().unwrap_or_default();
+    match i.state.as_str() {
+        invitation_state::SENT => {
+            (true, format!("sent to {email} on {}; it can be accepted until {}", at(&i.sent_at), at(&i.expires_at)))
+        }
+        invitation_state::ACCEPTED => {
+            (true, format!("accepted by {} on {}", i.accepted_by.as_deref().unwrap_or(email), at(&i.accepted_at)))
+        }
+        invitation_state::FAILED => (
+            false,
+            format!(
+                "delivery to {email} failed after {} attempt(s): {}. Fix the delivery settings (the operator's \
+                 --notify-* flags); to send it again, delete and re-create this Membership",
+                i.attempts.unwrap_or_default(),
+                i.last_error.as_deref().unwrap_or("unknown error")
+            ),
+        ),
+        invitation_state::EXPIRED => (
+            false,
+            format!(
+                "expired unaccepted on {} after {} issue(s); delete and re-create this Membership to invite {email} again",
+                at(&i.expires_at),
+                i.issue.unwrap_or(1)
+            ),
+        ),
+        invitation_state::REVOKED => (false, format!("the invitation to {email} was revoked")),
+        _ => match &i.last_error {
+            Some(e) => (false, format!("delivery to {email} is being retried after: {e}")),
+            None => (false, format!("the invitation to {email} is queued for delivery")),
+        },
+    }
 }
 
 /// Effective permissions with every source, from the desired grants.

@@ -11,12 +11,14 @@ mod records;
 mod snapshot;
 pub mod sql;
 mod sql_lockbox;
+mod sql_outbox;
 mod sql_read;
 mod url;
 
 pub use change::{Batch, Change, Guard, GuardTable, Step};
 pub use records::*;
 pub use snapshot::{Snapshot, Versioned};
+pub use sql::invitation_key;
 pub use url::StoreUrl;
 
 use async_trait::async_trait;
@@ -301,6 +303,49 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Counts and next deadline of one customer's requests.
     async fn lockbox_summary(&self, customer_uid: &str) -> Result<LockboxSummary>;
+
+    /// Outbox entries due at `at`, oldest deadline first, at most `limit` (through the
+    /// `outbox_due` partial index).
+    async fn outbox_due(&self, at: i64, limit: i64) -> Result<Vec<OutboxEntry>>;
+
+    /// Claim one delivery attempt at `at` (see [`Claim`]): the attempt is counted and the next
+    /// one scheduled at `retry_at` before anything is sent, so a crash mid-send is retried; an
+    /// invitation's token hash is stored and its expiry fixed at `validity` seconds after its
+    /// first attempt.
+    async fn outbox_claim(
+        &self,
+        entry: &OutboxEntry,
+        at: i64,
+        retry_at: i64,
+        token_hash: Option<&str>,
+        validity: i64,
+    ) -> Result<Claim>;
+
+    /// Mark an entry delivered; its invitation becomes `Sent` (once).
+    async fn outbox_sent(&self, entry: &OutboxEntry, at: i64) -> Result<Option<MembershipRef>>;
+
+    /// Record a failed attempt: retry at `retry_at`, or give up (`None`): the invitation is `Failed`.
+    async fn outbox_failed(
+        &self,
+        entry: &OutboxEntry,
+        at: i64,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> Result<Option<MembershipRef>>;
+
+    /// Expire sent invitations not accepted by `at`, re-issuing those with fewer than
+    /// `max_reissues` re-issues; at most `limit`.
+    async fn invitations_expire(&self, at: i64, max_reissues: i64, limit: i64) -> Result<Vec<ExpiredInvitation>>;
+
+    /// The earliest delivery deadline (next attempt or invitation expiry).
+    async fn outbox_next_due(&self) -> Result<Option<i64>>;
+
+    /// Accept an invitation by its token's hash; refusals are audited and returned.
+    async fn invitation_accept(
+        &self,
+        acceptance: &Acceptance,
+        at: i64,
+    ) -> Result<std::result::Result<Accepted, AcceptRefusal>>;
 }
 
 /// Open the store at `url` and apply migrations.

@@ -172,6 +172,10 @@ pub struct InvitationRecord {
     pub expires_at: Option<i64>,
     /// When it was accepted.
     pub accepted_at: Option<i64>,
+    /// The account that accepted it.
+    pub accepted_by: Option<String>,
+    /// Why the last delivery attempt failed.
+    pub last_error: Option<String>,
 }
 
 /// A lockbox policy row.
@@ -323,4 +327,152 @@ pub struct ScopeView {
     pub workspace: Option<String>,
     /// Grants that apply there.
     pub grants: Vec<Grant>,
+}
+
+/// A message waiting in the outbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Row id.
+    pub id: i64,
+    /// `invitation` or `lockbox`.
+    pub kind: String,
+    /// The idempotency key: the message's Message-ID and delivery id.
+    pub key: String,
+    /// What the message says, as JSON.
+    pub payload: String,
+    /// Attempts so far.
+    pub attempts: i64,
+    /// The invitation it delivers, for `invitation` entries.
+    pub invitation_id: Option<i64>,
+}
+
+/// A Membership object (namespace and name) whose invitation changed, so the controller can
+/// refresh its status at once.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct MembershipRef {
+    /// Namespace.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// `Membership` for Membership objects; `Customer` or `Workspace` for the members those imply.
+    pub origin: String,
+}
+
+/// What claiming an outbox entry for one delivery attempt decided.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// Send it; this is attempt number `attempt`.
+    Send {
+        /// The attempt number (1 for the first).
+        attempt: i64,
+        /// For an invitation: when its token stops being acceptable (Unix seconds).
+        expires_at: Option<i64>,
+    },
+    /// Nothing to send: the invitation was revoked, re-issued, accepted or deleted, or the
+    /// entry was already delivered. The entry is closed.
+    Cancelled,
+}
+
+/// An invitation whose token expired unaccepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExpiredInvitation {
+    /// The invitation.
+    pub invitation_id: i64,
+    /// Its recipient.
+    pub email: String,
+    /// Whether it was re-issued with a new token (issue number `issue`).
+    pub reissued: bool,
+    /// The issue number after this expiry.
+    pub issue: i64,
+    /// The Membership to refresh.
+    pub membership: Option<MembershipRef>,
+}
+
+/// Who accepts an invitation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Acceptance {
+    /// SHA-256 of the token, hex.
+    pub token_hash: String,
+    /// The account that signs in (normalized email).
+    pub account: String,
+    /// `WorkOrSchool` or `Personal`.
+    pub account_type: String,
+}
+
+/// An accepted invitation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Accepted {
+    /// Namespace of the customer.
+    pub namespace: String,
+    /// The customer (object name).
+    pub customer: String,
+    /// The workspace (object name), or none for customer level.
+    pub workspace: Option<String>,
+    /// The invitee.
+    pub email: String,
+    /// The account that accepted.
+    pub account: String,
+    /// When (RFC 3339 is the caller's business; Unix seconds here).
+    pub accepted_at: i64,
+    /// The Membership to refresh.
+    #[serde(skip)]
+    pub membership: Option<MembershipRef>,
+}
+
+/// Why an invitation cannot be accepted. The messages say what to do.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AcceptRefusal {
+    /// No invitation has this token.
+    #[error("the token matches no invitation: check that it was copied whole from the newest invitation message")]
+    UnknownToken,
+    /// Accepted already.
+    #[error("this invitation was already accepted (on {0}); each invitation can be used once")]
+    Used(String),
+    /// The membership went away.
+    #[error(
+        "this invitation was revoked: the membership was removed; ask the workspace administrator to invite you again"
+    )]
+    Revoked,
+    /// A newer invitation replaced this one.
+    #[error("this invitation was replaced by a newer one (issue {0}); use the link in the newest message")]
+    Superseded(i64),
+    /// Not accepted in time.
+    #[error("this invitation expired on {0}; ask the workspace administrator to invite you again")]
+    Expired(String),
+    /// A personal account where the workspace takes work or school accounts only.
+    #[error(
+        "workspace {workspace} does not accept personal (Microsoft) accounts: it belongs to a Unified agreement, \
+         which takes work or school accounts only. Sign in with a work or school account, or ask an administrator \
+         to allow personal accounts in this workspace (spec.allowPersonalAccounts: true on Workspace {workspace})"
+    )]
+    PersonalNotAllowed {
+        /// The workspace (object name).
+        workspace: String,
+    },
+    /// A personal account at customer level of an agreement that takes work or school accounts only.
+    #[error(
+        "customer {customer} has a Unified agreement, which takes work or school accounts only at customer level: \
+         sign in with a work or school account"
+    )]
+    PersonalNotAllowedAtCustomer {
+        /// The customer (object name).
+        customer: String,
+    },
+}
+
+impl AcceptRefusal {
+    /// A short machine-readable reason.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AcceptRefusal::UnknownToken => "UnknownToken",
+            AcceptRefusal::Used(_) => "AlreadyAccepted",
+            AcceptRefusal::Revoked => "Revoked",
+            AcceptRefusal::Superseded(_) => "Superseded",
+            AcceptRefusal::Expired(_) => "Expired",
+            AcceptRefusal::PersonalNotAllowed { .. } | AcceptRefusal::PersonalNotAllowedAtCustomer { .. } => {
+                "PersonalAccountNotAllowed"
+            }
+        }
+    }
 }

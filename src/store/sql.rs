@@ -366,6 +366,59 @@ impl Store for SqlStore {
         super::sql_lockbox::summary(&self.pool, customer_uid).await
     }
 
+    async fn outbox_due(&self, at: i64, limit: i64) -> Result<Vec<OutboxEntry>> {
+        super::sql_outbox::due(&self.pool, at, limit).await
+    }
+
+    async fn outbox_claim(
+        &self,
+        entry: &OutboxEntry,
+        at: i64,
+        retry_at: i64,
+        token_hash: Option<&str>,
+        validity: i64,
+    ) -> Result<Claim> {
+        let backend = self.backend();
+        let claim = super::sql_outbox::claim(&self.pool, backend, entry, at, retry_at, token_hash, validity).await?;
+        self.rows_written.fetch_add(1, Ordering::Relaxed);
+        Ok(claim)
+    }
+
+    async fn outbox_sent(&self, entry: &OutboxEntry, at: i64) -> Result<Option<MembershipRef>> {
+        self.rows_written.fetch_add(1, Ordering::Relaxed);
+        super::sql_outbox::sent(&self.pool, self.backend(), entry, at).await
+    }
+
+    async fn outbox_failed(
+        &self,
+        entry: &OutboxEntry,
+        at: i64,
+        error: &str,
+        retry_at: Option<i64>,
+    ) -> Result<Option<MembershipRef>> {
+        self.rows_written.fetch_add(1, Ordering::Relaxed);
+        super::sql_outbox::failed(&self.pool, self.backend(), entry, at, error, retry_at).await
+    }
+
+    async fn invitations_expire(&self, at: i64, max_reissues: i64, limit: i64) -> Result<Vec<ExpiredInvitation>> {
+        let out = super::sql_outbox::expire(&self.pool, self.backend(), at, max_reissues, limit).await?;
+        self.rows_written.fetch_add(out.len() as u64, Ordering::Relaxed);
+        Ok(out)
+    }
+
+    async fn outbox_next_due(&self) -> Result<Option<i64>> {
+        super::sql_outbox::next_due(&self.pool).await
+    }
+
+    async fn invitation_accept(
+        &self,
+        acceptance: &Acceptance,
+        at: i64,
+    ) -> Result<std::result::Result<Accepted, AcceptRefusal>> {
+        self.rows_written.fetch_add(1, Ordering::Relaxed);
+        super::sql_outbox::accept(&self.pool, self.backend(), acceptance, at).await
+    }
+
     async fn load(&self, namespace: &str, name: &str, focus: &Focus) -> Result<Snapshot> {
         super::sql_read::load(&self.pool, namespace, name, focus).await
     }
@@ -752,13 +805,16 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
                 .await
         }
         Change::IssueInvitation { invitation: i, payload } => {
+            // A re-issue (after revocation, expiry or failure) starts over: new issue number,
+            // no tokens, no times; the old issue's tokens are deleted so none of them accepts.
             let issued = sqlx::query(
                 "INSERT INTO invitations (customer_uid, membership_id, scope_key, subject_key, email, issue, state, \
                  attempts, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'Pending', 0, $7) \
                  ON CONFLICT (scope_key, subject_key) DO UPDATE SET membership_id = excluded.membership_id, \
-                 email = excluded.email, issue = excluded.issue, state = 'Pending', attempts = 0, \
-                 created_at = excluded.created_at, token_hash = NULL, sent_at = NULL, expires_at = NULL, \
-                 accepted_at = NULL WHERE invitations.state IN ('Revoked', 'Expired', 'Failed')",
+                 email = excluded.email, issue = excluded.issue, state = 'Pending', attempts = 0, reissues = 0, \
+                 created_at = excluded.created_at, sent_at = NULL, expires_at = NULL, accepted_at = NULL, \
+                 accepted_by = NULL, accepted_account_type = NULL, last_error = NULL \
+                 WHERE invitations.state IN ('Revoked', 'Expired', 'Failed') RETURNING id",
             )
             .bind(&i.customer_uid)
             .bind(&i.membership_id)
@@ -767,16 +823,22 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
             .bind(&i.email)
             .bind(i.issue)
             .bind(i.created_at)
-            .execute(&mut *conn)
+            .fetch_optional(&mut *conn)
             .await
             .map_err(map_err)?;
-            if issued.rows_affected() == 0 {
+            let Some(row) = issued else {
                 // A live invitation already exists: one per subject per scope.
                 return Ok(0);
-            }
-            let key = format!("invitation/{}/{}/{}", i.membership_id, i.scope_key, i.issue);
-            let queued = enqueue(conn, "invitation", &key, payload, now).await?;
-            return Ok(issued.rows_affected() + queued);
+            };
+            let id: i64 = get(&row, "id")?;
+            let cleared = sqlx::query("DELETE FROM invitation_tokens WHERE invitation_id = $1")
+                .bind(id)
+                .execute(&mut *conn)
+                .await
+                .map_err(map_err)?;
+            let key = invitation_key(&i.membership_id, &i.scope_key, i.issue);
+            let queued = enqueue(conn, "invitation", &key, payload, now, Some(id)).await?;
+            return Ok(1 + cleared.rows_affected() + queued);
         }
         Change::RevokeInvitation { scope_key, subject_key } => {
             sqlx::query(AssertSqlSafe(format!(
@@ -966,6 +1028,12 @@ impl Sql {
     }
 }
 
+/// The idempotency key of an invitation's delivery: the membership uid, the scope (workspace
+/// id or customer uid) and the issue number. It is the message's Message-ID and delivery id.
+pub fn invitation_key(membership_id: &str, scope_key: &str, issue: i64) -> String {
+    format!("invitation/{membership_id}/{scope_key}/{issue}")
+}
+
 /// Queue a message in the outbox, in the caller's transaction. The idempotency key makes a
 /// second enqueue of the same message a no-op; rows written.
 pub(super) async fn enqueue(
@@ -974,15 +1042,17 @@ pub(super) async fn enqueue(
     key: &str,
     payload: &str,
     at: i64,
+    invitation_id: Option<i64>,
 ) -> Result<u64> {
     let done = sqlx::query(
-        "INSERT INTO outbox (kind, idempotency_key, payload, state, attempts, next_attempt_at, created_at) \
-         VALUES ($1, $2, $3, 'Pending', 0, $4, $4) ON CONFLICT (idempotency_key) DO NOTHING",
+        "INSERT INTO outbox (kind, idempotency_key, payload, state, attempts, next_attempt_at, created_at, \
+         invitation_id) VALUES ($1, $2, $3, 'Pending', 0, $4, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(kind)
     .bind(key)
     .bind(payload)
     .bind(at)
+    .bind(invitation_id)
     .execute(conn)
     .await
     .map_err(map_err)?;

@@ -137,7 +137,7 @@ async fn record(
             "request": r,
         });
         let key = format!("lockbox/{}/{}", r.id, r.state.as_str());
-        enqueue(tx, "lockbox", &key, &payload.to_string(), at).await?;
+        enqueue(tx, "lockbox", &key, &payload.to_string(), at, None).await?;
     }
     Ok(())
 }

@@ -19,7 +19,8 @@ const WORKSPACE_COLS: &str = "w.id, w.customer_uid, w.namespace, w.name, w.origi
 const MEMBERSHIP_COLS: &str = "m.id, m.customer_uid, m.workspace_id, m.origin, m.namespace, m.name, m.subject_kind, \
     m.subject_key, m.deletion_policy, m.spec_hash, m.row_version";
 const INVITATION_COLS: &str = "i.customer_uid, i.membership_id, i.scope_key, i.subject_key, i.email, i.issue, \
-    i.state, i.attempts, i.created_at, i.sent_at, i.expires_at, i.accepted_at";
+    i.state, i.attempts, i.created_at, i.sent_at, i.expires_at, i.accepted_at, \
+    i.accepted_by, i.last_error";
 
 fn customer(r: &AnyRow) -> Result<CustomerRecord> {
     Ok(CustomerRecord {
@@ -90,6 +91,8 @@ fn invitation(r: &AnyRow) -> Result<InvitationRecord> {
         sent_at: get(r, "sent_at")?,
         expires_at: get(r, "expires_at")?,
         accepted_at: get(r, "accepted_at")?,
+        accepted_by: get(r, "accepted_by")?,
+        last_error: get(r, "last_error")?,
     })
 }
 

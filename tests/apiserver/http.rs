@@ -199,6 +199,9 @@ impl ApiServer {
 
     /// A kube-rs client for it.
     pub fn client(&self) -> kube::Client {
+        // The test build links two rustls providers (the SMTP test server brings aws-lc-rs);
+        // name ring, as the operator's main does.
+        servicehub_operator::notify::transport::install_crypto();
         let config = kube::Config::new(self.url().parse().expect("uri"));
         kube::Client::try_from(config).expect("client")
     }

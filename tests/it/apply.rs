@@ -14,6 +14,7 @@ fn run(s: &TestStore, args: &[&str]) -> Output {
         .current_dir(crate::support::root())
         .env("SERVICEHUB_NOW", NOW)
         .env("SERVICEHUB_ACTOR", "cli:test")
+        .env("SERVICEHUB_NOTIFY_DIR", crate::support::outbox_of(&s.url))
         .output()
         .expect("run servicehub")
 }
@@ -34,8 +35,11 @@ async fn applying_the_examples_provisions_the_scenario_and_a_second_apply_writes
         assert_eq!(count(&s, "SELECT COUNT(*) FROM workspaces WHERE is_default AND name = 'contoso-hq'").await, 1);
         // The scenario names 13 people: each is a user and each is invited once (groups are not).
         assert_eq!(count(&s, "SELECT COUNT(*) FROM users").await, 13, "{}", s.name);
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM invitations WHERE state = 'Pending'").await, 13, "{}", s.name);
-        assert_eq!(count(&s, "SELECT COUNT(*) FROM outbox WHERE kind = 'invitation'").await, 13);
+        // ... and apply delivered them: one .eml file each, every invitation Sent.
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM invitations WHERE state = 'Sent'").await, 13, "{}", s.name);
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM outbox WHERE kind = 'invitation' AND state = 'Sent'").await, 13);
+        assert!(text.contains("delivered 13 message(s); 0 to retry, 0 failed"), "{text}");
+        assert_eq!(crate::support::eml_files(&crate::support::outbox_of(&s.url)).len(), 13, "{}", s.name);
         // The personal-account researcher is in contoso-labs; the CSAM's grants reach every workspace.
         assert_eq!(
             count(
@@ -189,6 +193,26 @@ fn the_quickstart_command_uses_a_sqlite_file_in_the_working_directory() {
     let out = run(&["apply", "-f", examples.to_str().expect("utf-8")]);
     assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
     assert!(dir.path().join("servicehub.db").exists(), "the default store is ./servicehub.db");
+    // The invitations it "sent" are files a newcomer can open, in ./servicehub-outbox.
+    assert!(stdout(&out).contains("Messages were written as .eml files to servicehub-outbox/"), "{}", stdout(&out));
+    let mails = crate::support::eml_files(&dir.path().join("servicehub-outbox"));
+    assert_eq!(mails.len(), 13);
+    let (_, sam) = mails.iter().find(|(_, m)| m.contains("To: sam.researcher@outlook.com")).expect("sam's invitation");
+    assert!(sam.contains("Subject: You are invited to Contoso Ltd (workspace contoso-labs)"), "{sam}");
+    // ... and accept it with the CLI, from the same directory: contoso-labs allows personal accounts.
+    let token = crate::support::token_in(sam);
+    let out = run(&[
+        "invitation",
+        "accept",
+        "--token",
+        &token,
+        "--account",
+        "sam.researcher@outlook.com",
+        "--account-type",
+        "Personal",
+    ]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("is now active in workspace contoso-labs"), "{}", stdout(&out));
     let out = run(&["migrate"]);
     // The newest migration the binary carries, counted from the migration folder.
     let newest = std::fs::read_dir(crate::support::repo("migrations/sqlite")).expect("migrations").count();

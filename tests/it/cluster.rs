@@ -41,6 +41,7 @@ impl Operator {
             .env("KUBECONFIG", &kubeconfig)
             .env("SERVICEHUB_LOG", "info,servicehub_operator=debug")
             .env("SERVICEHUB_LOG_FORMAT", "text")
+            .env("SERVICEHUB_NOTIFY_DIR", dir.path().join("outbox"))
             .env_remove("SERVICEHUB_STORE")
             .env_remove("POD_NAME")
             .stdout(Stdio::null())
@@ -48,6 +49,11 @@ impl Operator {
             .spawn()
             .expect("start servicehub run");
         Operator { child: Some(child), http, log, _dir: dir }
+    }
+
+    /// Where its file transport writes invitations (`.eml`).
+    pub fn outbox(&self) -> PathBuf {
+        self._dir.path().join("outbox")
     }
 
     /// The process id.

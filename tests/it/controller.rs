@@ -20,9 +20,11 @@ async fn locally_applied(s: &TestStore) -> Vec<String> {
         "postgres" => crate::support::postgres_unmigrated().await.expect("postgres"),
         _ => crate::support::sqlite_unmigrated().await,
     };
+    let outbox = tempfile::tempdir().expect("tempdir");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))
         .args(["apply", "-f", "examples/", "--store", &local.url])
         .current_dir(crate::support::root())
+        .env("SERVICEHUB_NOTIFY_DIR", outbox.path())
         .output()
         .expect("servicehub apply");
     assert!(out.status.success(), "{}", crate::support::stderr(&out));
@@ -38,6 +40,27 @@ async fn the_examples_become_ready_and_the_store_matches_a_local_apply() {
             assert!(is_ready(&o), "{}: {:?}", s.name, o.metadata.name);
             assert_eq!(o.metadata.finalizers.as_deref(), Some(&["servicehub.io/cleanup".to_owned()][..]));
         }
+        // The leader delivers what the reconciles queued: 13 people, one message each.
+        let pending = "SELECT COUNT(*) FROM invitations WHERE state <> 'Sent'";
+        cluster::eventually(&op, Duration::from_secs(30), "every invitation sent", || async {
+            s.store.count(pending).await.unwrap_or(-1) == 0
+        })
+        .await;
+        assert_eq!(crate::support::eml_files(&op.outbox()).len(), 13, "{}", s.name);
+        // A Membership's status shows its invitation as sent, with a condition, without a resync.
+        let shown = |m: &Membership| {
+            let st = m.status.as_ref();
+            st.and_then(|s| s.invitation.as_ref()).map(|i| i.state.clone()) == Some("Sent".into())
+                && st.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Invited" && c.status == "True"))
+        };
+        let api_m = memberships(&client);
+        cluster::eventually(&op, Duration::from_secs(20), "Membership status shows Sent", || async {
+            let list = api_m.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+            let invited: Vec<_> =
+                list.iter().filter(|m| m.status.as_ref().is_some_and(|s| s.invitation.is_some())).collect();
+            !invited.is_empty() && invited.iter().all(|m| shown(m))
+        })
+        .await;
         assert_eq!(
             store_contents(&s.store).await,
             locally_applied(&s).await,

@@ -113,6 +113,8 @@ fn seed(uid: &str) -> Batch {
                     sent_at: None,
                     expires_at: None,
                     accepted_at: None,
+                    accepted_by: None,
+                    last_error: None,
                 },
                 payload: "{}".into(),
             },
@@ -158,7 +160,26 @@ async fn an_upgraded_store_ends_with_the_same_schema_as_a_fresh_one() {
     for (old, fresh) in pairs {
         old.store.migrate_to(1).await.expect("initial schema only");
         assert_eq!(old.store.schema_version().await.expect("v"), 1);
-        old.store.apply(&seed("c1")).await.expect("data under the old schema");
+        // Data as the old schema holds it: rows through today's code, the invitation and its
+        // queued delivery as version 1 wrote them (no delivery columns yet).
+        let mut rows = seed("c1");
+        rows.steps.retain(|s| !matches!(s.change, Change::IssueInvitation { .. }));
+        old.store.apply(&rows).await.expect("data under the old schema");
+        old.store
+            .execute_raw(
+                "INSERT INTO invitations (customer_uid, membership_id, scope_key, subject_key, email, issue, state, \
+                 attempts, created_at) VALUES ('c1', 'c1-m', 'c1-ws', 'lee@contoso.com', 'lee@contoso.com', 1, \
+                 'Pending', 0, 1700000000)",
+            )
+            .await
+            .expect("old invitation");
+        old.store
+            .execute_raw(
+                "INSERT INTO outbox (kind, idempotency_key, payload, state, attempts, next_attempt_at, created_at) \
+                 VALUES ('invitation', 'invitation/c1-m/c1-ws/1', '{}', 'Pending', 0, 1700000000, 1700000000)",
+            )
+            .await
+            .expect("old outbox entry");
         let report = old.store.migrate().await.expect("upgrade");
         assert_eq!((report.from, report.to), (1, fresh.store.supported_version()));
         fresh.store.migrate().await.expect("fresh");
@@ -170,6 +191,10 @@ async fn an_upgraded_store_ends_with_the_same_schema_as_a_fresh_one() {
         );
         let snap = old.store.load_customer("contoso", "contoso").await.expect("load");
         assert_eq!(snap.memberships.len(), 1, "data survives the upgrade");
+        // The queued delivery still finds its invitation.
+        let due = old.store.outbox_due(1_700_000_000, 10).await.expect("due");
+        let inv = old.store.count("SELECT id FROM invitations").await.expect("id");
+        assert_eq!(due.iter().map(|e| e.invitation_id).collect::<Vec<_>>(), vec![Some(inv)], "{}", old.name);
     }
 }
 

@@ -19,8 +19,46 @@ pub fn servicehub(args: &[&str]) -> Output {
         .args(args)
         .current_dir(root())
         .env_remove("SERVICEHUB_STORE")
+        .env("SERVICEHUB_NOTIFY_DIR", outbox_of("support"))
         .output()
         .expect("run servicehub")
+}
+
+/// A directory for the file transport of CLI runs against the store at `url` (outside the
+/// repository; one per store, so a test can count what it delivered).
+pub fn outbox_of(url: &str) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    url.hash(&mut h);
+    std::env::temp_dir().join(format!("servicehub-test-outbox-{}-{:x}", std::process::id(), h.finish()))
+}
+
+/// The `.eml` files in `dir`, decoded from quoted-printable (soft breaks joined, `=3D` as `=`).
+pub fn eml_files(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut out: Vec<(PathBuf, String)> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "eml")).collect()
+        })
+        .unwrap_or_else(|_| Vec::new())
+        .into_iter()
+        .map(|p| {
+            let raw = std::fs::read_to_string(&p).expect("eml");
+            (p, unquote(&raw))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Undo quoted-printable soft line breaks and `=3D` (enough for links and tokens).
+pub fn unquote(raw: &str) -> String {
+    raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
+}
+
+/// The token of an invitation message (after `token=`).
+pub fn token_in(text: &str) -> String {
+    let at = text.find("token=").expect("a link with a token") + "token=".len();
+    text[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').collect()
 }
 
 /// Standard output as text.

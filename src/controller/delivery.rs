@@ -1,0 +1,88 @@
+//! The delivery worker (leader only): drains the outbox with the [`Notifier`], wakes at the
+//! next delivery deadline (a retry or an invitation's expiry), at least every `POLL`, and at
+//! once when a reconcile queued an invitation. Memberships whose invitation changed are sent
+//! to the Membership controller so their status shows it without waiting for a resync.
+
+use super::metrics::Metrics;
+use crate::notify::Notifier;
+use crate::store::MembershipRef;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, broadcast};
+use tokio_util::sync::CancellationToken;
+
+/// Longest sleep between two looks at the outbox.
+pub const POLL: Duration = Duration::from_secs(5);
+
+/// What the worker and the HTTP acceptance endpoint share with the controllers.
+#[derive(Clone)]
+pub struct Delivery {
+    /// The notifier, when delivery is configured.
+    pub notifier: Option<Arc<Notifier>>,
+    /// Wakes the worker (a reconcile queued a message).
+    pub wake: Arc<Notify>,
+    /// Memberships whose invitation changed.
+    pub touched: broadcast::Sender<MembershipRef>,
+}
+
+impl Delivery {
+    /// Delivery through `notifier` (none: messages stay queued), reporting to `touched`.
+    pub fn new(notifier: Option<Arc<Notifier>>, touched: broadcast::Sender<MembershipRef>) -> Delivery {
+        Delivery { notifier, wake: Arc::new(Notify::new()), touched }
+    }
+}
+
+/// Run until `stop`.
+pub async fn run(delivery: Delivery, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let Some(notifier) = delivery.notifier.clone() else { return };
+    let mut failures = 0;
+    loop {
+        let now = jiff::Timestamp::now().as_second();
+        let wait = match pass(&notifier, &delivery, &metrics, now).await {
+            Ok(next) => {
+                failures = 0;
+                next.map_or(POLL, |t| Duration::from_secs(u64::try_from(t + 1 - now).unwrap_or(0)).min(POLL))
+            }
+            Err(e) => {
+                failures += 1;
+                let delay = super::reconcile::backoff(failures).min(Duration::from_secs(60));
+                tracing::warn!(error = %e, retry_in = ?delay, "outbox delivery failed");
+                delay
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = delivery.wake.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+/// One pass; the next deadline.
+async fn pass(
+    notifier: &Notifier,
+    delivery: &Delivery,
+    metrics: &Metrics,
+    now: i64,
+) -> Result<Option<i64>, crate::store::StoreError> {
+    let store = notifier.store();
+    let next = store.outbox_next_due().await?;
+    if next.is_none_or(|t| t > now) {
+        return Ok(next);
+    }
+    let report = notifier.drain(now).await?;
+    for (kind, outcome) in &report.outcomes {
+        metrics.notified(kind, outcome);
+    }
+    for _ in 0..report.expired {
+        metrics.notified("invitation", "expired");
+    }
+    for _ in 0..report.reissued {
+        metrics.notified("invitation", "reissued");
+    }
+    for m in report.touched {
+        // No receiver (between leadership terms) is fine: the next reconcile reads the store.
+        let _ = delivery.touched.send(m);
+    }
+    store.outbox_next_due().await
+}

@@ -1,0 +1,215 @@
+//! What a notification says: one [`Message`] per outbox entry, rendered as plain text and
+//! HTML, and as an RFC 5322 message (for SMTP and `.eml` files) or a JSON document (webhook).
+
+use serde::{Deserialize, Serialize};
+
+/// One message, ready for any transport.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Message {
+    /// The idempotency key: the same on every attempt of the same message.
+    pub id: String,
+    /// `invitation` or `lockbox`.
+    pub kind: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text body.
+    pub text: String,
+    /// HTML body.
+    pub html: String,
+    /// The structured content (the webhook's receiver need not parse the text).
+    pub data: serde_json::Value,
+}
+
+/// The stored content of an invitation (written by the planner).
+#[derive(Debug, Deserialize)]
+pub struct InvitationContent {
+    /// The customer's display name.
+    pub customer: String,
+    /// The customer object's name.
+    pub customer_name: String,
+    /// Namespace.
+    pub namespace: String,
+    /// The workspace object's name, or none at customer level.
+    pub workspace: Option<String>,
+    /// The invitee's email.
+    pub email: String,
+    /// The invitee's display name.
+    pub display_name: String,
+    /// Roles given.
+    pub roles: Vec<String>,
+    /// Who invited (the audit actor).
+    pub invited_by: String,
+}
+
+/// What the delivery worker adds to an invitation for one attempt.
+pub struct InvitationLink<'a> {
+    /// The acceptance link, token included.
+    pub link: &'a str,
+    /// The token itself (for the CLI instructions).
+    pub token: &'a str,
+    /// Until when it can be accepted (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// Render an invitation.
+pub fn invitation(id: &str, c: &InvitationContent, l: &InvitationLink<'_>) -> Message {
+    let scope = match &c.workspace {
+        Some(w) => format!("workspace {w}"),
+        None => "customer level".to_owned(),
+    };
+    let roles = if c.roles.is_empty() { "User".to_owned() } else { c.roles.join(", ") };
+    let expires = crate::plan::rfc3339(l.expires_at).unwrap_or_default();
+    let subject = format!("You are invited to {} ({}) in Services Hub", c.customer, scope);
+    let greeting = if c.display_name.is_empty() { "Hello".to_owned() } else { format!("Hello {}", c.display_name) };
+    let text = format!(
+        "{greeting},\n\n{by} invited you to {scope} of {customer} in Services Hub, with the roles: {roles}.\n\n\
+         Accept the invitation here:\n{link}\n\n\
+         Or, with the servicehub CLI:\n  servicehub invitation accept --token {token} --account YOUR-EMAIL --account-type WorkOrSchool\n\n\
+         The invitation can be used once and expires on {expires}.\n\
+         A workspace may accept only work or school accounts; if yours refuses a personal account, sign in with \
+         your organisation's account.\n",
+        by = c.invited_by,
+        customer = c.customer,
+        link = l.link,
+        token = l.token,
+    );
+    let html = format!(
+        "<!DOCTYPE html>\n<html><body>\n<p>{greeting},</p>\n\
+         <p>{by} invited you to <strong>{scope}</strong> of <strong>{customer}</strong> in Services Hub, with the roles: {roles}.</p>\n\
+         <p><a href=\"{link}\">Accept the invitation</a></p>\n\
+         <p>The invitation can be used once and expires on {expires}.</p>\n</body></html>\n",
+        greeting = escape(&greeting),
+        by = escape(&c.invited_by),
+        scope = escape(&scope),
+        customer = escape(&c.customer),
+        roles = escape(&roles),
+        link = escape(l.link),
+    );
+    let data = serde_json::json!({
+        "customer": { "namespace": c.namespace, "name": c.customer_name, "displayName": c.customer },
+        "workspace": c.workspace,
+        "email": c.email,
+        "displayName": c.display_name,
+        "roles": c.roles,
+        "invitedBy": c.invited_by,
+        "acceptUrl": l.link,
+        "expiresAt": expires,
+    });
+    Message { id: id.to_owned(), kind: "invitation".into(), to: vec![c.email.clone()], subject, text, html, data }
+}
+
+/// Render a Lockbox notification (`{to, subject, request}` as the store queued it).
+pub fn lockbox(id: &str, payload: &serde_json::Value) -> Message {
+    let to = payload["to"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
+    let subject = payload["subject"].as_str().unwrap_or("Customer Lockbox request").to_owned();
+    let r = &payload["request"];
+    let field = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+    let lines = [
+        format!("Request: {}", r["id"]),
+        format!("State: {}", field("state")),
+        format!("Requested by: {}", field("requester")),
+        format!("Workload: {}", field("workload")),
+        format!("Support case: {}", field("caseId")),
+        format!("Reason: {}", field("reason")),
+    ];
+    let text = format!("{subject}\n\n{}\n", lines.join("\n"));
+    let items: String = lines.iter().map(|l| format!("<li>{}</li>", escape(l))).collect();
+    let html =
+        format!("<!DOCTYPE html>\n<html><body>\n<p>{}</p>\n<ul>{items}</ul>\n</body></html>\n", escape(&subject));
+    Message {
+        id: id.to_owned(),
+        kind: "lockbox".into(),
+        to: to.unwrap_or_default(),
+        subject,
+        text,
+        html,
+        data: r.clone(),
+    }
+}
+
+/// Escape text for HTML.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The Message-ID of a message: its idempotency key at the sender's domain. Every character
+/// of a key (`invitation/<uid>/<scope>/<issue>`) is allowed in a msg-id's left part.
+pub fn message_id(id: &str, from_domain: &str) -> String {
+    let left: String = id
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c) { c } else { '_' })
+        .collect();
+    format!("<{left}@{from_domain}>")
+}
+
+/// The message as RFC 5322 bytes: multipart/alternative with the text and HTML bodies.
+pub fn rfc5322(m: &Message, from: &lettre::message::Mailbox) -> Result<lettre::Message, String> {
+    use lettre::message::MultiPart;
+    let mut b = lettre::Message::builder()
+        .from(from.clone())
+        .subject(m.subject.clone())
+        .message_id(Some(message_id(&m.id, from.email.domain())))
+        .date_now();
+    for to in &m.to {
+        b = b.to(to.parse().map_err(|e| format!("recipient {to:?}: {e}"))?);
+    }
+    b.multipart(MultiPart::alternative_plain_html(m.text.clone(), m.html.clone())).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn content() -> InvitationContent {
+        InvitationContent {
+            customer: "Contoso <Ltd>".into(),
+            customer_name: "contoso".into(),
+            namespace: "support".into(),
+            workspace: Some("emea".into()),
+            email: "lee@contoso.com".into(),
+            display_name: "Lee".into(),
+            roles: vec!["WorkspaceAdministrator".into()],
+            invited_by: "operator".into(),
+        }
+    }
+
+    #[test]
+    fn an_invitation_names_customer_workspace_roles_inviter_link_and_expiry() {
+        let link =
+            InvitationLink { link: "https://hub.example/accept?token=abc", token: "abc", expires_at: 1_800_000_000 };
+        let m = invitation("invitation/m1/ws1/1", &content(), &link);
+        assert_eq!(m.to, vec!["lee@contoso.com"]);
+        assert_eq!(m.subject, "You are invited to Contoso <Ltd> (workspace emea) in Services Hub");
+        for part in
+            ["operator invited you", "workspace emea", "WorkspaceAdministrator", "token=abc", "2027-01-15T08:00:00Z"]
+        {
+            assert!(m.text.contains(part), "text lacks {part:?}: {}", m.text);
+        }
+        assert!(m.html.contains("Contoso &lt;Ltd&gt;") && !m.html.contains("<Ltd>"), "{}", m.html);
+        assert_eq!(m.data["acceptUrl"], "https://hub.example/accept?token=abc");
+    }
+
+    #[test]
+    fn the_message_id_is_the_idempotency_key() {
+        let from: lettre::message::Mailbox = "Services Hub <hub@contoso.example>".parse().expect("mailbox");
+        let link = InvitationLink { link: "https://x/?token=t", token: "t", expires_at: 0 };
+        let m = invitation("invitation/c1/sa/c1/1", &content(), &link);
+        let raw = String::from_utf8(rfc5322(&m, &from).expect("message").formatted()).expect("utf-8");
+        assert!(raw.contains("Message-ID: <invitation/c1/sa/c1/1@contoso.example>"), "{raw}");
+        assert!(raw.contains("To: lee@contoso.com") && raw.contains("multipart/alternative"), "{raw}");
+    }
+}

@@ -1,0 +1,215 @@
+//! Delivery of the outbox: invitations and Lockbox notifications.
+//!
+//! The outbox is written in the same transaction as the change that caused each message. The
+//! [`Notifier`] drains it: expire invitations whose tokens ran out (re-issuing them, within a
+//! bound), then for each due entry claim an attempt (new token for an invitation), send it by
+//! the configured transport and mark it sent. A crash between sending and marking re-sends
+//! the message under the same id; the store keeps every token of that issue acceptable, and
+//! any one of them accepts once. Failures are retried with exponential backoff and jitter;
+//! after `max_attempts` (or at once for a permanent refusal) the invitation is `Failed`.
+//!
+//! In the cluster the worker runs on the leader only; `servicehub apply` drains after
+//! applying, and `servicehub notify` on demand.
+
+pub mod accept;
+pub mod message;
+pub mod token;
+pub mod transport;
+
+use crate::store::{Claim, MembershipRef, OutboxEntry, Store, StoreError};
+use lettre::message::Mailbox;
+use std::sync::Arc;
+use std::time::Duration;
+use transport::{Transport, TransportConfig};
+
+/// Entries read per batch.
+const BATCH: i64 = 100;
+
+/// Delivery settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The transport.
+    pub transport: TransportConfig,
+    /// The sender address.
+    pub from: Mailbox,
+    /// The acceptance page; the token is added as the `token` query parameter.
+    pub link_base: url::Url,
+    /// How long an invitation can be accepted after it is first sent.
+    pub validity: Duration,
+    /// Attempts before an invitation is `Failed`.
+    pub max_attempts: u32,
+    /// Delay before the first retry; it doubles per attempt, with ±20% jitter.
+    pub retry_base: Duration,
+    /// Longest delay between attempts.
+    pub retry_cap: Duration,
+    /// How many times an expired, unaccepted invitation is re-issued with a new token.
+    pub reissues: u32,
+}
+
+/// What one drain did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Report {
+    /// Messages delivered.
+    pub sent: u64,
+    /// Attempts that failed and will be retried.
+    pub retried: u64,
+    /// Messages given up on.
+    pub failed: u64,
+    /// Entries with nothing left to deliver (revoked or re-issued invitations).
+    pub cancelled: u64,
+    /// Invitations expired for good.
+    pub expired: u64,
+    /// Expired invitations issued again.
+    pub reissued: u64,
+    /// Memberships whose invitation changed.
+    #[serde(skip)]
+    pub touched: Vec<MembershipRef>,
+    /// Deliveries, by kind and outcome (`sent`, `retried`, `failed`), for metrics.
+    #[serde(skip)]
+    pub outcomes: Vec<(String, &'static str)>,
+}
+
+/// Drains the outbox through one transport.
+pub struct Notifier {
+    store: Arc<dyn Store>,
+    transport: Transport,
+    config: Config,
+}
+
+impl Notifier {
+    /// A notifier over `store`; fails when the transport cannot be set up.
+    pub fn new(store: Arc<dyn Store>, config: Config) -> Result<Notifier, String> {
+        let transport = Transport::new(&config.transport)?;
+        Ok(Notifier { store, transport, config })
+    }
+
+    /// The store it drains.
+    pub fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Expire what ran out and deliver everything due at `now` (Unix seconds).
+    pub async fn drain(&self, now: i64) -> Result<Report, StoreError> {
+        let mut report = Report::default();
+        loop {
+            let expired = self.store.invitations_expire(now, i64::from(self.config.reissues), BATCH).await?;
+            for e in &expired {
+                if e.reissued {
+                    report.reissued += 1;
+                    tracing::info!(to = %e.email, issue = e.issue, "invitation expired unaccepted; issued again");
+                } else {
+                    report.expired += 1;
+                    tracing::info!(to = %e.email, "invitation expired unaccepted; no re-issues left");
+                }
+            }
+            report.touched.extend(expired.iter().filter_map(|e| e.membership.clone()));
+            if (expired.len() as i64) < BATCH {
+                break;
+            }
+        }
+        loop {
+            let due = self.store.outbox_due(now, BATCH).await?;
+            for entry in &due {
+                self.deliver(entry, now, &mut report).await?;
+            }
+            if (due.len() as i64) < BATCH {
+                return Ok(report);
+            }
+        }
+    }
+
+    /// One attempt at one entry.
+    async fn deliver(&self, entry: &OutboxEntry, now: i64, report: &mut Report) -> Result<(), StoreError> {
+        let attempt = u32::try_from(entry.attempts + 1).unwrap_or(u32::MAX);
+        let retry_at = now + self.retry_after(attempt);
+        let token = (entry.kind == "invitation").then(token::Token::generate);
+        let validity = i64::try_from(self.config.validity.as_secs()).unwrap_or(i64::MAX / 2);
+        let claim =
+            self.store.outbox_claim(entry, now, retry_at, token.as_ref().map(|t| t.hash.as_str()), validity).await?;
+        let Claim::Send { attempt, expires_at } = claim else {
+            report.cancelled += 1;
+            return Ok(());
+        };
+        let message = match self.render(entry, token.as_ref(), expires_at) {
+            Ok(m) => m,
+            Err(e) => return self.failed(entry, now, &e, None, report).await,
+        };
+        match self.transport.send(&message, &self.config.from).await {
+            Ok(()) => {
+                let touched = self.store.outbox_sent(entry, now).await?;
+                tracing::debug!(id = %entry.key, to = ?message.to, attempt, "message sent");
+                report.sent += 1;
+                report.outcomes.push((entry.kind.clone(), "sent"));
+                report.touched.extend(touched);
+                Ok(())
+            }
+            Err(e) => {
+                let give_up = e.permanent || attempt >= i64::from(self.config.max_attempts);
+                let retry = (!give_up).then_some(retry_at);
+                tracing::warn!(id = %entry.key, attempt, permanent = e.permanent, error = %e.message, retry_at = ?retry, "delivery failed");
+                self.failed(entry, now, &e.message, retry, report).await
+            }
+        }
+    }
+
+    async fn failed(
+        &self,
+        entry: &OutboxEntry,
+        now: i64,
+        error: &str,
+        retry_at: Option<i64>,
+        report: &mut Report,
+    ) -> Result<(), StoreError> {
+        let touched = self.store.outbox_failed(entry, now, error, retry_at).await?;
+        if retry_at.is_some() {
+            report.retried += 1;
+            report.outcomes.push((entry.kind.clone(), "retried"));
+        } else {
+            report.failed += 1;
+            report.outcomes.push((entry.kind.clone(), "failed"));
+        }
+        report.touched.extend(touched);
+        Ok(())
+    }
+
+    /// The message of an entry for this attempt.
+    fn render(
+        &self,
+        entry: &OutboxEntry,
+        token: Option<&token::Token>,
+        expires_at: Option<i64>,
+    ) -> Result<message::Message, String> {
+        match (entry.kind.as_str(), token) {
+            ("invitation", Some(token)) => {
+                let content: message::InvitationContent =
+                    serde_json::from_str(&entry.payload).map_err(|e| format!("invitation content: {e}"))?;
+                let mut link = self.config.link_base.clone();
+                link.query_pairs_mut().append_pair("token", &token.secret);
+                let link = message::InvitationLink {
+                    link: link.as_str(),
+                    token: &token.secret,
+                    expires_at: expires_at.unwrap_or_default(),
+                };
+                Ok(message::invitation(&entry.key, &content, &link))
+            }
+            ("lockbox", _) => {
+                let payload: serde_json::Value =
+                    serde_json::from_str(&entry.payload).map_err(|e| format!("lockbox content: {e}"))?;
+                Ok(message::lockbox(&entry.key, &payload))
+            }
+            (kind, _) => Err(format!("unknown message kind {kind:?}")),
+        }
+    }
+
+    /// Seconds before retrying after attempt `attempt`: base × 2^(attempt−1), capped, ±20%.
+    fn retry_after(&self, attempt: u32) -> i64 {
+        let exp = self.config.retry_base.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        let d = exp.min(self.config.retry_cap).mul_f64(rand::random_range(0.8..1.2));
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2).max(1)
+    }
+}

@@ -1,0 +1,244 @@
+//! The transports a message can go by: SMTP (lettre), a signed webhook, or `.eml` files.
+//! Each is idempotent by the message id as far as its medium allows: a file is rewritten in
+//! place, an SMTP message and a webhook delivery carry the id as Message-ID / delivery id so
+//! the receiver recognises a re-send.
+
+use super::message::{self, Message};
+use hmac::{Hmac, Mac};
+use lettre::message::Mailbox;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How SMTP connections are secured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS, which is required (port 587 by default).
+    Starttls,
+    /// TLS from the first byte (port 465 by default).
+    Tls,
+    /// No encryption: only for a relay on loopback or inside the pod network (port 25 by default).
+    None,
+}
+
+/// Which transport, with its settings.
+#[derive(Clone)]
+pub enum TransportConfig {
+    /// One `.eml` file per message in a directory.
+    File {
+        /// The directory (created if missing).
+        dir: PathBuf,
+    },
+    /// An SMTP relay.
+    Smtp {
+        /// Host name.
+        host: String,
+        /// Port (default by `tls`).
+        port: Option<u16>,
+        /// Connection security.
+        tls: SmtpTls,
+        /// User name and password, if the relay wants them.
+        credentials: Option<(String, String)>,
+        /// Per-command timeout.
+        timeout: Duration,
+    },
+    /// An HTTP endpoint that receives a signed JSON document.
+    Webhook {
+        /// Where to POST.
+        url: url::Url,
+        /// The HMAC-SHA256 key.
+        secret: String,
+        /// Whole-request timeout.
+        timeout: Duration,
+    },
+}
+
+impl std::fmt::Debug for TransportConfig {
+    /// Never prints credentials or the webhook secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportConfig::File { dir } => write!(f, "file:{}", dir.display()),
+            TransportConfig::Smtp { host, port, tls, credentials, .. } => {
+                let auth = if credentials.is_some() { " (with credentials)" } else { "" };
+                write!(f, "smtp:{host}:{}/{tls:?}{auth}", port.map_or("default".into(), |p| p.to_string()))
+            }
+            TransportConfig::Webhook { url, .. } => write!(f, "webhook:{url}"),
+        }
+    }
+}
+
+/// Why an attempt failed; `permanent` failures are not retried (a refused recipient, a 4xx).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SendError {
+    /// Retrying cannot help.
+    pub permanent: bool,
+    /// What happened (never contains credentials or the token).
+    pub message: String,
+}
+
+impl SendError {
+    fn transient(message: impl Into<String>) -> SendError {
+        SendError { permanent: false, message: message.into() }
+    }
+    fn permanent(message: impl Into<String>) -> SendError {
+        SendError { permanent: true, message: message.into() }
+    }
+}
+
+/// The header carrying the webhook signature: `t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`.
+pub const SIGNATURE_HEADER: &str = "X-Servicehub-Signature";
+/// The header carrying the delivery id (the message's idempotency key).
+pub const DELIVERY_HEADER: &str = "X-Servicehub-Delivery";
+
+/// A ready transport.
+pub enum Transport {
+    /// `.eml` files.
+    File(PathBuf),
+    /// SMTP.
+    Smtp(lettre::AsyncSmtpTransport<lettre::Tokio1Executor>),
+    /// Webhook.
+    Webhook {
+        /// HTTP client with the timeout.
+        client: reqwest::Client,
+        /// Where to POST.
+        url: url::Url,
+        /// HMAC key.
+        secret: String,
+    },
+}
+
+/// rustls needs one process-wide crypto provider; ring is the one kube already uses.
+pub fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+impl Transport {
+    /// Build a transport from its settings.
+    pub fn new(config: &TransportConfig) -> Result<Transport, String> {
+        install_crypto();
+        Ok(match config {
+            TransportConfig::File { dir } => {
+                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                Transport::File(dir.clone())
+            }
+            TransportConfig::Smtp { host, port, tls, credentials, timeout } => {
+                use lettre::AsyncSmtpTransport as T;
+                let builder = match tls {
+                    SmtpTls::Starttls => {
+                        T::<lettre::Tokio1Executor>::starttls_relay(host).map_err(|e| e.to_string())?
+                    }
+                    SmtpTls::Tls => T::<lettre::Tokio1Executor>::relay(host).map_err(|e| e.to_string())?,
+                    SmtpTls::None => T::<lettre::Tokio1Executor>::builder_dangerous(host),
+                };
+                let mut builder = builder.timeout(Some(*timeout));
+                if let Some(p) = port {
+                    builder = builder.port(*p);
+                }
+                if let Some((user, password)) = credentials {
+                    builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
+                        user.clone(),
+                        password.clone(),
+                    ));
+                }
+                Transport::Smtp(builder.build())
+            }
+            TransportConfig::Webhook { url, secret, timeout } => {
+                if secret.is_empty() {
+                    return Err("the webhook transport needs a signing secret (SERVICEHUB_WEBHOOK_SECRET)".into());
+                }
+                let client = reqwest::Client::builder().timeout(*timeout).build().map_err(|e| e.to_string())?;
+                Transport::Webhook { client, url: url.clone(), secret: secret.clone() }
+            }
+        })
+    }
+
+    /// Deliver one message.
+    pub async fn send(&self, m: &Message, from: &Mailbox) -> Result<(), SendError> {
+        match self {
+            Transport::File(dir) => {
+                let raw = message::rfc5322(m, from).map_err(SendError::permanent)?.formatted();
+                let name: String =
+                    m.id.chars()
+                        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+                        .collect();
+                let path = dir.join(format!("{name}.eml"));
+                let tmp = dir.join(format!(".{name}.eml.tmp"));
+                // Written whole, then renamed: a re-send replaces the file, never half-writes it.
+                tokio::fs::write(&tmp, &raw)
+                    .await
+                    .map_err(|e| SendError::transient(format!("{}: {e}", tmp.display())))?;
+                tokio::fs::rename(&tmp, &path)
+                    .await
+                    .map_err(|e| SendError::transient(format!("{}: {e}", path.display())))
+            }
+            Transport::Smtp(mailer) => {
+                use lettre::AsyncTransport;
+                let msg = message::rfc5322(m, from).map_err(SendError::permanent)?;
+                match mailer.send(msg).await {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.is_permanent() => Err(SendError::permanent(format!("SMTP: {e}"))),
+                    Err(e) => Err(SendError::transient(format!("SMTP: {e}"))),
+                }
+            }
+            Transport::Webhook { client, url, secret } => {
+                let body = serde_json::to_vec(m).map_err(|e| SendError::permanent(e.to_string()))?;
+                let t = jiff::Timestamp::now().as_second();
+                let res = client
+                    .post(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .header(DELIVERY_HEADER, &m.id)
+                    .header(SIGNATURE_HEADER, signature(secret, t, &body))
+                    .body(body)
+                    .send()
+                    .await
+                    // Without the URL: it may carry credentials.
+                    .map_err(|e| SendError::transient(format!("webhook: {}", e.without_url())))?;
+                let status = res.status();
+                match status.as_u16() {
+                    200..=299 => Ok(()),
+                    408 | 429 | 500..=599 => Err(SendError::transient(format!("webhook answered {status}"))),
+                    _ => Err(SendError::permanent(format!("webhook answered {status}"))),
+                }
+            }
+        }
+    }
+}
+
+/// The webhook signature header value for `body` sent at `t`.
+pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(t.to_string().as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    let hex: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    format!("t={t},v1={hex}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_signature_is_hmac_sha256_of_timestamp_and_body() {
+        // Expected value from Python's hmac module: hmac.new(b"key", b"1.{}", sha256).hexdigest().
+        let s = signature("key", 1, b"{}");
+        assert_eq!(s, "t=1,v1=1ba6b8171186efc613e8bcc0cbdab2748f24984d7c5a84faa2637afa0e40d224");
+    }
+
+    #[test]
+    fn debug_output_never_shows_secrets() {
+        let c = TransportConfig::Smtp {
+            host: "smtp.example".into(),
+            port: Some(587),
+            tls: SmtpTls::Starttls,
+            credentials: Some(("user".into(), "hunter2".into())),
+            timeout: Duration::from_secs(5),
+        };
+        let w = TransportConfig::Webhook {
+            url: "https://hooks.example/x".parse().expect("url"),
+            secret: "s3cret".into(),
+            timeout: Duration::from_secs(5),
+        };
+        let shown = format!("{c:?} {w:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("s3cret") && shown.contains("smtp.example"), "{shown}");
+    }
+}

@@ -1,0 +1,450 @@
+//! Outbox delivery and the invitation lifecycle in the SQL store.
+//!
+//! Delivery is at least once with one identity per message: an attempt is first *claimed*
+//! (attempt counted, next attempt scheduled, for an invitation a new token hash stored and its
+//! expiry fixed), then sent, then marked sent. A crash between sending and marking leaves the
+//! entry due again at its scheduled retry, and the re-send carries the same idempotency key.
+//! Each state change of an invitation, its audit entry and any re-issue are one transaction.
+
+use super::records::*;
+use super::sql::{begin, enqueue, get, invitation_key, map_err};
+use super::{Backend, Result};
+use sqlx::{Any, AnyPool, Transaction};
+
+/// Due entries, oldest deadline first, through the `outbox_due` partial index.
+pub(super) async fn due(pool: &AnyPool, at: i64, limit: i64) -> Result<Vec<OutboxEntry>> {
+    let rows = sqlx::query(
+        "SELECT id, kind, idempotency_key, payload, attempts, invitation_id FROM outbox \
+         WHERE state = 'Pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
+    )
+    .bind(at)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(OutboxEntry {
+                id: get(r, "id")?,
+                kind: get(r, "kind")?,
+                key: get(r, "idempotency_key")?,
+                payload: get(r, "payload")?,
+                attempts: get(r, "attempts")?,
+                invitation_id: get(r, "invitation_id")?,
+            })
+        })
+        .collect()
+}
+
+/// The invitation an entry delivers, if it still wants delivering: (issue, expires_at).
+async fn live_invitation(
+    tx: &mut Transaction<'static, Any>,
+    entry: &OutboxEntry,
+) -> Result<Option<(i64, Option<i64>)>> {
+    let Some(id) = entry.invitation_id else { return Ok(None) };
+    let row = sqlx::query("SELECT membership_id, scope_key, issue, state, expires_at FROM invitations WHERE id = $1")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    let Some(row) = row else { return Ok(None) };
+    let (membership, scope, issue, state): (String, String, i64, String) =
+        (get(&row, "membership_id")?, get(&row, "scope_key")?, get(&row, "issue")?, get(&row, "state")?);
+    // The entry is for this issue, and the invitation waits for it (`Failed` is re-tried only
+    // through a re-issue, which makes a new entry).
+    let wanted = invitation_key(&membership, &scope, issue) == entry.key && state == invitation_state::PENDING;
+    Ok(wanted.then_some((issue, get(&row, "expires_at")?)))
+}
+
+/// Claim one attempt at `at`: count it and schedule the next try at `retry_at` (so a crash
+/// mid-send is retried), and for an invitation store `token_hash` (valid `validity` seconds
+/// from the first attempt). An entry with nothing left to deliver is closed as `Cancelled`.
+pub(super) async fn claim(
+    pool: &AnyPool,
+    backend: Backend,
+    entry: &OutboxEntry,
+    at: i64,
+    retry_at: i64,
+    token_hash: Option<&str>,
+    validity: i64,
+) -> Result<Claim> {
+    let mut tx = begin(pool, backend).await?;
+    let mut expires = None;
+    if entry.kind == "invitation" {
+        let Some((issue, expires_at)) = live_invitation(&mut tx, entry).await? else {
+            sqlx::query("UPDATE outbox SET state = 'Cancelled' WHERE id = $1 AND state = 'Pending'")
+                .bind(entry.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            tx.commit().await.map_err(map_err)?;
+            return Ok(Claim::Cancelled);
+        };
+        let id = entry.invitation_id.unwrap_or_default();
+        let expires_at = expires_at.unwrap_or(at + validity);
+        sqlx::query("UPDATE invitations SET attempts = attempts + 1, expires_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(expires_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        if let Some(hash) = token_hash {
+            sqlx::query(
+                "INSERT INTO invitation_tokens (token_hash, invitation_id, issue, created_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(hash)
+            .bind(id)
+            .bind(issue)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        }
+        expires = Some(expires_at);
+    }
+    let claimed = sqlx::query(
+        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2 WHERE id = $1 AND state = 'Pending' \
+         RETURNING attempts",
+    )
+    .bind(entry.id)
+    .bind(retry_at)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let Some(row) = claimed else {
+        // Delivered or closed by another worker since it was read.
+        tx.rollback().await.map_err(map_err)?;
+        return Ok(Claim::Cancelled);
+    };
+    let attempt = get(&row, "attempts")?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(Claim::Send { attempt, expires_at: expires })
+}
+
+/// The Membership an invitation belongs to.
+async fn membership_of(tx: &mut Transaction<'static, Any>, invitation_id: i64) -> Result<Option<MembershipRef>> {
+    let row = sqlx::query(
+        "SELECT m.namespace, m.name, m.origin FROM invitations i JOIN memberships m ON m.id = i.membership_id \
+         WHERE i.id = $1",
+    )
+    .bind(invitation_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    row.map(|r| {
+        Ok(MembershipRef { namespace: get(&r, "namespace")?, name: get(&r, "name")?, origin: get(&r, "origin")? })
+    })
+    .transpose()
+}
+
+async fn audit(
+    tx: &mut Transaction<'static, Any>,
+    at: i64,
+    actor: &str,
+    action: &str,
+    object: &str,
+    after: serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor, action, kind, object, drift, before, after) \
+         VALUES ($1, $2, $3, 'Invitation', $4, $5, NULL, $6)",
+    )
+    .bind(at)
+    .bind(actor)
+    .bind(action)
+    .bind(object)
+    .bind(false)
+    .bind(after.to_string())
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+/// Mark an entry delivered; an invitation becomes `Sent` (once: a re-send after a crash
+/// finds it sent already). The Membership to refresh.
+pub(super) async fn sent(
+    pool: &AnyPool,
+    backend: Backend,
+    entry: &OutboxEntry,
+    at: i64,
+) -> Result<Option<MembershipRef>> {
+    let mut tx = begin(pool, backend).await?;
+    let done = sqlx::query(
+        "UPDATE outbox SET state = 'Sent', sent_at = $2, last_error = NULL WHERE id = $1 AND state = 'Pending'",
+    )
+    .bind(entry.id)
+    .bind(at)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let mut touched = None;
+    if let Some(id) = entry.invitation_id
+        && done.rows_affected() == 1
+    {
+        let marked = sqlx::query(
+            "UPDATE invitations SET state = 'Sent', sent_at = $2, last_error = NULL WHERE id = $1 AND state = 'Pending'",
+        )
+        .bind(id)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if marked.rows_affected() == 1 {
+            audit(&mut tx, at, "operator", "invitation.send", &entry.key, serde_json::json!({ "state": "Sent" }))
+                .await?;
+            touched = membership_of(&mut tx, id).await?;
+        }
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(touched)
+}
+
+/// Record a failed attempt: retry at `retry_at`, or with `None` give up (the entry and its
+/// invitation become `Failed`). The Membership to refresh when the invitation failed.
+pub(super) async fn failed(
+    pool: &AnyPool,
+    backend: Backend,
+    entry: &OutboxEntry,
+    at: i64,
+    error: &str,
+    retry_at: Option<i64>,
+) -> Result<Option<MembershipRef>> {
+    let mut tx = begin(pool, backend).await?;
+    let state = if retry_at.is_some() { "Pending" } else { "Failed" };
+    sqlx::query(
+        "UPDATE outbox SET state = $2, next_attempt_at = COALESCE($3, next_attempt_at), last_error = $4 \
+         WHERE id = $1 AND state = 'Pending'",
+    )
+    .bind(entry.id)
+    .bind(state)
+    .bind(retry_at)
+    .bind(error)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let mut touched = None;
+    if let Some(id) = entry.invitation_id {
+        let gave_up =
+            sqlx::query("UPDATE invitations SET state = $2, last_error = $3 WHERE id = $1 AND state = 'Pending'")
+                .bind(id)
+                .bind(if retry_at.is_some() { invitation_state::PENDING } else { invitation_state::FAILED })
+                .bind(error)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+        if retry_at.is_none() && gave_up.rows_affected() == 1 {
+            let after = serde_json::json!({ "state": "Failed", "attempts": entry.attempts + 1, "error": error });
+            audit(&mut tx, at, "operator", "invitation.fail", &entry.key, after).await?;
+            touched = membership_of(&mut tx, id).await?;
+        }
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(touched)
+}
+
+/// Expire sent invitations whose tokens ran out by `at` (through the `invitations_due` partial
+/// index), at most `limit`. One with fewer than `max_reissues` re-issues is issued again at
+/// once: new issue number, new outbox entry with the same content, a new token when sent.
+pub(super) async fn expire(
+    pool: &AnyPool,
+    backend: Backend,
+    at: i64,
+    max_reissues: i64,
+    limit: i64,
+) -> Result<Vec<ExpiredInvitation>> {
+    let rows = sqlx::query(
+        "SELECT id, membership_id, scope_key, email, issue, reissues FROM invitations \
+         WHERE state = 'Sent' AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2",
+    )
+    .bind(at)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(map_err)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (id, membership, scope, email, issue, reissues): (i64, String, String, String, i64, i64) = (
+            get(&row, "id")?,
+            get(&row, "membership_id")?,
+            get(&row, "scope_key")?,
+            get(&row, "email")?,
+            get(&row, "issue")?,
+            get(&row, "reissues")?,
+        );
+        let mut tx = begin(pool, backend).await?;
+        let reissue = reissues < max_reissues;
+        let changed = if reissue {
+            sqlx::query(
+                "UPDATE invitations SET state = 'Pending', issue = issue + 1, reissues = reissues + 1, attempts = 0, \
+                 sent_at = NULL, expires_at = NULL, last_error = NULL WHERE id = $1 AND state = 'Sent' AND issue = $2",
+            )
+        } else {
+            sqlx::query("UPDATE invitations SET state = 'Expired' WHERE id = $1 AND state = 'Sent' AND issue = $2")
+        }
+        .bind(id)
+        .bind(issue)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if changed.rows_affected() == 0 {
+            // Accepted or revoked since it was read.
+            tx.rollback().await.map_err(map_err)?;
+            continue;
+        }
+        let old_key = invitation_key(&membership, &scope, issue);
+        let mut new_issue = issue;
+        if reissue {
+            new_issue = issue + 1;
+            sqlx::query("DELETE FROM invitation_tokens WHERE invitation_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let payload: Option<String> = sqlx::query_scalar("SELECT payload FROM outbox WHERE idempotency_key = $1")
+                .bind(&old_key)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+            let key = invitation_key(&membership, &scope, new_issue);
+            enqueue(&mut tx, "invitation", &key, payload.as_deref().unwrap_or("{}"), at, Some(id)).await?;
+        }
+        let action = if reissue { "invitation.reissue" } else { "invitation.expire" };
+        let after = serde_json::json!({ "expiredIssue": issue, "issue": new_issue, "reissued": reissue });
+        audit(&mut tx, at, "operator", action, &old_key, after).await?;
+        let membership = membership_of(&mut tx, id).await?;
+        tx.commit().await.map_err(map_err)?;
+        out.push(ExpiredInvitation { invitation_id: id, email, reissued: reissue, issue: new_issue, membership });
+    }
+    Ok(out)
+}
+
+/// The earliest delivery deadline: a pending entry's next attempt or a sent invitation's
+/// expiry, each `MIN` over its partial index.
+pub(super) async fn next_due(pool: &AnyPool) -> Result<Option<i64>> {
+    let mut next: Option<i64> = None;
+    for q in &super::sql::DEADLINE_QUERIES[..2] {
+        let t: Option<i64> = sqlx::query_scalar(*q).fetch_one(pool).await.map_err(map_err)?;
+        next = match (next, t) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(next)
+}
+
+/// Accept an invitation by token at `at`. Refusals are audited too (without the token).
+pub(super) async fn accept(
+    pool: &AnyPool,
+    backend: Backend,
+    who: &Acceptance,
+    at: i64,
+) -> Result<std::result::Result<Accepted, AcceptRefusal>> {
+    let mut tx = begin(pool, backend).await?;
+    let row = sqlx::query(
+        "SELECT t.issue AS token_issue, i.id, i.membership_id, i.scope_key, i.subject_key, i.email, i.issue, i.state, \
+         i.expires_at, i.accepted_at, i.customer_uid, c.namespace, c.name AS customer, c.agreement_kind, \
+         w.id AS workspace_id, w.name AS workspace, CASE WHEN w.personal_allowed THEN 1 ELSE 0 END AS personal_allowed \
+         FROM invitation_tokens t JOIN invitations i ON i.id = t.invitation_id \
+         JOIN customers c ON c.uid = i.customer_uid LEFT JOIN workspaces w ON w.id = i.scope_key \
+         WHERE t.token_hash = $1",
+    )
+    .bind(&who.token_hash)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    let attempt = serde_json::json!({ "account": who.account, "accountType": who.account_type });
+    let Some(row) = row else {
+        let after =
+            serde_json::json!({ "account": who.account, "accountType": who.account_type, "refused": "UnknownToken" });
+        audit(&mut tx, at, &who.account, "invitation.refuse", "unknown token", after).await?;
+        tx.commit().await.map_err(map_err)?;
+        return Ok(Err(AcceptRefusal::UnknownToken));
+    };
+    let id: i64 = get(&row, "id")?;
+    let (membership, scope, issue): (String, String, i64) =
+        (get(&row, "membership_id")?, get(&row, "scope_key")?, get(&row, "issue")?);
+    let object = invitation_key(&membership, &scope, issue);
+    let state: String = get(&row, "state")?;
+    let token_issue: i64 = get(&row, "token_issue")?;
+    let expires_at: Option<i64> = get(&row, "expires_at")?;
+    let workspace: Option<String> = get(&row, "workspace")?;
+    let customer: String = get(&row, "customer")?;
+    let refusal = if token_issue < issue {
+        Some(AcceptRefusal::Superseded(issue))
+    } else if state == invitation_state::ACCEPTED {
+        let when: Option<i64> = get(&row, "accepted_at")?;
+        Some(AcceptRefusal::Used(when.and_then(crate::plan::rfc3339).unwrap_or_default()))
+    } else if state == invitation_state::REVOKED {
+        Some(AcceptRefusal::Revoked)
+    } else if state == invitation_state::EXPIRED || expires_at.is_none_or(|t| t <= at) {
+        Some(AcceptRefusal::Expired(expires_at.and_then(crate::plan::rfc3339).unwrap_or_default()))
+    } else if who.account_type == "Personal" {
+        match &workspace {
+            Some(w) if get::<i64>(&row, "personal_allowed")? == 0 => {
+                Some(AcceptRefusal::PersonalNotAllowed { workspace: w.clone() })
+            }
+            None if get::<String>(&row, "agreement_kind")? == "Unified" => {
+                Some(AcceptRefusal::PersonalNotAllowedAtCustomer { customer: customer.clone() })
+            }
+            _ => None,
+        }
+    } else {
+        None
+    };
+    if let Some(refusal) = refusal {
+        let mut after = attempt;
+        after["refused"] = refusal.reason().into();
+        audit(&mut tx, at, &who.account, "invitation.refuse", &object, after).await?;
+        tx.commit().await.map_err(map_err)?;
+        return Ok(Err(refusal));
+    }
+    let accepted = sqlx::query(
+        "UPDATE invitations SET state = 'Accepted', accepted_at = $2, accepted_by = $3, accepted_account_type = $4 \
+         WHERE id = $1 AND issue = $5 AND state IN ('Pending', 'Sent', 'Failed')",
+    )
+    .bind(id)
+    .bind(at)
+    .bind(&who.account)
+    .bind(&who.account_type)
+    .bind(issue)
+    .execute(&mut *tx)
+    .await
+    .map_err(map_err)?;
+    if accepted.rows_affected() == 0 {
+        // Cannot happen inside the write transaction; refuse rather than activate twice.
+        tx.rollback().await.map_err(map_err)?;
+        return Ok(Err(AcceptRefusal::Used(String::new())));
+    }
+    // Single use: the state is `Accepted` now, so every token of this issue (a crash re-send
+    // may have made several) is refused from here on, with a message that says why.
+    // The user is active in this workspace only (customer level has no workspace row).
+    if let Some(ws) = get::<Option<String>>(&row, "workspace_id")? {
+        sqlx::query(
+            "INSERT INTO user_workspaces (user_id, workspace_id, state, updated_at) \
+             SELECT id, $3, 'Active', $4 FROM users WHERE customer_uid = $1 AND email = $2 \
+             ON CONFLICT (user_id, workspace_id) DO UPDATE SET state = 'Active', updated_at = excluded.updated_at",
+        )
+        .bind(get::<String>(&row, "customer_uid")?)
+        .bind(get::<String>(&row, "subject_key")?)
+        .bind(ws)
+        .bind(at)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+    }
+    let mut after = attempt;
+    after["state"] = "Accepted".into();
+    audit(&mut tx, at, &who.account, "invitation.accept", &object, after).await?;
+    let touched = membership_of(&mut tx, id).await?;
+    tx.commit().await.map_err(map_err)?;
+    Ok(Ok(Accepted {
+        namespace: get(&row, "namespace")?,
+        customer,
+        workspace,
+        email: get(&row, "email")?,
+        account: who.account.clone(),
+        accepted_at: at,
+        membership: touched,
+    }))
+}
