@@ -2,7 +2,7 @@
 -- reproduced: a message re-sent after a crash between "sent" and "marked sent" carries a new
 -- token under the same Message-ID. An invitation issue may therefore hold several tokens;
 -- any one of them accepts, once (then the invitation is Accepted and all are refused). Tokens
--- of an earlier issue are deleted when an invitation is re-issued.
+-- of an earlier issue are kept so that they are refused as replaced (the issue is bounded).
 DROP INDEX invitations_token;
 ALTER TABLE invitations DROP COLUMN token_hash;
 ALTER TABLE invitations ADD COLUMN reissues BIGINT NOT NULL DEFAULT 0;

@@ -805,8 +805,8 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
                 .await
         }
         Change::IssueInvitation { invitation: i, payload } => {
-            // A re-issue (after revocation, expiry or failure) starts over: new issue number,
-            // no tokens, no times; the old issue's tokens are deleted so none of them accepts.
+            // A re-issue (after revocation, expiry or failure) starts over: new issue number, no
+            // times. The old issue's tokens stay, so they are refused as replaced, not unknown.
             let issued = sqlx::query(
                 "INSERT INTO invitations (customer_uid, membership_id, scope_key, subject_key, email, issue, state, \
                  attempts, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'Pending', 0, $7) \
@@ -831,14 +831,9 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
                 return Ok(0);
             };
             let id: i64 = get(&row, "id")?;
-            let cleared = sqlx::query("DELETE FROM invitation_tokens WHERE invitation_id = $1")
-                .bind(id)
-                .execute(&mut *conn)
-                .await
-                .map_err(map_err)?;
             let key = invitation_key(&i.membership_id, &i.scope_key, i.issue);
             let queued = enqueue(conn, "invitation", &key, payload, now, Some(id)).await?;
-            return Ok(1 + cleared.rows_affected() + queued);
+            return Ok(1 + queued);
         }
         Change::RevokeInvitation { scope_key, subject_key } => {
             sqlx::query(AssertSqlSafe(format!(

@@ -296,11 +296,6 @@ pub(super) async fn expire(
         let mut new_issue = issue;
         if reissue {
             new_issue = issue + 1;
-            sqlx::query("DELETE FROM invitation_tokens WHERE invitation_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(map_err)?;
             let payload: Option<String> = sqlx::query_scalar("SELECT payload FROM outbox WHERE idempotency_key = $1")
                 .bind(&old_key)
                 .fetch_optional(&mut *tx)

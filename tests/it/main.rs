@@ -12,6 +12,7 @@ mod emulator;
 mod emulator_http;
 mod focus;
 mod lockbox;
+mod notify;
 mod store;
 mod support;
 mod validate;

@@ -1,0 +1,503 @@
+//! Invitation delivery end to end with the real binary and real transports on loopback: an
+//! SMTP server (mailin-embedded), a webhook receiver (axum), `.eml` files; expiry and
+//! re-issue with an injected clock; acceptance rules; SIGKILL between "sent" and "marked sent".
+
+use crate::support::{TestStore, eml_files, stderr, stdout, token_in};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+const T0: &str = "2026-11-22T12:00:00Z";
+
+/// Run the binary against `s` at time `now`, with extra environment.
+fn servicehub(s: &TestStore, now: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    command(s, now, env, args).output().expect("run servicehub")
+}
+
+fn command(s: &TestStore, now: &str, env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_servicehub"));
+    c.args(args)
+        .args(["--store", &s.url])
+        .current_dir(crate::support::root())
+        .env("SERVICEHUB_NOW", now)
+        .env("SERVICEHUB_ACTOR", "cli:test")
+        .env("SERVICEHUB_LOG_FORMAT", "text")
+        .env_remove("SERVICEHUB_STORE");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+fn at(t: &str, plus_hours: i64) -> String {
+    let t: jiff::Timestamp = t.parse().expect("time");
+    (t + jiff::SignedDuration::from_hours(plus_hours)).to_string()
+}
+
+async fn count(s: &TestStore, sql: &str) -> i64 {
+    s.store.count(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// A real SMTP server on loopback.
+
+/// One message as the SMTP server received it.
+#[derive(Clone, Debug)]
+struct Received {
+    rcpt: Vec<String>,
+    data: String,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<String> {
+        let prefix = format!("{name}: ");
+        self.data.lines().find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
+    }
+    fn message_id(&self) -> String {
+        self.header("Message-ID").expect("Message-ID")
+    }
+}
+
+#[derive(Default)]
+struct Mailbox {
+    received: Vec<Received>,
+    /// When set: SIGKILL this process on the first receipt of each Message-ID, after the data
+    /// is in (so the message was sent) and before the client hears "250 OK" (so it cannot
+    /// mark it sent).
+    kill: Option<u32>,
+    kills: u32,
+}
+
+#[derive(Clone)]
+struct SmtpHandler {
+    mailbox: Arc<Mutex<Mailbox>>,
+    rcpt: Vec<String>,
+    data: Vec<u8>,
+}
+
+impl mailin_embedded::Handler for SmtpHandler {
+    fn data_start(&mut self, _domain: &str, _from: &str, _is8bit: bool, to: &[String]) -> mailin_embedded::Response {
+        self.rcpt = to.to_vec();
+        self.data.clear();
+        mailin_embedded::response::OK
+    }
+
+    fn data(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.data.extend_from_slice(buf);
+        Ok(())
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let got =
+            Received { rcpt: self.rcpt.clone(), data: crate::support::unquote(&String::from_utf8_lossy(&self.data)) };
+        let mut mb = self.mailbox.lock().expect("mailbox");
+        let first = !mb.received.iter().any(|r| r.message_id() == got.message_id());
+        mb.received.push(got);
+        if let Some(pid) = mb.kill.filter(|_| first) {
+            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            mb.kills += 1;
+            mb.kill = None;
+        }
+        mailin_embedded::response::OK
+    }
+}
+
+/// Start an SMTP server on a free loopback port; its mailbox and port. It serves until the
+/// test process ends.
+fn smtp_server() -> (Arc<Mutex<Mailbox>>, u16) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mailbox = Arc::new(Mutex::new(Mailbox::default()));
+    let handler = SmtpHandler { mailbox: mailbox.clone(), rcpt: Vec::new(), data: Vec::new() };
+    let mut server = mailin_embedded::Server::new(handler);
+    server.with_name("smtp.test").with_num_threads(4).with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    (mailbox, port)
+}
+
+fn smtp_env(port: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("SERVICEHUB_NOTIFY_TRANSPORT", "smtp".into()),
+        ("SERVICEHUB_SMTP_HOST", "127.0.0.1".into()),
+        ("SERVICEHUB_SMTP_PORT", port.into()),
+        ("SERVICEHUB_SMTP_TLS", "none".into()),
+        ("SERVICEHUB_MAIL_FROM", "Services Hub <hub@servicehub.test>".into()),
+        ("SERVICEHUB_INVITATION_LINK_BASE", "https://hub.servicehub.test/invitations/accept".into()),
+    ]
+}
+
+fn refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+#[tokio::test]
+async fn smtp_delivers_exactly_one_message_per_invitation_with_recipient_subject_link_and_message_id() {
+    let (mailbox, port) = smtp_server();
+    let env = smtp_env(&port.to_string());
+    for s in crate::support::stores().await {
+        mailbox.lock().expect("mailbox").received.clear();
+        let out = servicehub(&s, T0, &refs(&env), &["apply", "-f", "examples/"]);
+        assert!(out.status.success(), "{}: {}\n{}", s.name, stdout(&out), stderr(&out));
+        assert!(stdout(&out).contains("delivered 13 message(s); 0 to retry, 0 failed"), "{}", stdout(&out));
+        // Draining again sends nothing: each invitation goes out once.
+        let again = servicehub(&s, &at(T0, 1), &refs(&env), &["notify", "--once"]);
+        assert!(stdout(&again).contains("delivered 0 message(s)"), "{}", stdout(&again));
+
+        let received = mailbox.lock().expect("mailbox").received.clone();
+        assert_eq!(received.len(), 13, "{}", s.name);
+        let keys = s
+            .store
+            .strings("SELECT idempotency_key FROM outbox WHERE kind = 'invitation' AND state = 'Sent'")
+            .await
+            .expect("keys");
+        let mut ids: Vec<String> = received.iter().map(Received::message_id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), 13, "one Message-ID per invitation");
+        for m in &received {
+            // The envelope recipient is the To: header, and the invitation's.
+            assert_eq!(m.rcpt.len(), 1);
+            assert_eq!(m.header("To"), Some(m.rcpt[0].clone()));
+            let id = m.message_id();
+            let key = id.trim_start_matches('<').trim_end_matches("@servicehub.test>");
+            assert!(keys.iter().any(|k| k.replace('@', "_") == key), "{id} is an outbox key");
+            assert!(m.header("Subject").is_some_and(|s| s.starts_with("You are invited to Contoso Ltd")), "{m:?}");
+            assert!(m.data.contains("https://hub.servicehub.test/invitations/accept?token="), "{}", m.data);
+            assert_eq!(token_in(&m.data).len(), 43);
+        }
+        let megan = received.iter().find(|m| m.rcpt == ["megan.bowen@contoso.com"]).expect("megan");
+        assert!(megan.header("Subject").is_some_and(|s| s.contains("(workspace contoso-hq)")), "{megan:?}");
+        assert!(megan.data.contains("expires on 2026-12-06T12:00:00Z"), "{}", megan.data);
+        // Only hashes are stored: no token appears anywhere in the store.
+        let token = token_in(&megan.data);
+        let stored = s.store.strings("SELECT token_hash FROM invitation_tokens").await.expect("hashes");
+        assert_eq!(stored.len(), 13);
+        assert!(stored.iter().all(|h| h.len() == 64 && !h.contains(&token)));
+    }
+}
+
+/// A Customer, its workspace and `n` Memberships, as YAML files in a temp dir.
+fn many_memberships(n: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for f in ["00-namespace.yaml", "01-customer.yaml", "02-workspaces.yaml"] {
+        std::fs::copy(crate::support::repo("examples").join(f), dir.path().join(f)).expect("copy");
+    }
+    let docs: Vec<String> = (0..n)
+        .map(|i| {
+            format!(
+                "apiVersion: servicehub.io/v1alpha1\nkind: Membership\nmetadata:\n  name: user-{i}\n  namespace: contoso\n\
+                 spec:\n  customerRef:\n    name: contoso\n  workspaceRef:\n    name: contoso-emea\n  subject:\n    kind: User\n    \
+                 email: user{i}@contoso.com\n  permissions: [Learning]\n"
+            )
+        })
+        .collect();
+    std::fs::write(dir.path().join("10-many.yaml"), docs.join("---\n")).expect("write");
+    dir
+}
+
+#[tokio::test]
+async fn sigkill_between_sending_and_marking_sent_resends_under_the_same_id_and_loses_nothing() {
+    const KILLS: usize = 100;
+    let (mailbox, port) = smtp_server();
+    let env = smtp_env(&port.to_string());
+    let s = crate::support::sqlite_unmigrated().await;
+    let files = many_memberships(KILLS);
+    let path = files.path().to_str().expect("utf-8").to_owned();
+    let out = servicehub(&s, T0, &refs(&env), &["apply", "-f", &path, "--deliver=false"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let invitations = count(&s, "SELECT COUNT(*) FROM invitations").await;
+    assert!(invitations > KILLS as i64, "100 users and the customer's people: {invitations}");
+
+    // Each run delivers until the server kills it on a message it has not seen before; the
+    // clock moves an hour per run, so retries scheduled by a killed attempt are due.
+    let mut runs: i64 = 0;
+    loop {
+        runs += 1;
+        assert!(runs <= 2 * invitations + 10, "the kill loop does not converge");
+        let now = at(T0, runs);
+        let mut child = command(&s, &now, &refs(&env), &["notify", "--once"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn");
+        mailbox.lock().expect("mailbox").kill = Some(child.id());
+        let status = child.wait().expect("wait");
+        mailbox.lock().expect("mailbox").kill = None;
+        if status.success() {
+            break;
+        }
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(status.signal(), Some(9), "run {runs} ended by SIGKILL, not by an error");
+    }
+    let (kills, received) = {
+        let mb = mailbox.lock().expect("mailbox");
+        (mb.kills as usize, mb.received.clone())
+    };
+    assert!(kills >= KILLS, "{kills} kills");
+    // Every invitation ends Sent, marked once.
+    assert_eq!(count(&s, "SELECT COUNT(*) FROM invitations WHERE state = 'Sent'").await, invitations);
+    assert_eq!(count(&s, "SELECT COUNT(*) FROM audit WHERE action = 'invitation.send'").await, invitations);
+    // Nothing lost, nothing delivered under two ids: one Message-ID per recipient, and every
+    // message that was killed was re-sent under the same one.
+    let mut by_rcpt: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for m in &received {
+        by_rcpt.entry(m.rcpt[0].clone()).or_default().push(m.message_id());
+    }
+    assert_eq!(by_rcpt.len() as i64, invitations, "every invitation was delivered");
+    for (rcpt, ids) in &by_rcpt {
+        assert!(ids.iter().all(|i| i == &ids[0]), "{rcpt} got {ids:?}");
+    }
+    let resent = by_rcpt.values().filter(|ids| ids.len() == 2).count();
+    assert_eq!(resent, kills, "each killed message was sent again, once");
+
+    // A re-sent message carries a new token (only hashes are kept); either one accepts, once.
+    let (rcpt, _) = by_rcpt.iter().find(|(_, ids)| ids.len() == 2).expect("a re-sent message");
+    let tokens: Vec<String> = received.iter().filter(|m| &m.rcpt[0] == rcpt).map(|m| token_in(&m.data)).collect();
+    assert_ne!(tokens[0], tokens[1]);
+    let accept = |token: &str| {
+        servicehub(
+            &s,
+            &at(T0, 300),
+            &[],
+            &["invitation", "accept", "--token", token, "--account", rcpt, "--account-type", "WorkOrSchool"],
+        )
+    };
+    let first = accept(&tokens[1]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let second = accept(&tokens[0]);
+    assert!(!second.status.success());
+    assert!(stderr(&second).contains("already accepted"), "{}", stderr(&second));
+}
+
+// ---------------------------------------------------------------------------------------
+// Expiry, re-issue and acceptance rules, with the file transport and an injected clock.
+
+fn file_env(dir: &Path, reissues: &str) -> Vec<(&'static str, String)> {
+    vec![("SERVICEHUB_NOTIFY_DIR", dir.display().to_string()), ("SERVICEHUB_INVITATION_REISSUES", reissues.into())]
+}
+
+/// The newest token sent to `email` (by issue number in the file name).
+fn token_for(dir: &Path, email: &str, issue: i64) -> String {
+    let files = eml_files(dir);
+    let (_, text) = files
+        .iter()
+        .find(|(p, t)| t.contains(&format!("To: {email}")) && p.to_string_lossy().ends_with(&format!("_{issue}.eml")))
+        .unwrap_or_else(|| panic!("no issue {issue} message for {email} in {files:?}"));
+    token_in(text)
+}
+
+fn accept(s: &TestStore, now: &str, token: &str, account: &str, kind: &str) -> Output {
+    servicehub(s, now, &[], &["invitation", "accept", "--token", token, "--account", account, "--account-type", kind])
+}
+
+#[tokio::test]
+async fn expired_invitations_are_reissued_with_new_tokens_then_expire_and_old_tokens_are_refused() {
+    for s in crate::support::stores().await {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = file_env(dir.path(), "1");
+        let out = servicehub(&s, T0, &refs(&env), &["apply", "-f", "examples/"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let first = token_for(dir.path(), "lee.gu@contoso.com", 1);
+
+        // Day 13: nothing expires yet.
+        let out = servicehub(&s, &at(T0, 13 * 24), &refs(&env), &["notify", "--once"]);
+        assert!(stdout(&out).contains("0 invitation(s) expired, 0 issued again"), "{}", stdout(&out));
+        // Day 15: every invitation expired unaccepted; each is issued again (issue 2) and sent.
+        let day15 = at(T0, 15 * 24);
+        let out = servicehub(&s, &day15, &refs(&env), &["notify", "--once"]);
+        assert!(stdout(&out).contains("delivered 13 message(s)"), "{}: {}", s.name, stdout(&out));
+        assert!(stdout(&out).contains("0 invitation(s) expired, 13 issued again"), "{}", stdout(&out));
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM invitations WHERE state = 'Sent' AND issue = 2").await, 13);
+        let second = token_for(dir.path(), "lee.gu@contoso.com", 2);
+        assert_ne!(first, second);
+
+        // The first token was replaced.
+        let out = accept(&s, &day15, &first, "lee.gu@contoso.com", "WorkOrSchool");
+        assert!(!out.status.success());
+        assert!(stderr(&out).contains("replaced by a newer one"), "{}", stderr(&out));
+
+        // Day 30: the second issue ran out too, and the re-issue budget (1) is spent.
+        let day30 = at(T0, 30 * 24);
+        let out = accept(&s, &day30, &second, "lee.gu@contoso.com", "WorkOrSchool");
+        assert!(stderr(&out).contains("expired on 2026-12-21T12:00:00Z"), "{}", stderr(&out));
+        let out = servicehub(&s, &day30, &refs(&env), &["notify", "--once"]);
+        assert!(stdout(&out).contains("13 invitation(s) expired, 0 issued again"), "{}", stdout(&out));
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM invitations WHERE state = 'Expired'").await, 13);
+        let out = accept(&s, &day30, &second, "lee.gu@contoso.com", "WorkOrSchool");
+        assert!(stderr(&out).contains("expired"), "{}", stderr(&out));
+        // Every step is in the audit log, refusals included (never with the token).
+        for action in ["invitation.send", "invitation.reissue", "invitation.expire", "invitation.refuse"] {
+            let n = count(&s, &format!("SELECT COUNT(*) FROM audit WHERE action = '{action}'")).await;
+            assert!(n > 0, "{}: no {action} audit entry", s.name);
+        }
+        let audit = s.store.strings("SELECT COALESCE(after, '') FROM audit").await.expect("audit");
+        assert!(audit.iter().all(|a| !a.contains(&first) && !a.contains(&second)), "a token reached the audit log");
+    }
+}
+
+#[tokio::test]
+async fn personal_accounts_are_refused_where_the_workspace_takes_work_accounts_only() {
+    for s in crate::support::stores().await {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let env = file_env(dir.path(), "2");
+        assert!(servicehub(&s, T0, &refs(&env), &["apply", "-f", "examples/"]).status.success());
+        // contoso-emea belongs to a Unified agreement and has no personal-account exception.
+        let lee = token_for(dir.path(), "lee.gu@contoso.com", 1);
+        let out = accept(&s, T0, &lee, "lee.gu@outlook.com", "Personal");
+        assert!(!out.status.success());
+        let msg = stderr(&out);
+        assert!(msg.contains("workspace contoso-emea does not accept personal (Microsoft) accounts"), "{msg}");
+        assert!(msg.contains("allowPersonalAccounts: true"), "says what the administrator can change: {msg}");
+        // Refused means untouched: the same token still works with a work account.
+        let out = accept(&s, T0, &lee, "lee.gu@contoso.com", "WorkOrSchool");
+        assert!(out.status.success(), "{}", stderr(&out));
+        // contoso-labs has the exception: a personal account is accepted.
+        let sam = token_for(dir.path(), "sam.researcher@outlook.com", 1);
+        let out = accept(&s, T0, &sam, "sam.researcher@outlook.com", "Personal");
+        assert!(out.status.success(), "{}", stderr(&out));
+        // Acceptance activates the user in that workspace only.
+        let active = s
+            .store
+            .strings(
+                "SELECT u.email || ' ' || w.name || ' ' || uw.state FROM user_workspaces uw \
+                 JOIN users u ON u.id = uw.user_id JOIN workspaces w ON w.id = uw.workspace_id",
+            )
+            .await
+            .expect("active");
+        let mut active = active;
+        active.sort();
+        assert_eq!(
+            active,
+            ["lee.gu@contoso.com contoso-emea Active", "sam.researcher@outlook.com contoso-labs Active"]
+        );
+        // Used tokens and malformed input are refused with the reason, naming the field.
+        let out = accept(&s, T0, &lee, "lee.gu@contoso.com", "WorkOrSchool");
+        assert!(stderr(&out).contains("already accepted"), "{}", stderr(&out));
+        let out = accept(&s, T0, "not-a-token", "lee.gu@contoso.com", "WorkOrSchool");
+        assert!(stderr(&out).contains("token: must be the 43-character token"), "{}", stderr(&out));
+        let out = accept(&s, T0, &lee, "lee.gu@contoso.com", "MSA");
+        assert!(stderr(&out).contains("accountType: must be WorkOrSchool or Personal"), "{}", stderr(&out));
+        let out = accept(&s, T0, &"A".repeat(43), "lee.gu@contoso.com", "WorkOrSchool");
+        assert!(stderr(&out).contains("matches no invitation"), "{}", stderr(&out));
+    }
+}
+
+#[tokio::test]
+async fn a_removed_membership_revokes_its_queued_invitation_and_nothing_is_sent() {
+    let s = crate::support::sqlite_unmigrated().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = file_env(dir.path(), "2");
+    let out = servicehub(&s, T0, &refs(&env), &["apply", "-f", "examples/", "--deliver=false"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = servicehub(&s, T0, &refs(&env), &["delete", "-f", "examples/03-memberships.yaml"]);
+    assert!(out.status.success(), "{}", stdout(&out));
+    let revoked = count(&s, "SELECT COUNT(*) FROM invitations WHERE state = 'Revoked'").await;
+    assert!(revoked > 0);
+    let out = servicehub(&s, T0, &refs(&env), &["notify", "--once"]);
+    assert!(stdout(&out).contains(&format!("{revoked} cancelled")), "{}", stdout(&out));
+    assert_eq!(eml_files(dir.path()).len() as i64, 13 - revoked, "revoked invitations are not sent");
+}
+
+// ---------------------------------------------------------------------------------------
+// Webhook: a loopback receiver checks the JSON and the signature.
+
+#[derive(Clone, Default)]
+struct Hooks {
+    got: Arc<Mutex<Vec<(axum::http::HeaderMap, String)>>>,
+    /// Status codes to answer, in order; 200 once they run out.
+    answers: Arc<Mutex<Vec<u16>>>,
+}
+
+async fn webhook_receiver(hooks: Hooks) -> std::net::SocketAddr {
+    async fn receive(
+        axum::extract::State(h): axum::extract::State<Hooks>,
+        headers: axum::http::HeaderMap,
+        body: String,
+    ) -> axum::http::StatusCode {
+        h.got.lock().expect("hooks").push((headers, body));
+        let code = { h.answers.lock().expect("answers").pop().unwrap_or(200) };
+        axum::http::StatusCode::from_u16(code).expect("status")
+    }
+    let app = axum::Router::new().route("/hook", axum::routing::post(receive)).with_state(hooks);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+const SECRET: &str = "webhook-test-secret";
+
+/// Check the signature header the way a receiver would: HMAC-SHA256 over "<t>.<body>".
+fn verify(headers: &axum::http::HeaderMap, body: &str) -> bool {
+    use hmac::Mac;
+    let Some(sig) = headers.get("x-servicehub-signature").and_then(|v| v.to_str().ok()) else { return false };
+    let Some((t, v1)) = sig.strip_prefix("t=").and_then(|r| r.split_once(",v1=")) else { return false };
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(format!("{t}.{body}").as_bytes());
+    let want: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    want == v1
+}
+
+fn webhook_env(addr: std::net::SocketAddr) -> Vec<(&'static str, String)> {
+    vec![
+        ("SERVICEHUB_NOTIFY_TRANSPORT", "webhook".into()),
+        ("SERVICEHUB_WEBHOOK_URL", format!("http://{addr}/hook")),
+        ("SERVICEHUB_WEBHOOK_SECRET", SECRET.into()),
+        ("SERVICEHUB_NOTIFY_MAX_ATTEMPTS", "3".into()),
+        ("SERVICEHUB_NOTIFY_RETRY_BASE", "1m".into()),
+    ]
+}
+
+// Multi-threaded: the receiver must answer while the test blocks on the binary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_receives_signed_json_and_failures_are_retried_then_given_up() {
+    let hooks = Hooks::default();
+    let addr = webhook_receiver(hooks.clone()).await;
+    let env = webhook_env(addr);
+    let s = crate::support::sqlite_unmigrated().await;
+    // The first two deliveries get 503: retried with backoff, then delivered.
+    *hooks.answers.lock().expect("answers") = vec![503, 503];
+    let out = servicehub(&s, T0, &refs(&env), &["apply", "-f", "examples/"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("delivered 11 message(s); 2 to retry, 0 failed"), "{}", stdout(&out));
+    // Not due before the backoff (1 minute ±20%), due after it.
+    let early = servicehub(&s, &at(T0, 0), &refs(&env), &["notify", "--once"]);
+    assert!(stdout(&early).contains("delivered 0 message(s)"), "{}", stdout(&early));
+    let later = servicehub(&s, &at(T0, 1), &refs(&env), &["notify", "--once"]);
+    assert!(stdout(&later).contains("delivered 2 message(s)"), "{}", stdout(&later));
+    assert_eq!(count(&s, "SELECT COUNT(*) FROM invitations WHERE state = 'Sent'").await, 13);
+
+    let got = hooks.got.lock().expect("hooks").clone();
+    assert_eq!(got.len(), 15, "13 deliveries and 2 failed attempts");
+    for (headers, body) in &got {
+        assert!(verify(headers, body), "signature of {body}");
+        let doc: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(headers.get("x-servicehub-delivery").and_then(|v| v.to_str().ok()), doc["id"].as_str());
+        assert_eq!(doc["kind"], "invitation");
+        assert!(doc["id"].as_str().is_some_and(|i| i.starts_with("invitation/") && i.ends_with("/1")), "{doc}");
+        assert!(doc["data"]["acceptUrl"].as_str().is_some_and(|u| u.contains("?token=")), "{doc}");
+        assert_eq!(doc["to"][0], doc["data"]["email"]);
+        assert!(doc["text"].as_str().is_some_and(|t| t.contains("expires on")) && doc["html"].is_string());
+    }
+    // A tampered body fails the check (the check is not vacuous).
+    let (headers, body) = &got[0];
+    assert!(!verify(headers, &body.replace("invitation", "invitatioN")));
+
+    // A receiver that keeps failing: after 3 attempts the invitation is Failed; a 4xx is final at once.
+    let s = crate::support::sqlite_unmigrated().await;
+    // Answers are popped from the end: the first delivery gets the 400.
+    *hooks.answers.lock().expect("answers") = [vec![500; 3 * 12], vec![400]].concat();
+    let out = servicehub(&s, T0, &refs(&env), &["apply", "-f", "examples/"]);
+    assert!(!out.status.success(), "a failed delivery fails the command");
+    assert!(stdout(&out).contains("delivered 0 message(s); 12 to retry, 1 failed"), "{}", stdout(&out));
+    for h in 1..=3 {
+        let _ = servicehub(&s, &at(T0, h), &refs(&env), &["notify", "--once"]);
+    }
+    assert_eq!(count(&s, "SELECT COUNT(*) FROM invitations WHERE state = 'Failed'").await, 13);
+    let errors = s.store.strings("SELECT DISTINCT last_error FROM invitations").await.expect("errors");
+    assert!(errors.iter().any(|e| e.contains("400")) && errors.iter().any(|e| e.contains("500")), "{errors:?}");
+    assert!(count(&s, "SELECT COUNT(*) FROM audit WHERE action = 'invitation.fail'").await == 13);
+}
