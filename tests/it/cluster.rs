@@ -30,6 +30,11 @@ pub fn free_addr() -> SocketAddr {
 impl Operator {
     /// Start the binary against `api` and the store at `store_url`, with extra flags.
     pub fn start(api: &ApiServer, store_url: &str, extra: &[&str]) -> Operator {
+        Operator::start_with_env(api, store_url, extra, &[])
+    }
+
+    /// [`Operator::start`] with extra environment variables (secrets are environment-only).
+    pub fn start_with_env(api: &ApiServer, store_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
         std::fs::write(&kubeconfig, api.kubeconfig()).expect("kubeconfig");
@@ -42,6 +47,7 @@ impl Operator {
             .env("SERVICEHUB_LOG", "info,servicehub_operator=debug")
             .env("SERVICEHUB_LOG_FORMAT", "text")
             .env("SERVICEHUB_NOTIFY_DIR", dir.path().join("outbox"))
+            .envs(env.iter().copied())
             .env_remove("SERVICEHUB_STORE")
             .env_remove("POD_NAME")
             .stdout(Stdio::null())

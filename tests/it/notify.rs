@@ -501,3 +501,126 @@ async fn the_webhook_receives_signed_json_and_failures_are_retried_then_given_up
     assert!(errors.iter().any(|e| e.contains("400")) && errors.iter().any(|e| e.contains("500")), "{errors:?}");
     assert!(count(&s, "SELECT COUNT(*) FROM audit WHERE action = 'invitation.fail'").await == 13);
 }
+
+// ---------------------------------------------------------------------------------------
+// In the cluster: the leader delivers, the HTTP endpoint accepts, the Membership shows it.
+
+use crate::cluster::{self, Operator};
+use k8s_openapi::api::events::v1::Event;
+use kube::Api;
+use servicehub_operator::api::Membership;
+use std::time::Duration;
+
+async fn invited(client: &kube::Client, name: &str) -> Option<(String, String)> {
+    let m = Api::<Membership>::namespaced(client.clone(), "contoso").get(name).await.ok()?;
+    let st = m.status?;
+    let c = st.conditions.iter().find(|c| c.type_ == "Invited")?;
+    Some((st.invitation?.state, format!("{} {} {}", c.status, c.reason, c.message)))
+}
+
+async fn has_event(client: &kube::Client, reason: &str, name: &str) -> bool {
+    let events: Api<Event> = Api::namespaced(client.clone(), "contoso");
+    let list = events.list(&Default::default()).await.map(|l| l.items).unwrap_or_default();
+    list.iter().any(|e| {
+        e.reason.as_deref() == Some(reason) && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+    })
+}
+
+async fn post_accept(op: &Operator, body: &str) -> (u16, serde_json::Value) {
+    let res = reqwest::Client::new()
+        .post(format!("http://{}/v1/invitations/accept", op.http))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("POST");
+    let code = res.status().as_u16();
+    (code, res.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_delivers_and_accepts_over_http_and_the_membership_shows_it() {
+    let (s, api, op) = cluster::ready_scenario(&["--leader-elect=false"]).await;
+    let client = api.client();
+    cluster::eventually(&op, Duration::from_secs(30), "invitations sent", || async {
+        s.store.count("SELECT COUNT(*) FROM invitations WHERE state = 'Sent'").await.unwrap_or(0) == 13
+    })
+    .await;
+    let token = token_for(&op.outbox(), "lee.gu@contoso.com", 1);
+    let body = |account: &str, kind: &str| {
+        serde_json::json!({ "token": token, "account": account, "accountType": kind }).to_string()
+    };
+    // A personal account in a workspace without the exception: 403, with the reason and the fix.
+    let (code, reply) = post_accept(&op, &body("lee.gu@outlook.com", "Personal")).await;
+    assert_eq!(code, 403, "{reply}");
+    assert_eq!(reply["reason"], "PersonalAccountNotAllowed");
+    assert!(reply["message"].as_str().is_some_and(|m| m.contains("allowPersonalAccounts")), "{reply}");
+    // Malformed bodies name the field and never echo the token.
+    let (code, reply) = post_accept(&op, &body("not an email", "WorkOrSchool")).await;
+    assert_eq!((code, reply["field"].as_str()), (400, Some("account")), "{reply}");
+    let (code, reply) = post_accept(&op, r#"{"token": 5}"#).await;
+    assert_eq!(code, 400, "{reply}");
+    // Accepted, then the same token again: 409.
+    let (code, reply) = post_accept(&op, &body("lee.gu@contoso.com", "WorkOrSchool")).await;
+    assert_eq!(code, 200, "{reply}");
+    assert_eq!((reply["state"].as_str(), reply["workspace"].as_str()), (Some("Accepted"), Some("contoso-emea")));
+    let (code, reply) = post_accept(&op, &body("lee.gu@contoso.com", "WorkOrSchool")).await;
+    assert_eq!((code, reply["reason"].as_str()), (409, Some("AlreadyAccepted")), "{reply}");
+    // The Membership shows it at once (not at the 10-minute resync), with an Event.
+    cluster::eventually(&op, Duration::from_secs(15), "Membership shows Accepted", || async {
+        invited(&client, "lee-emea-support").await.is_some_and(|(state, c)| {
+            state == "Accepted" && c.starts_with("True Accepted accepted by lee.gu@contoso.com")
+        })
+    })
+    .await;
+    assert!(has_event(&client, "InvitationAccepted", "lee-emea-support").await);
+    assert_eq!(op.metric("servicehub_notifications_total{kind=\"invitation\",outcome=\"sent\"}").await, 13.0);
+    assert_eq!(op.metric("servicehub_notifications_total{kind=\"invitation\",outcome=\"accepted\"}").await, 1.0);
+    // The token reached neither the log nor the audit log.
+    assert!(!op.logs().contains(&token), "the token is in the operator's log");
+    let audit = s.store.strings("SELECT COALESCE(after, '') || object FROM audit").await.expect("audit");
+    assert!(audit.iter().all(|a| !a.contains(&token)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_that_keeps_failing_marks_the_membership_and_emits_a_warning() {
+    let hooks = Hooks::default();
+    *hooks.answers.lock().expect("answers") = vec![500; 100];
+    let addr = webhook_receiver(hooks.clone()).await;
+    let url = format!("http://{addr}/hook");
+    let s = crate::support::sqlite_unmigrated().await;
+    let api = crate::apiserver::http::ApiServer::start().await;
+    cluster::create(&api.client(), &cluster::examples()).await;
+    let op = Operator::start_with_env(
+        &api,
+        &s.url,
+        &["--leader-elect=false", "--notify-max-attempts", "2", "--notify-retry-base", "1s"],
+        &[
+            ("SERVICEHUB_NOTIFY_TRANSPORT", "webhook"),
+            ("SERVICEHUB_WEBHOOK_URL", &url),
+            ("SERVICEHUB_WEBHOOK_SECRET", SECRET),
+        ],
+    );
+    cluster::wait_all_ready(&api.client(), &op, Duration::from_secs(60)).await;
+    let client = api.client();
+    cluster::eventually(&op, Duration::from_secs(30), "Membership shows Failed", || async {
+        invited(&client, "lee-emea-support").await.is_some_and(|(state, c)| {
+            state == "Failed" && c.starts_with("False Failed delivery to lee.gu@contoso.com failed after 2 attempt(s)")
+        })
+    })
+    .await;
+    let (_, condition) = invited(&client, "lee-emea-support").await.expect("condition");
+    assert!(condition.contains("webhook answered 500"), "{condition}");
+    assert!(has_event(&client, "InvitationFailed", "lee-emea-support").await);
+    // Ready still holds: the membership is provisioned; only its invitation failed.
+    let m = Api::<Membership>::namespaced(client.clone(), "contoso").get("lee-emea-support").await.expect("get");
+    let ready = m.status.expect("status").conditions.into_iter().find(|c| c.type_ == "Ready").expect("Ready");
+    assert_eq!(ready.status, "True");
+    cluster::eventually(&op, Duration::from_secs(30), "every invitation Failed", || async {
+        s.store.count("SELECT COUNT(*) FROM invitations WHERE state = 'Failed'").await.unwrap_or(0) == 13
+    })
+    .await;
+    assert!(op.metric("servicehub_notifications_total{kind=\"invitation\",outcome=\"retried\"}").await >= 13.0);
+    assert!(op.metric("servicehub_notifications_total{kind=\"invitation\",outcome=\"failed\"}").await >= 13.0);
+    assert!(!op.logs().contains(SECRET), "the webhook secret is in the log");
+}
