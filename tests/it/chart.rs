@@ -46,6 +46,9 @@ fn the_schema_rejects_wrong_values() {
         json!({ "replicaCount": 3, "store": { "type": "postgres", "postgres": { "existingSecret": "db" } } }),
         json!({ "watchNamespace": "team-a" }),
         json!({ "controller": { "resync": "1h30m" } }),
+        json!({ "notifications": { "transport": "smtp", "smtp": { "host": "smtp.example.com", "existingSecret": "s" } } }),
+        json!({ "notifications": { "transport": "webhook", "webhook": { "url": "https://h.example/x", "existingSecret": "w" } } }),
+        json!({ "notifications": { "transport": "none", "invitationValidity": "30d" } }),
     ];
     for patch in ok {
         let v = values_with(patch.clone());
@@ -68,6 +71,14 @@ fn the_schema_rejects_wrong_values() {
         (json!({ "httpPort": 80 }), "a privileged port"),
         (json!({ "replicas": 2 }), "an unknown key (a typo of replicaCount)"),
         (json!({ "serviceAccount": { "create": "yes" } }), "a string for a boolean"),
+        (json!({ "notifications": { "transport": "smtp" } }), "SMTP without a host"),
+        (
+            json!({ "notifications": { "transport": "webhook", "webhook": { "url": "https://h.example/x" } } }),
+            "a webhook without its signing Secret",
+        ),
+        (json!({ "notifications": { "transport": "pigeon" } }), "an unknown transport"),
+        (json!({ "notifications": { "smtp": { "tls": "ssl" } } }), "an unknown SMTP security mode"),
+        (json!({ "notifications": { "maxAttempts": 0 } }), "no delivery attempts"),
     ];
     for (patch, what) in bad {
         assert!(!schema.is_valid(&values_with(patch.clone())), "{what} ({patch}) must be rejected");
@@ -299,5 +310,27 @@ async fn the_chart_grants_every_call_the_controller_makes() {
     let seen: BTreeSet<&str> = calls.iter().map(|(_, _, r, _)| r.as_str()).collect();
     for r in ["memberships", "memberships/status", "events", "leases", "customers/status"] {
         assert!(seen.contains(r), "no call on {r}: {calls:?}");
+    }
+}
+
+#[test]
+fn every_environment_variable_the_deployment_sets_is_one_the_binary_reads() {
+    let deployment = std::fs::read_to_string(chart("templates/deployment.yaml")).expect("deployment");
+    let help = crate::support::stdout(&crate::support::servicehub(&["run", "--help"]));
+    let sources: String = ["src/cli/notify.rs", "src/cli/mod.rs", "src/cli/run.rs"]
+        .iter()
+        .map(|p| std::fs::read_to_string(crate::support::repo(p)).expect("source"))
+        .collect();
+    let names: BTreeSet<&str> = deployment
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- name: "))
+        .filter(|n| n.starts_with("SERVICEHUB_"))
+        .collect();
+    assert!(names.len() > 20, "{names:?}");
+    for name in names {
+        // Flags show their variable in --help; the two secrets are read from the environment only.
+        let shown = help.contains(&format!("env: {name}=")) || help.contains(&format!("env: {name}]"));
+        let read = shown || sources.contains(&format!("std::env::var(\"{name}\")"));
+        assert!(read, "the chart sets {name}, which servicehub run does not read");
     }
 }
