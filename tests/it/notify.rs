@@ -624,3 +624,41 @@ async fn a_delivery_that_keeps_failing_marks_the_membership_and_emits_a_warning(
     assert!(op.metric("servicehub_notifications_total{kind=\"invitation\",outcome=\"failed\"}").await >= 13.0);
     assert!(!op.logs().contains(SECRET), "the webhook secret is in the log");
 }
+
+#[tokio::test]
+async fn lockbox_notifications_go_out_through_the_same_transports() {
+    let s = crate::support::sqlite_unmigrated().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let env = file_env(dir.path(), "2");
+    assert!(servicehub(&s, T0, &refs(&env), &["apply", "-f", "examples/"]).status.success());
+    let args = [
+        "lockbox",
+        "request",
+        "--customer",
+        "contoso/contoso",
+        "--workload",
+        "ExchangeOnline",
+        "--case",
+        "42",
+        "--reason",
+        "repair",
+        "--duration",
+        "2h",
+        "--as",
+        "eng@microsoft.com",
+    ];
+    let out = servicehub(&s, T0, &refs(&env), &args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = servicehub(&s, T0, &refs(&env), &["notify", "--once"]);
+    assert!(stdout(&out).contains("delivered 1 message(s)"), "{}", stdout(&out));
+    let mails = eml_files(dir.path());
+    let (path, text) = mails.iter().find(|(p, _)| p.to_string_lossy().contains("lockbox_")).expect("a lockbox message");
+    assert!(path.to_string_lossy().ends_with("lockbox_1_Pending.eml"), "{}", path.display());
+    assert!(text.contains("Subject: Customer Lockbox request 1 is Pending"), "{text}");
+    assert!(text.contains("Requested by: eng@microsoft.com") && text.contains("Support case: 42"), "{text}");
+    // Addressed to the policy's approvers: its email and the Global Administrators.
+    let to = text.lines().find(|l| l.starts_with("To: ")).expect("To");
+    for who in ["megan.bowen@contoso.com", "nestor.wilke@contoso.com", "joni.sherman@contoso.com"] {
+        assert!(to.contains(who), "{who} missing from {to}");
+    }
+}
