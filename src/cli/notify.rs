@@ -168,9 +168,7 @@ pub async fn notify_command(args: NotifyCommand) -> anyhow::Result<ExitCode> {
             return Ok(if report.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS });
         }
         let next = db.outbox_next_due().await?;
-        let wait = next.map_or(crate::controller::delivery::POLL, |t| {
-            Duration::from_secs(u64::try_from(t + 1 - at).unwrap_or(0)).min(crate::controller::delivery::POLL)
-        });
+        let wait = crate::controller::worker::until(next, at, crate::controller::delivery::POLL);
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
             _ = tokio::time::sleep(wait) => {}

@@ -35,27 +35,9 @@ impl Delivery {
 /// Run until `stop`.
 pub async fn run(delivery: Delivery, metrics: Arc<Metrics>, stop: CancellationToken) {
     let Some(notifier) = delivery.notifier.clone() else { return };
-    let mut failures = 0;
-    loop {
-        let now = jiff::Timestamp::now().as_second();
-        let wait = match pass(&notifier, &delivery, &metrics, now).await {
-            Ok(next) => {
-                failures = 0;
-                next.map_or(POLL, |t| Duration::from_secs(u64::try_from(t + 1 - now).unwrap_or(0)).min(POLL))
-            }
-            Err(e) => {
-                failures += 1;
-                let delay = super::reconcile::backoff(failures).min(Duration::from_secs(60));
-                tracing::warn!(error = %e, retry_in = ?delay, "outbox delivery failed");
-                delay
-            }
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = delivery.wake.notified() => {}
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
+    let wake = delivery.wake.clone();
+    super::worker::run("outbox delivery", POLL, Some(&wake), stop, |now| pass(&notifier, &delivery, &metrics, now))
+        .await;
 }
 
 /// One pass; the next deadline.

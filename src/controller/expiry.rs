@@ -15,27 +15,7 @@ pub const POLL: Duration = Duration::from_secs(5);
 
 /// Run until `stop`.
 pub async fn run(store: Arc<dyn Store>, metrics: Arc<Metrics>, stop: CancellationToken) {
-    let mut failures = 0;
-    loop {
-        let now = jiff::Timestamp::now().as_second();
-        let wait = match pass(store.as_ref(), &metrics, now).await {
-            Ok(next) => {
-                failures = 0;
-                // Wake just after the next deadline (whole seconds), or at the next poll.
-                next.map_or(POLL, |t| Duration::from_secs(u64::try_from(t + 1 - now).unwrap_or(0)).min(POLL))
-            }
-            Err(e) => {
-                failures += 1;
-                let delay = super::reconcile::backoff(failures).min(Duration::from_secs(60));
-                tracing::warn!(error = %e, retry_in = ?delay, "lockbox expiry failed");
-                delay
-            }
-        };
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(wait) => {}
-        }
-    }
+    super::worker::run("lockbox expiry", POLL, None, stop, |now| pass(store.as_ref(), &metrics, now)).await;
 }
 
 /// One pass: sweep what is due at `now`; the next deadline.

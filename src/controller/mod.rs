@@ -19,6 +19,7 @@ pub mod leader;
 pub mod metrics;
 pub mod operator;
 pub mod reconcile;
+pub mod worker;
 
 use crate::api::{Customer, LockboxPolicy, Membership, Workspace, conditions};
 use crate::store::{Store, StoreError};
