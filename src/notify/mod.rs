@@ -131,9 +131,13 @@ impl Notifier {
         let validity = i64::try_from(self.config.validity.as_secs()).unwrap_or(i64::MAX / 2);
         let claim =
             self.store.outbox_claim(entry, now, retry_at, token.as_ref().map(|t| t.hash.as_str()), validity).await?;
-        let Claim::Send { attempt, expires_at } = claim else {
-            report.cancelled += 1;
-            return Ok(());
+        let (attempt, expires_at) = match claim {
+            Claim::Send { attempt, expires_at } => (attempt, expires_at),
+            Claim::Cancelled => {
+                report.cancelled += 1;
+                return Ok(());
+            }
+            Claim::Taken => return Ok(()),
         };
         let message = match self.render(entry, token.as_ref(), expires_at) {
             Ok(m) => m,

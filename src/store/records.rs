@@ -371,6 +371,8 @@ pub enum Claim {
     /// Nothing to send: the invitation was revoked, re-issued, accepted or deleted, or the
     /// entry was already delivered. The entry is closed.
     Cancelled,
+    /// Another worker claimed this attempt first; nothing was changed.
+    Taken,
 }
 
 /// An invitation whose token expired unaccepted.

@@ -102,19 +102,22 @@ pub(super) async fn claim(
         }
         expires = Some(expires_at);
     }
+    // Guarded by the attempt count as read: of two workers claiming the same attempt, one wins
+    // (on PostgreSQL the loser waits on the invitation row above, then finds the count moved).
     let claimed = sqlx::query(
         "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2 WHERE id = $1 AND state = 'Pending' \
-         RETURNING attempts",
+         AND attempts = $3 RETURNING attempts",
     )
     .bind(entry.id)
     .bind(retry_at)
+    .bind(entry.attempts)
     .fetch_optional(&mut *tx)
     .await
     .map_err(map_err)?;
     let Some(row) = claimed else {
-        // Delivered or closed by another worker since it was read.
+        // Claimed, delivered or closed by another worker since it was read.
         tx.rollback().await.map_err(map_err)?;
-        return Ok(Claim::Cancelled);
+        return Ok(Claim::Taken);
     };
     let attempt = get(&row, "attempts")?;
     tx.commit().await.map_err(map_err)?;

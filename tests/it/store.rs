@@ -415,3 +415,26 @@ async fn the_next_deadline_comes_from_the_indexes() {
         }
     }
 }
+
+#[tokio::test]
+async fn of_two_workers_claiming_the_same_delivery_attempt_exactly_one_wins() {
+    use servicehub_operator::store::Claim;
+    for s in stores().await {
+        s.store.apply(&seed("c1")).await.expect("seed");
+        let due = s.store.outbox_due(i64::MAX / 2, 10).await.expect("due");
+        assert_eq!(due.len(), 1, "{}", s.name);
+        let e = &due[0];
+        let (ha, hb) = ("a".repeat(64), "b".repeat(64));
+        let (a, b) = tokio::join!(
+            s.store.outbox_claim(e, 1_700_000_000, 1_700_000_060, Some(&ha), 3600),
+            s.store.outbox_claim(e, 1_700_000_000, 1_700_000_060, Some(&hb), 3600),
+        );
+        let claims = [a.expect("a"), b.expect("b")];
+        assert_eq!(claims.iter().filter(|c| matches!(c, Claim::Send { attempt: 1, .. })).count(), 1, "{claims:?}");
+        assert_eq!(claims.iter().filter(|c| **c == Claim::Taken).count(), 1, "{claims:?}");
+        // The loser left nothing behind: one token, one attempt counted on each row.
+        assert_eq!(s.store.count("SELECT COUNT(*) FROM invitation_tokens").await.expect("tokens"), 1, "{}", s.name);
+        assert_eq!(s.store.count("SELECT attempts FROM outbox").await.expect("outbox"), 1);
+        assert_eq!(s.store.count("SELECT attempts FROM invitations").await.expect("invitation"), 1);
+    }
+}
