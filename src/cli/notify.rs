@@ -53,6 +53,9 @@ pub struct NotifyArgs {
     /// Longest delay between two attempts.
     #[arg(long, env = "SERVICEHUB_NOTIFY_RETRY_CAP", default_value = "1h", value_parser = super::run::parse_duration)]
     pub notify_retry_cap: Duration,
+    /// Messages in flight at once (SMTP connections, webhook requests).
+    #[arg(long, env = "SERVICEHUB_NOTIFY_CONCURRENCY", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub notify_concurrency: u16,
     /// SMTP relay host.
     #[arg(long, env = "SERVICEHUB_SMTP_HOST")]
     pub smtp_host: Option<String>,
@@ -123,6 +126,7 @@ impl NotifyArgs {
             retry_base: self.notify_retry_base,
             retry_cap: self.notify_retry_cap,
             reissues: self.invitation_reissues,
+            concurrency: usize::from(self.notify_concurrency),
         }))
     }
 

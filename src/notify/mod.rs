@@ -17,6 +17,7 @@ pub mod token;
 pub mod transport;
 
 use crate::store::{Claim, MembershipRef, OutboxEntry, Store, StoreError};
+use futures::StreamExt;
 use lettre::message::Mailbox;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,8 @@ pub struct Config {
     pub retry_cap: Duration,
     /// How many times an expired, unaccepted invitation is re-issued with a new token.
     pub reissues: u32,
+    /// Messages in flight at once.
+    pub concurrency: usize,
 }
 
 /// What one drain did.
@@ -67,6 +70,20 @@ pub struct Report {
     /// Deliveries, by kind and outcome (`sent`, `retried`, `failed`), for metrics.
     #[serde(skip)]
     pub outcomes: Vec<(String, &'static str)>,
+}
+
+impl Report {
+    /// Add what another (part of a) drain did.
+    fn merge(&mut self, o: Report) {
+        self.sent += o.sent;
+        self.retried += o.retried;
+        self.failed += o.failed;
+        self.cancelled += o.cancelled;
+        self.expired += o.expired;
+        self.reissued += o.reissued;
+        self.touched.extend(o.touched);
+        self.outcomes.extend(o.outcomes);
+    }
 }
 
 /// Drains the outbox through one transport.
@@ -114,8 +131,18 @@ impl Notifier {
         }
         loop {
             let due = self.store.outbox_due(now, BATCH).await?;
-            for entry in &due {
-                self.deliver(entry, now, &mut report).await?;
+            // Several messages in flight: an SMTP exchange waits on round trips (and on the
+            // relay's delayed ACK of the final "."), not on this process.
+            let outcomes: Vec<Result<Report, StoreError>> = futures::stream::iter(&due)
+                .map(|entry| async move {
+                    let mut one = Report::default();
+                    self.deliver(entry, now, &mut one).await.map(|()| one)
+                })
+                .buffer_unordered(self.config.concurrency.max(1))
+                .collect()
+                .await;
+            for one in outcomes {
+                report.merge(one?);
             }
             if (due.len() as i64) < BATCH {
                 return Ok(report);
