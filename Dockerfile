@@ -25,6 +25,9 @@ RUN mkdir -p benches tests/it \
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /src/target/release/servicehub /usr/local/bin/servicehub
 USER 65532:65532
+# The file transport (the default) needs a writable directory; the root filesystem is
+# read-only under the chart, which points this at the data volume or sets SMTP/webhook.
+ENV SERVICEHUB_NOTIFY_DIR=/tmp/servicehub-outbox
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/servicehub"]
 CMD ["run"]
