@@ -159,12 +159,28 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                         r.email.clone(),
                         r.state.clone(),
                         r.issue.to_string(),
+                        r.attempts.to_string(),
                         time(r.sent_at),
                         time(r.expires_at),
+                        r.accepted_by.clone().unwrap_or_default(),
+                        r.last_error.clone().unwrap_or_default(),
                     ]
                 })
                 .collect();
-            (vec!["NAMESPACE", "CUSTOMER", "WORKSPACE", "EMAIL", "STATE", "ISSUE", "SENT", "EXPIRES"], rows)
+            let header = vec![
+                "NAMESPACE",
+                "CUSTOMER",
+                "WORKSPACE",
+                "EMAIL",
+                "STATE",
+                "ISSUE",
+                "ATTEMPTS",
+                "SENT",
+                "EXPIRES",
+                "ACCEPTED BY",
+                "LAST ERROR",
+            ];
+            (header, rows)
         }
         Resource::Grants => {
             let items = db.grants(ns).await?;

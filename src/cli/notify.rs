@@ -220,7 +220,7 @@ pub struct AcceptArgs {
     #[arg(long)]
     pub account: String,
     /// `WorkOrSchool` or `Personal` (a Microsoft account).
-    #[arg(long)]
+    #[arg(long, value_parser = ["WorkOrSchool", "Personal"])]
     pub account_type: String,
     /// Accept as of this time (RFC 3339) instead of now.
     #[arg(long, env = "SERVICEHUB_NOW")]

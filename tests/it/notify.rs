@@ -381,13 +381,20 @@ async fn personal_accounts_are_refused_where_the_workspace_takes_work_accounts_o
             active,
             ["lee.gu@contoso.com contoso-emea Active", "sam.researcher@outlook.com contoso-labs Active"]
         );
+        // `get invitations` shows who accepted, and how many attempts each took.
+        let table = stdout(&servicehub(&s, T0, &[], &["get", "invitations"]));
+        let row = table.lines().find(|l| l.contains("lee.gu@contoso.com")).unwrap_or_else(|| panic!("{table}"));
+        let cols: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cols[4..7], ["Accepted", "1", "1"], "{table}");
+        assert!(row.trim_end().ends_with("lee.gu@contoso.com"), "accepted by: {row}");
+        assert!(table.lines().next().is_some_and(|h| h.contains("ACCEPTED BY") && h.contains("LAST ERROR")));
         // Used tokens and malformed input are refused with the reason, naming the field.
         let out = accept(&s, T0, &lee, "lee.gu@contoso.com", "WorkOrSchool");
         assert!(stderr(&out).contains("already accepted"), "{}", stderr(&out));
         let out = accept(&s, T0, "not-a-token", "lee.gu@contoso.com", "WorkOrSchool");
         assert!(stderr(&out).contains("token: must be the 43-character token"), "{}", stderr(&out));
         let out = accept(&s, T0, &lee, "lee.gu@contoso.com", "MSA");
-        assert!(stderr(&out).contains("accountType: must be WorkOrSchool or Personal"), "{}", stderr(&out));
+        assert!(stderr(&out).contains("[possible values: WorkOrSchool, Personal]"), "{}", stderr(&out));
         let out = accept(&s, T0, &"A".repeat(43), "lee.gu@contoso.com", "WorkOrSchool");
         assert!(stderr(&out).contains("matches no invitation"), "{}", stderr(&out));
     }
