@@ -10,6 +10,8 @@ ALTER TABLE invitations ADD COLUMN accepted_by TEXT;
 ALTER TABLE invitations ADD COLUMN accepted_account_type TEXT;
 ALTER TABLE invitations ADD COLUMN last_error TEXT;
 CREATE INDEX invitations_membership ON invitations (membership_id);
+-- The leader looks for acceptances made by other processes (a standby's HTTP endpoint, the CLI).
+CREATE INDEX invitations_accepted ON invitations (accepted_at) WHERE state = 'Accepted';
 
 CREATE TABLE invitation_tokens (
     token_hash           TEXT PRIMARY KEY,

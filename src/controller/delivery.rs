@@ -1,7 +1,8 @@
 //! The delivery worker (leader only): drains the outbox with the [`Notifier`], wakes at the
 //! next delivery deadline (a retry or an invitation's expiry), at least every `POLL`, and at
 //! once when a reconcile queued an invitation. Memberships whose invitation changed are sent
-//! to the Membership controller so their status shows it without waiting for a resync.
+//! to the Membership controller so their status shows it without waiting for a resync; that
+//! includes invitations accepted by another process, which each pass looks for.
 
 use super::metrics::Metrics;
 use crate::notify::Notifier;
@@ -36,8 +37,12 @@ impl Delivery {
 pub async fn run(delivery: Delivery, metrics: Arc<Metrics>, stop: CancellationToken) {
     let Some(notifier) = delivery.notifier.clone() else { return };
     let wake = delivery.wake.clone();
-    super::worker::run("outbox delivery", POLL, Some(&wake), stop, |now| pass(&notifier, &delivery, &metrics, now))
-        .await;
+    // Acceptances are looked for from this term's start (earlier ones were reconciled since).
+    let seen = std::sync::atomic::AtomicI64::new(jiff::Timestamp::now().as_second());
+    super::worker::run("outbox delivery", POLL, Some(&wake), stop, |now| {
+        pass(&notifier, &delivery, &metrics, &seen, now)
+    })
+    .await;
 }
 
 /// One pass; the next deadline.
@@ -45,9 +50,18 @@ async fn pass(
     notifier: &Notifier,
     delivery: &Delivery,
     metrics: &Metrics,
+    seen: &std::sync::atomic::AtomicI64,
     now: i64,
 ) -> Result<Option<i64>, crate::store::StoreError> {
     let store = notifier.store();
+    // Invitations accepted by another process (a standby's endpoint, the CLI): refresh their
+    // Memberships. One index read; the previous second is read again, as acceptances are
+    // stamped in whole seconds.
+    let since = seen.load(std::sync::atomic::Ordering::Relaxed) - 1;
+    for m in store.invitations_accepted_since(since, 1_000).await? {
+        let _ = delivery.touched.send(m);
+    }
+    seen.store(now, std::sync::atomic::Ordering::Relaxed);
     let next = store.outbox_next_due().await?;
     if next.is_none_or(|t| t > now) {
         return Ok(next);

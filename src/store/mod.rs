@@ -340,6 +340,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// The earliest delivery deadline (next attempt or invitation expiry).
     async fn outbox_next_due(&self) -> Result<Option<i64>>;
 
+    /// Memberships whose invitation was accepted at or after `since` (Unix seconds), through
+    /// the `invitations_accepted` partial index; at most `limit`.
+    async fn invitations_accepted_since(&self, since: i64, limit: i64) -> Result<Vec<MembershipRef>>;
+
     /// Accept an invitation by its token's hash; refusals are audited and returned.
     async fn invitation_accept(
         &self,

@@ -410,6 +410,10 @@ impl Store for SqlStore {
         super::sql_outbox::next_due(&self.pool).await
     }
 
+    async fn invitations_accepted_since(&self, since: i64, limit: i64) -> Result<Vec<MembershipRef>> {
+        super::sql_outbox::accepted_since(&self.pool, since, limit).await
+    }
+
     async fn invitation_accept(
         &self,
         acceptance: &Acceptance,

@@ -331,6 +331,24 @@ pub(super) async fn next_due(pool: &AnyPool) -> Result<Option<i64>> {
     Ok(next)
 }
 
+/// Memberships whose invitation was accepted at or after `since`.
+pub(super) async fn accepted_since(pool: &AnyPool, since: i64, limit: i64) -> Result<Vec<MembershipRef>> {
+    let rows = sqlx::query(
+        "SELECT m.namespace, m.name, m.origin FROM invitations i JOIN memberships m ON m.id = i.membership_id \
+         WHERE i.state = 'Accepted' AND i.accepted_at >= $1 ORDER BY i.accepted_at LIMIT $2",
+    )
+    .bind(since)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(MembershipRef { namespace: get(r, "namespace")?, name: get(r, "name")?, origin: get(r, "origin")? })
+        })
+        .collect()
+}
+
 /// Accept an invitation by token at `at`. Refusals are audited too (without the token).
 pub(super) async fn accept(
     pool: &AnyPool,

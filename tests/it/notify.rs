@@ -589,6 +589,16 @@ async fn the_operator_delivers_and_accepts_over_http_and_the_membership_shows_it
     })
     .await;
     assert!(has_event(&client, "InvitationAccepted", "lee-emea-support").await);
+    // Accepted by another process (the CLI here; a standby's endpoint alike): the leader
+    // notices within a pass and the Membership shows it too.
+    let sam = token_for(&op.outbox(), "sam.researcher@outlook.com", 1);
+    let now = jiff::Timestamp::now().to_string();
+    let out = accept(&s, &now, &sam, "sam.researcher@outlook.com", "Personal");
+    assert!(out.status.success(), "{}", stderr(&out));
+    cluster::eventually(&op, Duration::from_secs(15), "Membership shows the CLI's acceptance", || async {
+        invited(&client, "researcher-personal").await.is_some_and(|(state, _)| state == "Accepted")
+    })
+    .await;
     assert_eq!(op.metric("servicehub_notifications_total{kind=\"invitation\",outcome=\"sent\"}").await, 13.0);
     assert_eq!(op.metric("servicehub_notifications_total{kind=\"invitation\",outcome=\"accepted\"}").await, 1.0);
     // The token reached neither the log nor the audit log.
