@@ -129,7 +129,20 @@ async fn record(
     .execute(&mut **tx)
     .await
     .map_err(map_err)?;
-    let to = recipients(r);
+    let mut to = recipients(r);
+    // The policy's notificationRecipients hear about every request and decision.
+    let extra: Option<String> =
+        sqlx::query_scalar("SELECT recipients FROM lockbox_policies WHERE customer_uid = $1 AND managed")
+            .bind(&r.customer_uid)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(map_err)?;
+    let extra: Vec<String> = extra.and_then(|json| serde_json::from_str(&json).ok()).unwrap_or_default();
+    for e in extra.into_iter().map(|e| e.to_ascii_lowercase()) {
+        if !to.contains(&e) {
+            to.push(e);
+        }
+    }
     if !to.is_empty() {
         let payload = serde_json::json!({
             "to": to,

@@ -683,7 +683,10 @@ async fn lockbox_notifications_go_out_through_the_same_transports() {
     assert!(text.contains("Requested by: eng@microsoft.com") && text.contains("Support case: 42"), "{text}");
     // Addressed to the policy's approvers: its email and the Global Administrators.
     let to = text.lines().find(|l| l.starts_with("To: ")).expect("To");
-    for who in ["megan.bowen@contoso.com", "nestor.wilke@contoso.com", "joni.sherman@contoso.com"] {
+    // ... and the policy's notificationRecipients.
+    for who in
+        ["megan.bowen@contoso.com", "nestor.wilke@contoso.com", "joni.sherman@contoso.com", "security@contoso.com"]
+    {
         assert!(to.contains(who), "{who} missing from {to}");
     }
 }
