@@ -214,7 +214,8 @@ pub enum InvitationCommand {
 pub struct AcceptArgs {
     /// The token from the invitation message, or `-` to read it from standard input (keeps it
     /// out of the shell history and the process list).
-    #[arg(long, env = "SERVICEHUB_INVITATION_TOKEN", hide_env_values = true)]
+    // One token in 64 begins with `-`: it must be taken as the value, not as a flag.
+    #[arg(long, env = "SERVICEHUB_INVITATION_TOKEN", hide_env_values = true, allow_hyphen_values = true)]
     pub token: String,
     /// The account you sign in with.
     #[arg(long)]

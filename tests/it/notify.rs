@@ -397,6 +397,9 @@ async fn personal_accounts_are_refused_where_the_workspace_takes_work_accounts_o
         assert!(stderr(&out).contains("[possible values: WorkOrSchool, Personal]"), "{}", stderr(&out));
         let out = accept(&s, T0, &"A".repeat(43), "lee.gu@contoso.com", "WorkOrSchool");
         assert!(stderr(&out).contains("matches no invitation"), "{}", stderr(&out));
+        // A token may begin with '-' (base64url): it is a value, not a flag.
+        let out = accept(&s, T0, &format!("-{}", "A".repeat(42)), "lee.gu@contoso.com", "WorkOrSchool");
+        assert!(stderr(&out).contains("matches no invitation"), "{}", stderr(&out));
     }
 }
 
