@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 /// Longest sleep between two looks at the outbox.
 pub const POLL: Duration = Duration::from_secs(5);
 
-/// What the worker and the HTTP acceptance endpoint share with the controllers.
+/// What the delivery worker shares with the controllers.
 #[derive(Clone)]
 pub struct Delivery {
     /// The notifier, when delivery is configured.
@@ -27,9 +27,9 @@ pub struct Delivery {
 }
 
 impl Delivery {
-    /// Delivery through `notifier` (none: messages stay queued), reporting to `touched`.
-    pub fn new(notifier: Option<Arc<Notifier>>, touched: broadcast::Sender<MembershipRef>) -> Delivery {
-        Delivery { notifier, wake: Arc::new(Notify::new()), touched }
+    /// Delivery through `notifier` (none: messages stay queued).
+    pub fn new(notifier: Option<Arc<Notifier>>) -> Delivery {
+        Delivery { notifier, wake: Arc::new(Notify::new()), touched: broadcast::channel(1024).0 }
     }
 }
 
@@ -67,15 +67,11 @@ async fn pass(
         return Ok(next);
     }
     let report = notifier.drain(now).await?;
-    for (kind, outcome) in &report.outcomes {
-        metrics.notified(kind, outcome);
+    for ((kind, outcome), n) in &report.by_kind {
+        metrics.notified(kind, outcome, *n);
     }
-    for _ in 0..report.expired {
-        metrics.notified("invitation", "expired");
-    }
-    for _ in 0..report.reissued {
-        metrics.notified("invitation", "reissued");
-    }
+    metrics.notified("invitation", "expired", report.expired);
+    metrics.notified("invitation", "reissued", report.reissued);
     for m in report.touched {
         // No receiver (between leadership terms) is fine: the next reconcile reads the store.
         let _ = delivery.touched.send(m);

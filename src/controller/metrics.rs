@@ -144,9 +144,12 @@ impl Metrics {
         self.store_latency.get_or_create(&StoreLabels { operation: operation.to_owned() }).observe(took.as_secs_f64());
     }
 
-    /// Count one outcome of `kind`.
-    pub fn notified(&self, kind: &str, outcome: &str) {
-        self.notifications.get_or_create(&OutcomeLabels { kind: kind.to_owned(), outcome: outcome.to_owned() }).inc();
+    /// Count `n` outcomes of `kind` (none: nothing, not even the label set).
+    pub fn notified(&self, kind: &str, outcome: &str, n: u64) {
+        if n > 0 {
+            let labels = OutcomeLabels { kind: kind.to_owned(), outcome: outcome.to_owned() };
+            self.notifications.get_or_create(&labels).inc_by(n);
+        }
     }
 
     /// Labels for `kind`.

@@ -406,8 +406,8 @@ pub async fn run_controllers(
                 && m.spec.workspace_ref.as_ref().is_some_and(|r| r.name == w.name_any())
         })
     });
-    // The delivery worker and the acceptance endpoint report invitation changes; the
-    // Membership's status shows them at once instead of at the next resync.
+    // The delivery worker reports invitation changes (its own, and acceptances made by any
+    // process); the Membership's status shows them at once instead of at the next resync.
     let touched = futures::stream::unfold(delivery.touched.subscribe(), |mut rx| async move {
         loop {
             match rx.recv().await {

@@ -89,7 +89,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         client: client.clone(),
         synced: synced.clone(),
         metrics: metrics.clone(),
-        touched: tokio::sync::broadcast::channel(1024).0,
     });
     let listener = tokio::net::TcpListener::bind(http_addr).await?;
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
@@ -110,7 +109,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let delivery = super::delivery::Delivery::new(notifier, health.touched.clone());
+    let delivery = super::delivery::Delivery::new(notifier);
 
     // The elector has its own stop signal: it releases the lease only after the
     // controllers have finished their in-flight work.

@@ -23,8 +23,6 @@ pub struct Health {
     pub synced: Arc<AtomicBool>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    /// Where accepted invitations are reported, so the leader's Membership status shows them.
-    pub touched: tokio::sync::broadcast::Sender<crate::store::MembershipRef>,
 }
 
 /// How long a readiness check waits for the store or the API server.
@@ -92,10 +90,9 @@ async fn accept(State(h): State<Arc<Health>>, body: axum::body::Bytes) -> axum::
     };
     match accept::accept(store.as_ref(), &req, jiff::Timestamp::now().as_second()).await {
         Ok(a) => {
-            h.metrics.notified("invitation", "accepted");
-            if let Some(m) = a.membership.clone() {
-                let _ = h.touched.send(m);
-            }
+            // The leader's delivery worker finds the acceptance and refreshes the Membership,
+            // whichever replica served this request.
+            h.metrics.notified("invitation", "accepted", 1);
             let mut body = serde_json::to_value(&a).unwrap_or_default();
             body["state"] = "Accepted".into();
             body["acceptedAt"] = crate::plan::rfc3339(a.accepted_at).unwrap_or_default().into();
@@ -106,7 +103,7 @@ async fn accept(State(h): State<Arc<Health>>, body: axum::body::Bytes) -> axum::
             reply(StatusCode::BAD_REQUEST, body)
         }
         Err(Error::Refused(r)) => {
-            h.metrics.notified("invitation", "refused");
+            h.metrics.notified("invitation", "refused", 1);
             let code = match r {
                 AcceptRefusal::UnknownToken => StatusCode::NOT_FOUND,
                 AcceptRefusal::Used(_) | AcceptRefusal::Superseded(_) => StatusCode::CONFLICT,

@@ -67,12 +67,23 @@ pub struct Report {
     /// Memberships whose invitation changed.
     #[serde(skip)]
     pub touched: Vec<MembershipRef>,
-    /// Deliveries, by kind and outcome (`sent`, `retried`, `failed`), for metrics.
+    /// Deliveries by kind and outcome (`sent`, `retried`, `failed`), for metrics.
     #[serde(skip)]
-    pub outcomes: Vec<(String, &'static str)>,
+    pub by_kind: std::collections::BTreeMap<(String, &'static str), u64>,
 }
 
 impl Report {
+    /// Count one delivery of `kind` ending in `outcome`.
+    fn tally(&mut self, kind: &str, outcome: &'static str, touched: Option<MembershipRef>) {
+        match outcome {
+            "sent" => self.sent += 1,
+            "retried" => self.retried += 1,
+            _ => self.failed += 1,
+        }
+        *self.by_kind.entry((kind.to_owned(), outcome)).or_default() += 1;
+        self.touched.extend(touched);
+    }
+
     /// Add what another (part of a) drain did.
     fn merge(&mut self, o: Report) {
         self.sent += o.sent;
@@ -82,7 +93,9 @@ impl Report {
         self.expired += o.expired;
         self.reissued += o.reissued;
         self.touched.extend(o.touched);
-        self.outcomes.extend(o.outcomes);
+        for (k, n) in o.by_kind {
+            *self.by_kind.entry(k).or_default() += n;
+        }
     }
 }
 
@@ -103,11 +116,6 @@ impl Notifier {
     /// The store it drains.
     pub fn store(&self) -> &dyn Store {
         self.store.as_ref()
-    }
-
-    /// The settings.
-    pub fn config(&self) -> &Config {
-        &self.config
     }
 
     /// Expire what ran out and deliver everything due at `now` (Unix seconds).
@@ -174,9 +182,7 @@ impl Notifier {
             Ok(()) => {
                 let touched = self.store.outbox_sent(entry, now).await?;
                 tracing::debug!(id = %entry.key, to = ?message.to, attempt, "message sent");
-                report.sent += 1;
-                report.outcomes.push((entry.kind.clone(), "sent"));
-                report.touched.extend(touched);
+                report.tally(&entry.kind, "sent", touched);
                 Ok(())
             }
             Err(e) => {
@@ -197,14 +203,7 @@ impl Notifier {
         report: &mut Report,
     ) -> Result<(), StoreError> {
         let touched = self.store.outbox_failed(entry, now, error, retry_at).await?;
-        if retry_at.is_some() {
-            report.retried += 1;
-            report.outcomes.push((entry.kind.clone(), "retried"));
-        } else {
-            report.failed += 1;
-            report.outcomes.push((entry.kind.clone(), "failed"));
-        }
-        report.touched.extend(touched);
+        report.tally(&entry.kind, if retry_at.is_some() { "retried" } else { "failed" }, touched);
         Ok(())
     }
 

@@ -378,8 +378,6 @@ pub enum Claim {
 /// An invitation whose token expired unaccepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExpiredInvitation {
-    /// The invitation.
-    pub invitation_id: i64,
     /// Its recipient.
     pub email: String,
     /// Whether it was re-issued with a new token (issue number `issue`).
@@ -415,11 +413,8 @@ pub struct Accepted {
     pub email: String,
     /// The account that accepted.
     pub account: String,
-    /// When (RFC 3339 is the caller's business; Unix seconds here).
+    /// When (Unix seconds).
     pub accepted_at: i64,
-    /// The Membership to refresh.
-    #[serde(skip)]
-    pub membership: Option<MembershipRef>,
 }
 
 /// Why an invitation cannot be accepted. The messages say what to do.

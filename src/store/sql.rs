@@ -23,12 +23,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// One query per kind of deadline; each `MIN` is answered from the partial index on the
-/// deadline column (`outbox_due`, `invitations_due`, `lockbox_requests_due`).
+/// deadline column (`outbox_due`, `invitations_due`, `lockbox_requests_due`). The first
+/// [`DELIVERY_DEADLINES`] are the delivery worker's.
 pub const DEADLINE_QUERIES: &[&str] = &[
     "SELECT MIN(next_attempt_at) FROM outbox WHERE state = 'Pending'",
     "SELECT MIN(expires_at) FROM invitations WHERE state = 'Sent'",
     "SELECT MIN(due_at) FROM lockbox_requests WHERE due_at IS NOT NULL",
 ];
+
+/// How many of [`DEADLINE_QUERIES`] concern delivery: a retry and an invitation's expiry.
+pub const DELIVERY_DEADLINES: usize = 2;
+
+/// The earliest of the deadlines `queries` return (each a `MIN` over a partial index).
+pub(super) async fn earliest(pool: &AnyPool, queries: &[&str]) -> Result<Option<i64>> {
+    let mut next: Option<i64> = None;
+    for sql in queries {
+        let t: Option<i64> = sqlx::query_scalar(AssertSqlSafe(*sql)).fetch_one(pool).await.map_err(map_err)?;
+        next = match (next, t) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Ok(next)
+}
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -407,7 +424,7 @@ impl Store for SqlStore {
     }
 
     async fn outbox_next_due(&self) -> Result<Option<i64>> {
-        super::sql_outbox::next_due(&self.pool).await
+        earliest(&self.pool, &DEADLINE_QUERIES[..DELIVERY_DEADLINES]).await
     }
 
     async fn invitations_accepted_since(&self, since: i64, limit: i64) -> Result<Vec<MembershipRef>> {
@@ -525,15 +542,7 @@ impl Store for SqlStore {
     }
 
     async fn next_deadline(&self) -> Result<Option<i64>> {
-        let mut next: Option<i64> = None;
-        for sql in DEADLINE_QUERIES {
-            let t: Option<i64> = sqlx::query_scalar(*sql).fetch_one(&self.pool).await.map_err(map_err)?;
-            next = match (next, t) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        Ok(next)
+        earliest(&self.pool, DEADLINE_QUERIES).await
     }
 
     fn rows_written(&self) -> u64 {
@@ -1056,6 +1065,27 @@ pub(super) async fn enqueue(
     .await
     .map_err(map_err)?;
     Ok(done.rows_affected())
+}
+
+/// One audit entry, in the caller's transaction (the entries of a planned batch go through
+/// the multi-row `insert_audit` instead).
+pub(super) async fn audit_entry(conn: &mut sqlx::AnyConnection, e: &AuditEntry) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit (at, actor, action, kind, object, drift, before, after) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(e.at)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(&e.kind)
+    .bind(&e.object)
+    .bind(e.drift)
+    .bind(&e.before)
+    .bind(&e.after)
+    .execute(conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
 }
 
 /// Open a write transaction: on SQLite `BEGIN IMMEDIATE`, so the write lock is taken up

@@ -3,8 +3,8 @@
 //! version, so of two concurrent decisions exactly one wins and the other gets `Conflict`.
 //! Due requests come from the partial index on `due_at`, never from a scan.
 
-use super::sql::{begin, enqueue, get, map_err};
-use super::{Backend, LockboxFilter, LockboxSummary, Result, StoreError};
+use super::sql::{audit_entry, begin, enqueue, get, map_err};
+use super::{AuditEntry, Backend, LockboxFilter, LockboxSummary, Result, StoreError};
 use crate::api::lockbox_policy::Approvers;
 use crate::domain::lockbox::{Policy, Request, State};
 use sqlx::any::AnyRow;
@@ -113,22 +113,18 @@ async fn record(
     at: i64,
     before: Option<&Request>,
 ) -> Result<()> {
-    let after = serde_json::to_string(r).ok();
-    let before = before.and_then(|b| serde_json::to_string(b).ok());
-    let action = format!("lockbox.{}", r.state.as_str().to_ascii_lowercase());
-    sqlx::query(
-        "INSERT INTO audit (at, actor, action, kind, object, drift, before, after) VALUES ($1, $2, $3, 'lockbox', $4, $5, $6, $7)",
-    )
-    .bind(at)
-    .bind(actor)
-    .bind(action)
-    .bind(r.id.to_string())
-    .bind(false)
-    .bind(before)
-    .bind(after)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
+    let entry = AuditEntry {
+        id: 0,
+        at,
+        actor: actor.to_owned(),
+        action: format!("lockbox.{}", r.state.as_str().to_ascii_lowercase()),
+        kind: "lockbox".to_owned(),
+        object: r.id.to_string(),
+        drift: false,
+        before: before.and_then(|b| serde_json::to_string(b).ok()),
+        after: serde_json::to_string(r).ok(),
+    };
+    audit_entry(tx, &entry).await?;
     let mut to = recipients(r);
     // The policy's notificationRecipients hear about every request and decision.
     let extra: Option<String> =

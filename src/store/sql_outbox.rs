@@ -7,7 +7,7 @@
 //! Each state change of an invitation, its audit entry and any re-issue are one transaction.
 
 use super::records::*;
-use super::sql::{begin, enqueue, get, invitation_key, map_err};
+use super::sql::{audit_entry, begin, enqueue, get, invitation_key, map_err};
 use super::{Backend, Result};
 use sqlx::{Any, AnyPool, Transaction};
 
@@ -140,6 +140,7 @@ async fn membership_of(tx: &mut Transaction<'static, Any>, invitation_id: i64) -
     .transpose()
 }
 
+/// An invitation's audit entry (kind `Invitation`, actor `actor`), in `tx`.
 async fn audit(
     tx: &mut Transaction<'static, Any>,
     at: i64,
@@ -148,20 +149,18 @@ async fn audit(
     object: &str,
     after: serde_json::Value,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit (at, actor, action, kind, object, drift, before, after) \
-         VALUES ($1, $2, $3, 'Invitation', $4, $5, NULL, $6)",
-    )
-    .bind(at)
-    .bind(actor)
-    .bind(action)
-    .bind(object)
-    .bind(false)
-    .bind(after.to_string())
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    Ok(())
+    let entry = AuditEntry {
+        id: 0,
+        at,
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        kind: "Invitation".to_owned(),
+        object: object.to_owned(),
+        drift: false,
+        before: None,
+        after: Some(after.to_string()),
+    };
+    audit_entry(tx, &entry).await
 }
 
 /// Mark an entry delivered; an invitation becomes `Sent` (once: a re-send after a crash
@@ -312,23 +311,9 @@ pub(super) async fn expire(
         audit(&mut tx, at, "operator", action, &old_key, after).await?;
         let membership = membership_of(&mut tx, id).await?;
         tx.commit().await.map_err(map_err)?;
-        out.push(ExpiredInvitation { invitation_id: id, email, reissued: reissue, issue: new_issue, membership });
+        out.push(ExpiredInvitation { email, reissued: reissue, issue: new_issue, membership });
     }
     Ok(out)
-}
-
-/// The earliest delivery deadline: a pending entry's next attempt or a sent invitation's
-/// expiry, each `MIN` over its partial index.
-pub(super) async fn next_due(pool: &AnyPool) -> Result<Option<i64>> {
-    let mut next: Option<i64> = None;
-    for q in &super::sql::DEADLINE_QUERIES[..2] {
-        let t: Option<i64> = sqlx::query_scalar(*q).fetch_one(pool).await.map_err(map_err)?;
-        next = match (next, t) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-    Ok(next)
 }
 
 /// Memberships whose invitation was accepted at or after `since`.
@@ -428,9 +413,10 @@ pub(super) async fn accept(
     .await
     .map_err(map_err)?;
     if accepted.rows_affected() == 0 {
-        // Cannot happen inside the write transaction; refuse rather than activate twice.
+        // Another token of this invitation was accepted meanwhile (PostgreSQL's transactions
+        // do not serialize the read above; SQLite's BEGIN IMMEDIATE does).
         tx.rollback().await.map_err(map_err)?;
-        return Ok(Err(AcceptRefusal::Used(String::new())));
+        return Ok(Err(AcceptRefusal::Used(crate::plan::rfc3339(at).unwrap_or_default())));
     }
     // Single use: the state is `Accepted` now, so every token of this issue (a crash re-send
     // may have made several) is refused from here on, with a message that says why.
@@ -452,7 +438,6 @@ pub(super) async fn accept(
     let mut after = attempt;
     after["state"] = "Accepted".into();
     audit(&mut tx, at, &who.account, "invitation.accept", &object, after).await?;
-    let touched = membership_of(&mut tx, id).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(Ok(Accepted {
         namespace: get(&row, "namespace")?,
@@ -461,6 +446,5 @@ pub(super) async fn accept(
         email: get(&row, "email")?,
         account: who.account.clone(),
         accepted_at: at,
-        membership: touched,
     }))
 }
