@@ -53,9 +53,12 @@ pub struct CustomerSpec {
     /// Customer-wide settings from the Admin Center.
     #[serde(default)]
     pub settings: CustomerSettings,
-    /// Newsletter subscriptions and who receives each one.
+    /// Newsletter subscriptions and who receives each one (at most 20 newsletters of 250
+    /// subscribers each).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 50))]
+    // The bounds keep the subscriber email rule within the API server's CEL cost budget,
+    // which multiplies its cost by both maxItems (see tests/it/cel_cost.rs).
+    #[schemars(length(max = 20))]
     pub newsletters: Vec<Newsletter>,
     /// What happens in the Services Hub when this Customer is deleted: `Delete` (the default)
     /// removes its workspaces, grants and pending invitations; `Orphan` leaves them.
@@ -124,7 +127,7 @@ pub struct Administration {
     /// Object id (a GUID) of the Microsoft Entra group that receives the administrator role.
     /// Required when `model` is `Delegated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"))]
+    #[schemars(length(max = 36), regex(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"))]
     pub group_id: Option<String>,
 }
 
@@ -167,9 +170,9 @@ pub struct Newsletter {
     /// Name of the newsletter, e.g. `Security Updates`.
     #[schemars(length(min = 1, max = 128))]
     pub name: String,
-    /// Email addresses that receive it.
+    /// Email addresses that receive it (at most 250).
     #[serde(default)]
-    #[schemars(length(max = 500))]
+    #[schemars(length(max = 250))]
     pub subscribers: Vec<Email>,
 }
 

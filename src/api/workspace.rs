@@ -56,7 +56,7 @@ pub struct WorkspaceSpec {
     pub allow_personal_accounts: Option<bool>,
     /// Additional support benefits bought for this workspace, e.g. `Designated Support Engineering`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 50), extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(length(max = 50), inner(length(min = 1, max = 128)), extend("x-kubernetes-list-type" = "set"))]
     pub support_benefits: Vec<String>,
     /// What happens in the Services Hub when this Workspace is deleted: `Delete` (the default)
     /// removes the workspace with its grants and pending invitations; `Orphan` leaves it.

@@ -3,6 +3,7 @@
 #[path = "../apiserver/mod.rs"]
 mod apiserver;
 mod apply;
+mod cel_cost;
 mod chart;
 mod cluster;
 mod controller;
