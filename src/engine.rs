@@ -212,6 +212,9 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
     let mut report = Report::default();
     let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
     let mut ids = Vec::with_capacity(objects.len());
+    // Whether the uid was made up here (the store knew none): another process applying the
+    // same object at once may have stored it first under its own uid.
+    let mut minted = Vec::with_capacity(objects.len());
     // Objects applied without a cluster have no uid: reuse the one the store knows.
     let mut known: std::collections::HashMap<(GuardTable, String), std::collections::HashMap<String, String>> =
         Default::default();
@@ -222,12 +225,9 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
             let uids = store.uids(key.0, &key.1).await?;
             known.insert(key.clone(), uids);
         }
-        let uid = o
-            .meta()
-            .uid
-            .clone()
-            .or_else(|| known.get(&key).and_then(|m| m.get(o.name()).cloned()))
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let found = o.meta().uid.clone().or_else(|| known.get(&key).and_then(|m| m.get(o.name()).cloned()));
+        minted.push(found.is_none());
+        let uid = found.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let id = Identity {
             uid: uid.clone(),
             namespace: o.namespace().to_owned(),
@@ -254,6 +254,7 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
             _ => None,
         });
         let mut snap = store.load_customer(&ns, &customer).await?;
+        adopt_stored_uids(&snap, objects, &members, &mut minted, &mut ids, &mut report);
         for _pass in 0..MAX_PASSES {
             // Plan every object against the snapshot, mirroring each plan as if applied so
             // later objects see it; then apply the batches in chunks, one transaction each.
@@ -264,6 +265,9 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
                 let r = &mut report.objects[*i];
                 r.status = status;
                 r.stalled = stalled;
+                // A write that failed in an earlier pass is judged again by this one: an
+                // empty plan now means another writer got the store there meanwhile.
+                r.error = None;
                 if !batch.is_empty() {
                     snap.apply(&batch);
                     owners.push(*i);
@@ -297,11 +301,54 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
             }
             if failed {
                 snap = store.load_customer(&ns, &customer).await?;
+                adopt_stored_uids(&snap, objects, &members, &mut minted, &mut ids, &mut report);
             }
         }
     }
     report.rows_written = store.rows_written() - written_before;
     Ok(report)
+}
+
+/// Objects whose uid was minted here take the uid the snapshot holds for their kind and name:
+/// another process applying the same objects at once (a second `apply`, or on PostgreSQL an
+/// operator) stored them after this run looked the uids up. The next plan then updates that
+/// row instead of creating a second copy, which the store's unique name indexes would refuse.
+fn adopt_stored_uids(
+    snap: &Snapshot,
+    objects: &[Sourced],
+    members: &[usize],
+    minted: &mut [bool],
+    ids: &mut [Identity],
+    report: &mut Report,
+) {
+    if !members.iter().any(|i| minted[*i]) {
+        return;
+    }
+    let mut stored: std::collections::HashMap<(GuardTable, &str), &str> = Default::default();
+    if let Some(c) = &snap.customer {
+        stored.insert((GuardTable::Customer, &c.record.name), &c.record.uid);
+    }
+    for w in snap.workspaces.values().filter(|w| w.record.origin == "Workspace") {
+        stored.insert((GuardTable::Workspace, &w.record.name), &w.record.id);
+    }
+    for m in snap.memberships.values().filter(|m| m.record.origin == "Membership") {
+        stored.insert((GuardTable::Membership, &m.record.name), &m.record.id);
+    }
+    for p in snap.policies.values() {
+        stored.insert((GuardTable::LockboxPolicy, &p.record.name), &p.record.uid);
+    }
+    for &i in members {
+        let o = &objects[i].object;
+        if !minted[i] {
+            continue;
+        }
+        if let Some(uid) = stored.get(&(table_of(o), o.name())).filter(|u| **u != ids[i].uid) {
+            tracing::debug!(kind = o.kind(), name = o.name(), %uid, "stored meanwhile by another process: adopting its uid");
+            ids[i].uid = (*uid).to_owned();
+            report.objects[i].uid = (*uid).to_owned();
+            minted[i] = false;
+        }
+    }
 }
 
 /// Remove (or, with `deletionPolicy: Orphan`, release) what `objects` provisioned, in reverse

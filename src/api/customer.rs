@@ -127,7 +127,10 @@ pub struct Administration {
     /// Object id (a GUID) of the Microsoft Entra group that receives the administrator role.
     /// Required when `model` is `Delegated`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 36), regex(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"))]
+    #[schemars(
+        length(max = 36),
+        regex(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+    )]
     pub group_id: Option<String>,
 }
 

@@ -111,7 +111,10 @@ pub struct Subject {
     pub account_type: Option<AccountType>,
     /// Object id (a GUID) of the Microsoft Entra group. Required for a `Group`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 36), regex(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"))]
+    #[schemars(
+        length(max = 36),
+        regex(pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+    )]
     pub group_id: Option<String>,
 }
 

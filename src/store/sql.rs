@@ -446,7 +446,10 @@ impl Store for SqlStore {
 
     async fn uids(&self, kind: GuardTable, namespace: &str) -> Result<std::collections::HashMap<String, String>> {
         let (table, key) = kind.table();
-        let sql = format!("SELECT name, {key} FROM {table} WHERE namespace = $1 AND managed");
+        // Memberships implied by a Customer or Workspace carry their owner's name: only rows
+        // of Membership objects answer for a Membership name.
+        let only = if kind == GuardTable::Membership { " AND origin = 'Membership'" } else { "" };
+        let sql = format!("SELECT name, {key} FROM {table} WHERE namespace = $1 AND managed{only}");
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(namespace).fetch_all(&self.pool).await.map_err(map_err)?;
         rows.iter().map(|r| Ok((get(r, "name")?, get(r, key)?))).collect()
     }
@@ -924,6 +927,8 @@ fn unique_violation(msg: &str) -> StoreError {
         StoreError::Constraint("a workspace with this name already exists in the namespace".into())
     } else if msg.contains("customers_managed_name") || msg.contains("customers.namespace") {
         StoreError::Constraint("a customer with this name already exists in the namespace".into())
+    } else if msg.contains("memberships_managed_name") || msg.contains("memberships.namespace") {
+        StoreError::Constraint("a membership with this name already exists in the namespace".into())
     } else {
         StoreError::Conflict(format!("created concurrently: {msg}"))
     }

@@ -187,7 +187,9 @@ impl<'a> Estimator<'a> {
                     ("duration" | "timestamp", 1) => 1 + factor(size(&self.ty(args[0])), STRING_TRAVERSAL) + sum,
                     ("size" | "!_" | "-_" | "@not_strictly_false" | "int" | "uint" | "double" | "string", 1) => 1 + sum,
                     ("_+_" | "_-_" | "_*_" | "_/_" | "_%_", 2) => 1 + sum,
-                    (f, n) => panic!("the cost model does not know {f} with {n} arguments: add it from cel-go's cost.go"),
+                    (f, n) => {
+                        panic!("the cost model does not know {f} with {n} arguments: add it from cel-go's cost.go")
+                    }
                 }
             }
             Expr::Comprehension(c) => {

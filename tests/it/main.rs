@@ -14,6 +14,7 @@ mod emulator_http;
 mod focus;
 mod lockbox;
 mod notify;
+mod race;
 mod store;
 mod support;
 mod validate;
