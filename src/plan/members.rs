@@ -170,6 +170,20 @@ impl DesiredMembership {
         // Same desired state as last written, but different roles or grants: someone changed
         // the store behind the operator's back.
         let drift = stored.is_some_and(|s| s.spec_hash == record.spec_hash);
+        // The same row now names another person (a Customer's serviceAdministrator was
+        // replaced): the former one's invitation goes, as when a support contact is replaced.
+        let replaced = stored.is_some_and(|s| s.subject_key != record.subject_key);
+        if let Some(s) = stored.filter(|_| replaced) {
+            let scope_key = s.workspace_id.clone().unwrap_or_else(|| customer_uid.to_owned());
+            let live = snapshot
+                .invitations
+                .get(&(scope_key.clone(), s.subject_key.clone()))
+                .is_some_and(|i| i.membership_id == self.id && invitation_state::is_live(&i.state));
+            if live {
+                let c = Change::RevokeInvitation { scope_key, subject_key: s.subject_key.clone() };
+                emit(snapshot, steps, step(c, format!("revoke the invitation of {} {at}", s.subject_key), false, None));
+            }
+        }
         match stored {
             None => emit(
                 snapshot,
@@ -219,9 +233,24 @@ impl DesiredMembership {
             // A revoked invitation (the membership went away and came back) is issued anew;
             // expiry and failed delivery are the delivery worker's business.
             let reissue = |i: &InvitationRecord| i.state == invitation_state::REVOKED;
+            // Issue numbers count per membership row and scope, across the people it named,
+            // so a replaced person's message never shares the new one's idempotency key
+            // (`invitation/<membership>/<scope>/<issue>`). Only a row whose person changed can
+            // have invitations for someone else, so only then is the scan paid.
+            let after = if replaced {
+                snapshot
+                    .invitations
+                    .values()
+                    .filter(|i| i.membership_id == self.id && i.scope_key == scope_key)
+                    .map(|i| i.issue)
+                    .max()
+                    .unwrap_or(0)
+            } else {
+                0
+            };
             let issue = match existing {
-                None => Some(1),
-                Some(i) if reissue(&i) => Some(i.issue + 1),
+                None => Some(after + 1),
+                Some(i) if reissue(&i) => Some(i.issue.max(after) + 1),
                 Some(_) => None,
             };
             if let Some(issue) = issue {

@@ -143,6 +143,11 @@ pub mod invitation_state {
     pub const REVOKED: &str = "Revoked";
     /// Delivery gave up.
     pub const FAILED: &str = "Failed";
+
+    /// Whether an invitation in `state` can still be accepted or is on its way.
+    pub fn is_live(state: &str) -> bool {
+        state == PENDING || state == SENT
+    }
 }
 
 /// An invitation: one per subject per scope.

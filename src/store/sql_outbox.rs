@@ -256,8 +256,9 @@ pub(super) async fn expire(
     limit: i64,
 ) -> Result<Vec<ExpiredInvitation>> {
     let rows = sqlx::query(
-        "SELECT id, membership_id, scope_key, email, issue, reissues FROM invitations \
-         WHERE state = 'Sent' AND expires_at <= $1 ORDER BY expires_at, id LIMIT $2",
+        "SELECT i.id, i.membership_id, i.scope_key, i.email, i.issue, i.reissues, c.end_date FROM invitations i \
+         JOIN customers c ON c.uid = i.customer_uid \
+         WHERE i.state = 'Sent' AND i.expires_at <= $1 ORDER BY i.expires_at, i.id LIMIT $2",
     )
     .bind(at)
     .bind(limit)
@@ -274,8 +275,11 @@ pub(super) async fn expire(
             get(&row, "issue")?,
             get(&row, "reissues")?,
         );
+        // After the agreement's end nothing new is issued (as the planner does for new
+        // invitations): an invitation that runs out then simply expires.
+        let ended = agreement_ended(get::<Option<String>>(&row, "end_date")?.as_deref(), at);
         let mut tx = begin(pool, backend).await?;
-        let reissue = reissues < max_reissues;
+        let reissue = reissues < max_reissues && !ended;
         let changed = if reissue {
             sqlx::query(
                 "UPDATE invitations SET state = 'Pending', issue = issue + 1, reissues = reissues + 1, attempts = 0, \
@@ -307,13 +311,25 @@ pub(super) async fn expire(
             enqueue(&mut tx, "invitation", &key, payload.as_deref().unwrap_or("{}"), at, Some(id)).await?;
         }
         let action = if reissue { "invitation.reissue" } else { "invitation.expire" };
-        let after = serde_json::json!({ "expiredIssue": issue, "issue": new_issue, "reissued": reissue });
+        let mut after = serde_json::json!({ "expiredIssue": issue, "issue": new_issue, "reissued": reissue });
+        if ended {
+            after["reason"] = "the agreement has ended".into();
+        }
         audit(&mut tx, at, "operator", action, &old_key, after).await?;
         let membership = membership_of(&mut tx, id).await?;
         tx.commit().await.map_err(map_err)?;
         out.push(ExpiredInvitation { email, reissued: reissue, issue: new_issue, membership });
     }
     Ok(out)
+}
+
+/// Whether an agreement ending on `end_date` (a `YYYY-MM-DD` date; it ends at that UTC
+/// midnight) has ended at `at` (Unix seconds).
+fn agreement_ended(end_date: Option<&str>, at: i64) -> bool {
+    end_date
+        .and_then(|d| d.parse::<jiff::civil::Date>().ok())
+        .and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .is_some_and(|z| z.timestamp().as_second() <= at)
 }
 
 /// Memberships whose invitation was accepted at or after `since`.

@@ -12,6 +12,7 @@ mod crds;
 mod emulator;
 mod emulator_http;
 mod focus;
+mod invitations;
 mod lockbox;
 mod notify;
 mod race;

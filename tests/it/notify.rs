@@ -8,14 +8,14 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 
-const T0: &str = "2026-11-22T12:00:00Z";
+pub(crate) const T0: &str = "2026-11-22T12:00:00Z";
 
 /// Run the binary against `s` at time `now`, with extra environment.
-fn servicehub(s: &TestStore, now: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+pub(crate) fn servicehub(s: &TestStore, now: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
     command(s, now, env, args).output().expect("run servicehub")
 }
 
-fn command(s: &TestStore, now: &str, env: &[(&str, &str)], args: &[&str]) -> Command {
+pub(crate) fn command(s: &TestStore, now: &str, env: &[(&str, &str)], args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_servicehub"));
     c.args(args)
         .args(["--store", &s.url])
@@ -30,12 +30,12 @@ fn command(s: &TestStore, now: &str, env: &[(&str, &str)], args: &[&str]) -> Com
     c
 }
 
-fn at(t: &str, plus_hours: i64) -> String {
+pub(crate) fn at(t: &str, plus_hours: i64) -> String {
     let t: jiff::Timestamp = t.parse().expect("time");
     (t + jiff::SignedDuration::from_hours(plus_hours)).to_string()
 }
 
-async fn count(s: &TestStore, sql: &str) -> i64 {
+pub(crate) async fn count(s: &TestStore, sql: &str) -> i64 {
     s.store.count(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
@@ -131,7 +131,7 @@ fn smtp_env(port: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+pub(crate) fn refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 
@@ -283,12 +283,12 @@ async fn sigkill_between_sending_and_marking_sent_resends_under_the_same_id_and_
 // ---------------------------------------------------------------------------------------
 // Expiry, re-issue and acceptance rules, with the file transport and an injected clock.
 
-fn file_env(dir: &Path, reissues: &str) -> Vec<(&'static str, String)> {
+pub(crate) fn file_env(dir: &Path, reissues: &str) -> Vec<(&'static str, String)> {
     vec![("SERVICEHUB_NOTIFY_DIR", dir.display().to_string()), ("SERVICEHUB_INVITATION_REISSUES", reissues.into())]
 }
 
 /// The newest token sent to `email` (by issue number in the file name).
-fn token_for(dir: &Path, email: &str, issue: i64) -> String {
+pub(crate) fn token_for(dir: &Path, email: &str, issue: i64) -> String {
     let files = eml_files(dir);
     let (_, text) = files
         .iter()
@@ -297,7 +297,7 @@ fn token_for(dir: &Path, email: &str, issue: i64) -> String {
     token_in(text)
 }
 
-fn accept(s: &TestStore, now: &str, token: &str, account: &str, kind: &str) -> Output {
+pub(crate) fn accept(s: &TestStore, now: &str, token: &str, account: &str, kind: &str) -> Output {
     servicehub(s, now, &[], &["invitation", "accept", "--token", token, "--account", account, "--account-type", kind])
 }
 
