@@ -111,13 +111,79 @@ pub fn install_crypto() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
+/// The file name (without `.eml`) for message `id`, one per id: letters, digits, `-` and `.`
+/// stay, `/` becomes `_`, every other byte `%XX` (so `lee+ops@x` and `lee_ops@x` differ).
+/// A name too long for a file system ends in a hash of the whole id instead.
+pub fn file_name(id: &str) -> String {
+    const MAX: usize = 200;
+    let mut name = String::with_capacity(id.len());
+    for b in id.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' => name.push(b as char),
+            b'/' => name.push('_'),
+            _ => name.push_str(&format!("%{b:02X}")),
+        }
+    }
+    if name.len() <= MAX {
+        return name;
+    }
+    use sha2::Digest;
+    let hash = sha2::Sha256::digest(id.as_bytes());
+    let hex: String = hash.iter().take(12).map(|b| format!("{b:02x}")).collect();
+    // Keep the end (the issue number), which people and tests look for.
+    let tail: String = name.chars().rev().take(24).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("{}-{hex}-{tail}", &name[..MAX - 24 - 26])
+}
+
+/// Create `dir` (and missing parents) readable by its owner only; an existing directory is
+/// left as it is (it may be shared, like `/tmp`).
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)?;
+    // The mode passes through the umask: set it exactly.
+    #[cfg(unix)]
+    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+    Ok(())
+}
+
+/// Write `bytes` to a new file at `path` that only its owner can read (0600 whatever the umask).
+async fn write_private(path: &std::path::Path, bytes: Vec<u8>) -> std::io::Result<()> {
+    let path = path.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let _ = std::fs::remove_file(&path);
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&path)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
+        file.write_all(&bytes)
+    })
+    .await
+    .map_err(std::io::Error::other)?
+}
+
 impl Transport {
     /// Build a transport from its settings.
     pub fn new(config: &TransportConfig) -> Result<Transport, String> {
         install_crypto();
         Ok(match config {
             TransportConfig::File { dir } => {
-                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 Transport::File(dir.clone())
             }
             TransportConfig::Smtp { host, port, tls, credentials, timeout } => {
@@ -156,16 +222,12 @@ impl Transport {
         match self {
             Transport::File(dir) => {
                 let raw = message::rfc5322(m, from).map_err(SendError::permanent)?.formatted();
-                let name: String =
-                    m.id.chars()
-                        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
-                        .collect();
+                let name = file_name(&m.id);
                 let path = dir.join(format!("{name}.eml"));
                 let tmp = dir.join(format!(".{name}.eml.tmp"));
                 // Written whole, then renamed: a re-send replaces the file, never half-writes it.
-                tokio::fs::write(&tmp, &raw)
-                    .await
-                    .map_err(|e| SendError::transient(format!("{}: {e}", tmp.display())))?;
+                // The file carries a live token: readable by its owner only.
+                write_private(&tmp, raw).await.map_err(|e| SendError::transient(format!("{}: {e}", tmp.display())))?;
                 tokio::fs::rename(&tmp, &path)
                     .await
                     .map_err(|e| SendError::transient(format!("{}: {e}", path.display())))
@@ -216,6 +278,30 @@ pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn file_names_are_one_per_message_id() {
+        let ids = [
+            "invitation/m1/ws/lee+ops@contoso.com/1",
+            "invitation/m1/ws/lee_ops@contoso.com/1",
+            "invitation/m1/ws/lee.ops@contoso.com/1",
+            "invitation/m1/ws/lee%2Bops@contoso.com/1",
+            "invitation/m1_ws/lee+ops@contoso.com/1",
+        ];
+        let names: std::collections::BTreeSet<String> = ids.iter().map(|i| file_name(i)).collect();
+        assert_eq!(names.len(), ids.len(), "{names:?}");
+        assert_eq!(file_name("invitation/abc-1/def/1"), "invitation_abc-1_def_1");
+        assert_eq!(file_name("x/lee+ops@contoso.com"), "x_lee%2Bops%40contoso.com");
+        // Long ids (a 254-character address in a membership id) still fit a file name, stay
+        // apart, and keep their issue number at the end.
+        let long = |c: char| {
+            format!("invitation/{}/supportContact/{}@contoso.com/ws/7", "u".repeat(36), c.to_string().repeat(240))
+        };
+        let (a, b) = (file_name(&long('a')), file_name(&long('b')));
+        assert!(a.len() <= 200 && b.len() <= 200, "{} {}", a.len(), b.len());
+        assert_ne!(a, b);
+        assert!(a.ends_with("_7"), "{a}");
+    }
 
     #[test]
     fn the_signature_is_hmac_sha256_of_timestamp_and_body() {

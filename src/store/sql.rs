@@ -78,6 +78,9 @@ impl SqlStore {
             }
             _ => url.expose().to_owned(),
         };
+        if let Some(file) = url.sqlite_file() {
+            create_private_file(&file).map_err(|e| StoreError::Unavailable(format!("{}: {e}", file.display())))?;
+        }
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         options = match backend {
             // One writer at a time is SQLite's model; a small pool keeps readers concurrent
@@ -95,6 +98,14 @@ impl SqlStore {
             }),
             Backend::Postgres => options.max_connections(8),
         };
+        if backend == Backend::Postgres {
+            // One direct attempt first: a refused or unresolvable server is reported at once,
+            // in the driver's words ("Connection refused"), instead of as a pool timeout
+            // after `acquire_timeout` of silent retries.
+            use sqlx::Connection;
+            let probe = sqlx::AnyConnection::connect(&target).await.map_err(|e| map_connect_error(&url, e))?;
+            let _ = probe.close().await;
+        }
         let pool = options.connect(&target).await.map_err(|e| map_connect_error(&url, e))?;
         if backend == Backend::Sqlite {
             // WAL is a property of the file: set once, it stays.
@@ -934,9 +945,41 @@ fn unique_violation(msg: &str) -> StoreError {
     }
 }
 
+/// Create a missing SQLite file empty (a valid empty database) and readable by its owner
+/// only, before SQLite opens it: the store holds invitation token hashes and the audit log,
+/// and SQLite gives its `-wal` and `-shm` files the database file's permissions.
+fn create_private_file(file: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(file) {
+        Ok(f) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            }
+            drop(f);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 fn map_connect_error(url: &StoreUrl, e: sqlx::Error) -> StoreError {
+    // The driver's message may quote the URL or one of its parameters.
     match map_err(e) {
-        StoreError::Unavailable(m) | StoreError::Database(m) => StoreError::Unavailable(format!("{url}: {m}")),
+        StoreError::Unavailable(m) | StoreError::Database(m) => {
+            StoreError::Unavailable(format!("{url}: {}", url.scrub(&m)))
+        }
+        StoreError::Conflict(m) => StoreError::Conflict(url.scrub(&m)),
+        StoreError::Constraint(m) => StoreError::Constraint(url.scrub(&m)),
+        StoreError::Corrupt(m) => StoreError::Corrupt(url.scrub(&m)),
         other => other,
     }
 }

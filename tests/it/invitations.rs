@@ -109,3 +109,77 @@ async fn invitations_that_run_out_after_the_agreement_ended_are_not_issued_again
         assert!(reasons.iter().all(|r| r.contains("the agreement has ended")), "{reasons:?}");
     }
 }
+
+/// Run the binary through `sh` with umask 000, so files it creates show their own modes.
+fn servicehub_umask0(url: &str, env: &[(&str, String)], args: &str) -> std::process::Output {
+    let mut c = std::process::Command::new("sh");
+    c.arg("-c")
+        .arg(format!("umask 000; exec \"$0\" {args} --store \"$1\""))
+        .arg(env!("CARGO_BIN_EXE_servicehub"))
+        .arg(url)
+        .current_dir(crate::support::root())
+        .env("SERVICEHUB_NOW", T0)
+        .env_remove("SERVICEHUB_STORE");
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().expect("run servicehub")
+}
+
+#[cfg(unix)]
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).expect("metadata").permissions().mode() & 0o777
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn look_alike_addresses_get_a_message_each_and_token_files_are_private_whatever_the_umask() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("servicehub.db");
+    let url = format!("sqlite://{}", db.display());
+    let outbox = dir.path().join("shared").join("outbox");
+    std::fs::create_dir(dir.path().join("shared")).expect("mkdir");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path().join("shared"), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    // Both support contacts of the default workspace: their membership ids differ only there.
+    let files = examples_with("alex.wilber@contoso.com", "lee+ops@contoso.com");
+    let text = std::fs::read_to_string(files.path().join("01-customer.yaml")).expect("read");
+    std::fs::write(
+        files.path().join("01-customer.yaml"),
+        text.replace("lynne.robbins@contoso.com", "lee_ops@contoso.com"),
+    )
+    .expect("write");
+    let env = vec![("SERVICEHUB_NOTIFY_DIR", outbox.display().to_string())];
+    let out = servicehub_umask0(&url, &env, &format!("apply -f {}", files.path().display()));
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let s = crate::support::sqlite_file(&url).await;
+
+    // Both got a message of their own: 13 people, 13 files.
+    let eml = eml_files(&outbox);
+    assert_eq!(eml.len(), 13, "{:?}", eml.iter().map(|(p, _)| p).collect::<Vec<_>>());
+    let plus = token_for(&outbox, "lee+ops@contoso.com", 1);
+    let underscore = token_for(&outbox, "lee_ops@contoso.com", 1);
+    assert_ne!(plus, underscore);
+    for (token, who) in [(&plus, "lee+ops@contoso.com"), (&underscore, "lee_ops@contoso.com")] {
+        let out = accept(&s, T0, token, who, "WorkOrSchool");
+        assert!(out.status.success(), "{who}: {}", stderr(&out));
+    }
+
+    // Owner-only, although the umask allowed everything.
+    assert_eq!(mode(&outbox), 0o700, "the outbox directory it created");
+    for (p, _) in &eml {
+        assert_eq!(mode(p), 0o600, "{}", p.display());
+    }
+    assert_eq!(mode(&db), 0o600, "the SQLite store");
+    for side in ["servicehub.db-wal", "servicehub.db-shm"] {
+        let p = dir.path().join(side);
+        if p.exists() {
+            assert_eq!(mode(&p), 0o600, "{side}");
+        }
+    }
+    // A directory that already existed (it may be shared) keeps its mode.
+    assert_eq!(mode(outbox.parent().expect("parent")), 0o755);
+}

@@ -91,6 +91,12 @@ pub async fn sqlite_unmigrated() -> TestStore {
     TestStore { name: "sqlite", store: std::sync::Arc::new(store), url, _dir: Some(dir) }
 }
 
+/// The SQLite store at `url`, which a run of the binary created.
+pub async fn sqlite_file(url: &str) -> TestStore {
+    let store = servicehub_operator::store::sql::SqlStore::connect(url.parse().expect("url")).await.expect("sqlite");
+    TestStore { name: "sqlite", store: std::sync::Arc::new(store), url: url.to_owned(), _dir: None }
+}
+
 /// The PostgreSQL URL for tests, when `SERVICEHUB_TEST_DATABASE_URL` is set.
 pub fn postgres_url() -> Option<String> {
     std::env::var("SERVICEHUB_TEST_DATABASE_URL").ok().filter(|u| !u.is_empty())
