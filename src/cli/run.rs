@@ -26,6 +26,11 @@ pub struct RunArgs {
     /// Address of the HTTP server (`/healthz`, `/readyz`, `/metrics`).
     #[arg(long, env = "SERVICEHUB_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
+    /// After SIGTERM, how long in-flight reconciles may take to finish before they are
+    /// abandoned (keep it below the pod's `terminationGracePeriodSeconds`; the lease release
+    /// after it is bounded by `--lease-renew-deadline`).
+    #[arg(long, env = "SERVICEHUB_SHUTDOWN_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
     /// Leader election.
     #[command(flatten)]
     pub lease: LeaseArgs,
@@ -78,7 +83,7 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 impl RunArgs {
     /// Resolve the flags into the operator's configuration.
     pub fn into_config(self) -> Result<Config, String> {
-        let Self { store, namespace, concurrency, resync, http_addr, lease, notify } = self;
+        let Self { store, namespace, concurrency, resync, http_addr, shutdown_timeout, lease, notify } = self;
         let notify = notify.into_config()?;
         let LeaseArgs {
             leader_elect,
@@ -111,7 +116,7 @@ impl RunArgs {
             retry_period,
         });
         let settings = Settings { namespace, concurrency, resync, actor: "operator".into(), identity };
-        Ok(Config { store_url: store.url, settings, lease, http_addr, notify })
+        Ok(Config { store_url: store.url, settings, lease, http_addr, notify, shutdown_timeout })
     }
 }
 

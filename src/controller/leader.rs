@@ -83,11 +83,13 @@ pub async fn run(api: Api<Lease>, cfg: LeaseConfig, leading: watch::Sender<bool>
     tracing::debug!(lease = %cfg.name, "leaving the election");
     if *leading.borrow() {
         leading.send_replace(false);
-        match release(&api, &cfg).await {
-            Ok(()) => tracing::info!(lease = %cfg.name, "released the lease"),
-            Err(e) => {
+        // Bounded like a round: an unreachable API server must not hold the exit up.
+        match tokio::time::timeout(cfg.renew_deadline, release(&api, &cfg)).await {
+            Ok(Ok(())) => tracing::info!(lease = %cfg.name, "released the lease"),
+            Ok(Err(e)) => {
                 tracing::warn!(lease = %cfg.name, error = %e, "could not release the lease; it expires by itself")
             }
+            Err(_) => tracing::warn!(lease = %cfg.name, "releasing the lease timed out; it expires by itself"),
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct Config {
     pub http_addr: SocketAddr,
     /// Outbox delivery (invitations, Lockbox notifications), or `None` to leave messages queued.
     pub notify: Option<crate::notify::Config>,
+    /// After a signal, how long in-flight work may take before it is abandoned.
+    pub shutdown_timeout: Duration,
 }
 
 /// Wait for SIGTERM or SIGINT, then cancel `token`.
@@ -77,7 +79,7 @@ async fn open_store(url: &str, shutdown: &CancellationToken) -> anyhow::Result<O
 
 /// Run the operator until a signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
-    let Config { store_url, settings, lease, http_addr, notify } = config;
+    let Config { store_url, settings, lease, http_addr, notify, shutdown_timeout } = config;
     let client = Client::try_default().await?;
     let metrics = Arc::new(Metrics::default());
     let shutdown = CancellationToken::new();
@@ -145,9 +147,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             shutdown.clone(),
         );
         let mut lost = leading.clone();
+        // After a signal the controllers finish their in-flight reconciles, but not forever:
+        // with the API server or the store unreachable a reconcile may wait on a request far
+        // longer than the pod's grace period. Past the deadline its work is dropped (the
+        // store writes are transactions; the next leader redoes what was not finished).
+        let deadline = async {
+            shutdown.cancelled().await;
+            tokio::time::sleep(shutdown_timeout).await;
+        };
         tokio::select! {
             _ = controllers => {
                 tracing::info!("controllers stopped");
+                break;
+            }
+            _ = deadline => {
+                tracing::warn!(timeout = ?shutdown_timeout, "in-flight reconciles did not finish in time after the signal: abandoning them");
                 break;
             }
             _ = lost.wait_for(|l| !*l) => {
@@ -160,11 +174,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     metrics.leader.set(0);
     elector_stop.cancel();
     if let Some(e) = elector {
-        let _ = e.await;
+        // The elector releases the lease within its renew deadline; this bound is a backstop.
+        if tokio::time::timeout(shutdown_timeout, e).await.is_err() {
+            tracing::warn!("the lease was not released in time; it expires by itself");
+        }
     }
     tracing::debug!("elector stopped; stopping the HTTP server");
     http_stop.cancel();
-    let _ = server.await;
+    // Open keep-alive connections (a prober's) must not hold the exit up.
+    let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
     tracing::info!("stopped");
     Ok(())
 }

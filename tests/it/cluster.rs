@@ -35,9 +35,15 @@ impl Operator {
 
     /// [`Operator::start`] with extra environment variables (secrets are environment-only).
     pub fn start_with_env(api: &ApiServer, store_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
+        Operator::start_with_kubeconfig(&api.kubeconfig(), store_url, extra, env)
+    }
+
+    /// [`Operator::start_with_env`] with a kubeconfig of the caller's (an API server that is
+    /// not there, say).
+    pub fn start_with_kubeconfig(config: &str, store_url: &str, extra: &[&str], env: &[(&str, &str)]) -> Operator {
         let dir = tempfile::tempdir().expect("tempdir");
         let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(&kubeconfig, api.kubeconfig()).expect("kubeconfig");
+        std::fs::write(&kubeconfig, config).expect("kubeconfig");
         let log = dir.path().join("operator.log");
         let http = free_addr();
         let child = Command::new(env!("CARGO_BIN_EXE_servicehub"))

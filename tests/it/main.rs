@@ -16,6 +16,7 @@ mod invitations;
 mod lockbox;
 mod notify;
 mod race;
+mod shutdown;
 mod store;
 mod support;
 mod validate;
