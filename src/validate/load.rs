@@ -34,9 +34,9 @@ pub fn load_paths(paths: &[PathBuf]) -> (Vec<Document>, Vec<Problem>) {
         }
         for file in files {
             let name = file.display().to_string();
-            match std::fs::read_to_string(&file) {
+            match read_bounded(&file) {
                 Ok(text) => parse_str(&name, &text, &mut docs, &mut problems),
-                Err(e) => problems.push(Problem::file(name, format!("cannot read: {e}"))),
+                Err(e) => problems.push(Problem::file(name, e)),
             }
         }
     }
@@ -76,27 +76,255 @@ fn is_yaml(path: &Path) -> bool {
     matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml" | "json"))
 }
 
-/// Parse a multi-document YAML string. Empty documents are skipped.
+/// The largest file read: far above any real set of objects (10,000 Memberships take about
+/// 3 MB), low enough that one file cannot exhaust memory.
+pub const MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest YAML document: the API server's request size limit, so nothing bigger could
+/// be applied to a cluster either.
+pub const MAX_DOCUMENT_BYTES: usize = 3 * 1024 * 1024;
+/// The deepest nesting of flow collections (`[`, `{`): the YAML parser takes quadratic time
+/// in it (100,000 levels, 500 KB, took over 20 s). Real objects nest a handful of levels.
+pub const MAX_FLOW_DEPTH: usize = 64;
+
+fn read_bounded(file: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let f = std::fs::File::open(file).map_err(|e| format!("cannot read: {e}"))?;
+    let mut bytes = Vec::new();
+    f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("file larger than {} MiB: split it into several files", MAX_FILE_BYTES >> 20));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        format!("not UTF-8 text (invalid byte at offset {}): YAML files must be UTF-8", e.utf8_error().valid_up_to())
+    })
+}
+
+/// Refuse what would make the YAML parser slow before handing the text to it: documents
+/// larger than [`MAX_DOCUMENT_BYTES`] and flow collections nested deeper than
+/// [`MAX_FLOW_DEPTH`]. Linear in the text; quoted scalars and comments are skipped.
+fn precheck(text: &str) -> Result<(), String> {
+    let (mut depth, mut doc, mut doc_start) = (0usize, 1usize, 0usize);
+    let (mut line, mut col) = (1usize, 0usize);
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut line_start = true;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if line_start && text[i..].starts_with("---") {
+            doc += 1;
+            doc_start = i;
+            depth = 0;
+        }
+        if i - doc_start > MAX_DOCUMENT_BYTES {
+            return Err(format!("document {doc} is larger than {} MiB", MAX_DOCUMENT_BYTES >> 20));
+        }
+        line_start = false;
+        col += 1;
+        match b {
+            b'\n' => {
+                line += 1;
+                col = 0;
+                line_start = true;
+            }
+            b'#' if i == 0 || bytes[i - 1].is_ascii_whitespace() => {
+                while i + 1 < bytes.len() && bytes[i + 1] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'"' | b'\'' => {
+                // Skip the quoted scalar ("\"" escapes in double quotes, '' in single quotes).
+                let quote = b;
+                i += 1;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'\\' if quote == b'"' => i += 1,
+                        b'\'' if quote == b'\'' && bytes.get(i + 1) == Some(&b'\'') => i += 1,
+                        c if c == quote => break,
+                        b'\n' => {
+                            line += 1;
+                            col = 0;
+                        }
+                        _ => {}
+                    }
+                    i += 1;
+                }
+            }
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_FLOW_DEPTH {
+                    return Err(format!(
+                        "line {line}, column {col}: collections nested deeper than {MAX_FLOW_DEPTH} levels"
+                    ));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Parse a multi-document YAML string. Empty documents are skipped. Each document is parsed
+/// on its own, so a malformed one is reported (with the object it seems to be, and its line
+/// in the file) and the documents after it are still checked.
 pub fn parse_str(file: &str, text: &str, docs: &mut Vec<Document>, problems: &mut Vec<Problem>) {
-    for (i, de) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        match serde_yaml::Value::deserialize(de) {
-            Ok(serde_yaml::Value::Null) => {}
-            Ok(value) => match serde_json::to_value(&value) {
-                Ok(value) => docs.push(Document { file: file.to_owned(), index: i + 1, value }),
-                Err(e) => problems.push(Problem::file(file.to_owned(), format!("document {}: {e}", i + 1))),
-            },
-            Err(e) => {
-                let at = e.location().map(|l| format!("line {}, column {}: ", l.line(), l.column()));
-                problems.push(Problem {
+    // A UTF-8 byte-order mark (some Windows editors write one) is not part of the YAML.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    if let Err(e) = precheck(text) {
+        problems.push(Problem::file(file.to_owned(), format!("refused before parsing: {e}")));
+        return;
+    }
+    let mut index = 0;
+    for (first_line, piece) in split_documents(text) {
+        for de in serde_yaml::Deserializer::from_str(piece) {
+            index += 1;
+            let value = match serde_yaml::Value::deserialize(de) {
+                Ok(v) => v,
+                Err(e) => {
+                    let at = e
+                        .location()
+                        .map(|l| format!("line {}, column {}: ", l.line() + first_line - 1, l.column()))
+                        .unwrap_or_default();
+                    let message = e.to_string();
+                    // serde_yaml appends its own (piece-relative) position: the file's is in front.
+                    let message = message.split(" at line ").next().unwrap_or(&message);
+                    let message = if message.contains(" as u128") || message.contains(" as i128") {
+                        format!(
+                            "{}: a number wider than 64 bits; quote it if it is text",
+                            message.split(':').next().unwrap_or(message)
+                        )
+                    } else {
+                        message.to_owned()
+                    };
+                    problems.push(Problem {
+                        file: file.to_owned(),
+                        object: object_hint(piece).unwrap_or_else(|| format!("document {index}")),
+                        field: String::new(),
+                        message: format!("malformed YAML: {at}{message}"),
+                        severity: Severity::Error,
+                    });
+                    // The rest of this document cannot be read; the next one can.
+                    break;
+                }
+            };
+            if value.is_null() {
+                continue;
+            }
+            match to_json(&value, "") {
+                Ok(value) => docs.push(Document { file: file.to_owned(), index, value }),
+                Err((field, message)) => problems.push(Problem {
                     file: file.to_owned(),
-                    object: String::new(),
-                    field: String::new(),
-                    message: format!("malformed YAML: {}{e}", at.unwrap_or_default()),
+                    object: object_hint(piece).unwrap_or_else(|| format!("document {index}")),
+                    field,
+                    message,
                     severity: Severity::Error,
-                });
-                // serde_yaml cannot resume after a syntax error within the same stream.
-                break;
+                }),
             }
         }
     }
+}
+
+/// The documents of a YAML stream with the line each starts on: it is split at `---`
+/// markers, which the YAML spec allows only at the start of a line (and never inside a
+/// scalar), so each document can be parsed, and fail, on its own.
+fn split_documents(text: &str) -> Vec<(usize, &str)> {
+    let mut out = Vec::new();
+    let (mut start, mut start_line, mut line, mut at) = (0, 1, 1, 0);
+    for l in text.split_inclusive('\n') {
+        let marker = l.strip_prefix("---").is_some_and(|rest| rest.is_empty() || rest.starts_with(char::is_whitespace));
+        if marker && at > start {
+            out.push((start_line, &text[start..at]));
+            start = at;
+            start_line = line;
+        }
+        at += l.len();
+        line += 1;
+    }
+    out.push((start_line, &text[start..]));
+    out
+}
+
+/// `Kind/name` of a document that could not be parsed, read from its top-level `kind:` and
+/// `metadata.name:` lines where it has them.
+fn object_hint(piece: &str) -> Option<String> {
+    let value = |l: &str, key: &str| -> Option<String> {
+        let v = l.strip_prefix(key)?.trim();
+        let v = v.split(" #").next().unwrap_or(v).trim().trim_matches(['"', '\'']);
+        (!v.is_empty()).then(|| super::shown(v))
+    };
+    let kind = piece.lines().find_map(|l| value(l, "kind:"))?;
+    let mut in_meta = false;
+    let mut name = None;
+    for l in piece.lines() {
+        if l.starts_with("metadata:") {
+            in_meta = true;
+        } else if in_meta && !l.starts_with(' ') && !l.trim().is_empty() {
+            in_meta = false;
+        } else if in_meta && let Some(v) = value(l.trim_start(), "name:") {
+            name = Some(v);
+            break;
+        }
+    }
+    Some(format!("{kind}/{}", name.unwrap_or_else(|| "<unnamed>".into())))
+}
+
+/// YAML to JSON as the API server's YAML reader does it (number and boolean keys become
+/// strings), refusing what JSON cannot hold with the field it is in: infinities and NaN
+/// (`.inf`, `.nan`; serde would turn them into null) and keys that are null, lists or maps.
+fn to_json(v: &serde_yaml::Value, path: &str) -> Result<serde_json::Value, (String, String)> {
+    use serde_json::Value as J;
+    use serde_yaml::Value as Y;
+    Ok(match v {
+        Y::Null => J::Null,
+        Y::Bool(b) => J::Bool(*b),
+        Y::String(s) => J::String(s.clone()),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                J::from(i)
+            } else if let Some(u) = n.as_u64() {
+                J::from(u)
+            } else {
+                let f = n.as_f64().unwrap_or(f64::NAN);
+                match serde_json::Number::from_f64(f) {
+                    Some(n) => J::Number(n),
+                    None => {
+                        let msg = format!("{n} (infinity or not-a-number) is not a JSON value; quote it if it is text");
+                        return Err((path.to_owned(), msg));
+                    }
+                }
+            }
+        }
+        Y::Sequence(items) => J::Array(
+            items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| to_json(item, &format!("{path}[{i}]")))
+                .collect::<Result<_, _>>()?,
+        ),
+        Y::Mapping(m) => {
+            let mut out = serde_json::Map::with_capacity(m.len());
+            for (k, item) in m {
+                let key = match k {
+                    Y::String(s) => s.clone(),
+                    Y::Bool(b) => b.to_string(),
+                    Y::Number(n) => n.to_string(),
+                    other => {
+                        let what = match other {
+                            Y::Null => "null",
+                            Y::Sequence(_) => "a list",
+                            Y::Mapping(_) => "a mapping",
+                            _ => "not a string",
+                        };
+                        let at = if path.is_empty() { "the top level" } else { path };
+                        return Err((path.to_owned(), format!("a key in {at} is {what}: keys must be strings")));
+                    }
+                };
+                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                out.insert(key, to_json(item, &child)?);
+            }
+            J::Object(out)
+        }
+        Y::Tagged(t) => to_json(&t.value, path)?,
+    })
 }

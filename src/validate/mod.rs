@@ -62,6 +62,16 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// `s` as echoed in a message: at most 100 characters, so a megabyte-long name or value is
+/// not printed in full in every message that names it.
+pub(crate) fn shown(s: &str) -> String {
+    const MAX: usize = 100;
+    match s.char_indices().nth(MAX) {
+        None => s.to_owned(),
+        Some((cut, _)) => format!("{}… ({} characters)", &s[..cut], s.chars().count()),
+    }
+}
+
 /// A decoded object of one of the four kinds.
 #[derive(Clone, Debug)]
 pub enum Object {
@@ -216,15 +226,24 @@ fn check_document(
     let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_owned();
     let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default().to_owned();
     let name = value.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("<unnamed>").to_owned();
-    let label = if kind.is_empty() { format!("document {index}") } else { format!("{kind}/{name}") };
+    let label =
+        if kind.is_empty() { format!("document {index}") } else { format!("{}/{}", shown(&kind), shown(&name)) };
     let problem = |field: &str, message: String, severity: Severity| Problem {
         file: file.clone(),
         object: label.clone(),
         field: field.to_owned(),
-        message,
+        message: if message.chars().count() > 400 { shown_long(&message) } else { message },
         severity,
     };
     let group = api_version.split('/').next().unwrap_or_default();
+    // A near miss of this API group (`SERVICEHUB.IO`, `servicehub.io.` or `servicehub.com`)
+    // is a typo that would silently drop the object: refuse it.
+    if group != api::GROUP && group.to_ascii_lowercase().contains("servicehub") {
+        let msg = format!("unknown API group {:?}: did you mean apiVersion: {}?", shown(group), api::API_VERSION);
+        report.checked += 1;
+        report.problems.push(problem("apiVersion", msg, Severity::Error));
+        return None;
+    }
     if group != api::GROUP {
         if api_version.is_empty() || kind.is_empty() {
             let msg = "not a Kubernetes object: apiVersion and kind are required".to_owned();
@@ -277,6 +296,12 @@ fn check_document(
     refs::check_alone(&object, &mut |field, message, severity| report.problems.push(problem(field, message, severity)));
     let clean = !report.problems[before..].iter().any(|p| p.severity == Severity::Error);
     Some((Sourced { file, object }, clean))
+}
+
+/// A long message cut to its first 400 characters.
+fn shown_long(message: &str) -> String {
+    let cut = message.char_indices().nth(400).map_or(message.len(), |(i, _)| i);
+    format!("{}… (message cut at 400 of {} characters)", &message[..cut], message.chars().count())
 }
 
 fn decode(kind: &str, value: Value) -> Result<Object, serde_json::Error> {

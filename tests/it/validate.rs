@@ -78,7 +78,7 @@ fn garbage_input_is_reported_not_panicked_on() {
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
     assert!(!printed.contains("notes.txt"), "non-YAML files in a directory are skipped");
     for needle in [
-        "tabs.yaml: malformed YAML: line 2",
+        "tabs.yaml: document 1: malformed YAML: line 2",
         "no-kind.yaml: document 1: kind: Required value",
         "bad-kind.yaml: Agreement/x: kind: unknown kind",
         "bad-version.yaml: Customer/x: apiVersion: unsupported apiVersion",
