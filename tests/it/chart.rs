@@ -1,6 +1,6 @@
 //! The Helm chart: its values against its schema, its CRDs against `crds/`, its README
 //! against its values, and its RBAC against the API calls the controller really makes.
-//! (No Helm binary can be installed here, so the templates themselves are not rendered.)
+//! (The templates themselves are rendered by the real Helm CLI in tests/it/helm.rs.)
 
 use crate::apiserver::http::ApiServer;
 use crate::apiserver::registry::{FieldValidation, Part, Resource};

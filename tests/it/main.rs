@@ -12,6 +12,7 @@ mod crds;
 mod emulator;
 mod emulator_http;
 mod focus;
+mod helm;
 mod hostile;
 mod invitations;
 mod lockbox;
