@@ -20,6 +20,19 @@ const ROLE_SCOPE_MESSAGE: &str = "a role does not fit the scope: with workspaceR
 const PERMISSION_SCOPE_RULE: &str = "!has(self.permissions) || (has(self.workspaceRef) ? self.permissions.all(p, !(p in ['CustomerLevelAdministrator', 'MicrosoftCustomerLevelAdministrator', 'ViewOpenCanvas', 'ManageOpenCanvas', 'ViewCloudSupportRequestVisibilityDashboard', 'ManageCloudSupportRequestVisibilityDashboard', 'ViewEngagements'])) : self.permissions.all(p, p in ['CustomerLevelAdministrator', 'MicrosoftCustomerLevelAdministrator', 'ViewOpenCanvas', 'ManageOpenCanvas', 'ViewCloudSupportRequestVisibilityDashboard', 'ManageCloudSupportRequestVisibilityDashboard', 'ViewEngagements']))";
 const PERMISSION_SCOPE_MESSAGE: &str = "a permission does not fit the scope: customer-level permissions (CustomerLevelAdministrator, MicrosoftCustomerLevelAdministrator, ViewOpenCanvas, ManageOpenCanvas, ViewCloudSupportRequestVisibilityDashboard, ManageCloudSupportRequestVisibilityDashboard, ViewEngagements) need a Membership without workspaceRef; all others need a workspaceRef";
 
+/// Every individual permission must be grantable (or held) for `User` or for one of the
+/// roles of the membership, as the permission matrix says. Generated from the matrix by
+/// `domain::matrix::grantable_cel_rule` (a test keeps this copy equal to it): the API server
+/// enforces it at `kubectl apply` time, before the operator sees the object.
+const PERMISSION_GRANTABLE_RULE: &str = "!has(self.permissions) || self.permissions.all(p, p in ['ViewOpenCanvas', 'ManageOpenCanvas', 'ViewEngagements', 'SupportContact', 'ViewAllSupportCases', 'LearningManager', 'Learning', 'CustomerActivity', 'Programs', 'InviteUsers', 'Health', 'SharedFiles', 'CustomerPulseSurvey', 'ContractDetails'] || (has(self.roles) && (('WorkspaceAdministrator' in self.roles && p in ['ManageUsers']) || ('GlobalAdministrator' in self.roles && p in ['CustomerLevelAdministrator', 'ViewCloudSupportRequestVisibilityDashboard', 'ManageCloudSupportRequestVisibilityDashboard']) || ('CustomerSuccessAccountManager' in self.roles && p in ['MicrosoftCustomerLevelAdministrator', 'ViewCloudSupportRequestVisibilityDashboard', 'ManageUsers']))))";
+/// Message shown when [`PERMISSION_GRANTABLE_RULE`] fails.
+pub const PERMISSION_GRANTABLE_MESSAGE: &str = "a permission is not grantable to a member holding these roles: only User's grantable permissions, and those a role of this membership holds, may be listed (servicehub validate names the permission and the role that gives it)";
+
+/// The CEL source of the grantability rule, for the test that ties it to the matrix.
+pub fn permission_grantable_rule() -> &'static str {
+    PERMISSION_GRANTABLE_RULE
+}
+
 /// The CEL source of the permission-scope rule, for the test that ties it to the matrix.
 pub fn permission_scope_rule() -> &'static str {
     PERMISSION_SCOPE_RULE
@@ -56,6 +69,7 @@ pub fn role_scope_rule() -> &'static str {
     validation = Rule::new("has(self.workspaceRef) == has(oldSelf.workspaceRef)").message("workspaceRef cannot be added or removed: delete and re-create the Membership to change its scope").field_path(".workspaceRef"),
     validation = Rule::new(ROLE_SCOPE_RULE).message(ROLE_SCOPE_MESSAGE).field_path(".roles"),
     validation = Rule::new(PERMISSION_SCOPE_RULE).message(PERMISSION_SCOPE_MESSAGE).field_path(".permissions"),
+    validation = Rule::new(PERMISSION_GRANTABLE_RULE).message(PERMISSION_GRANTABLE_MESSAGE).field_path(".permissions"),
 )]
 pub struct MembershipSpec {
     /// The Customer this membership belongs to, in the same namespace. Immutable.

@@ -316,7 +316,8 @@ fn related<K: Managed>(cache: &Cache<K>, namespace: Option<String>, pick: impl F
 #[derive(Clone, Default)]
 struct SpecChanges(Arc<std::sync::Mutex<HashMap<String, Seen>>>);
 
-/// What a relation last saw of an object: generation, being deleted, hash of its conditions.
+/// What a relation last saw of an object: generation, being deleted, hash of its conditions
+/// (with the generation each reports).
 type Seen = (Option<i64>, bool, u64);
 
 impl SpecChanges {
@@ -326,8 +327,14 @@ impl SpecChanges {
         let meta = obj.meta();
         let key = meta.uid.clone().unwrap_or_default();
         let mut h = std::collections::hash_map::DefaultHasher::new();
+        // The conditions' observedGeneration too: a parent whose spec changed is seen once
+        // when the change arrives and once more when its reconcile has written the store
+        // (its status then reports the new generation). Children reconciled on the first
+        // sight may have read the store before the parent's write; the second sight makes
+        // them look again (a Membership refused because of its Workspace recovers when the
+        // Workspace is fixed).
         for c in obj.conditions() {
-            (&c.type_, &c.status, &c.reason).hash(&mut h);
+            (&c.type_, &c.status, &c.reason, c.observed_generation).hash(&mut h);
         }
         let seen = (meta.generation, meta.deletion_timestamp.is_some(), h.finish());
         let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());

@@ -132,3 +132,35 @@ pub fn export_restricted(permission: Permission) -> bool {
 pub fn permissions_in(scope: Scope) -> impl Iterator<Item = Permission> {
     MATRIX.iter().filter(move |r| r.scope == scope && !r.deprecated).map(|r| r.permission)
 }
+
+/// The CEL rule a Membership's permissions must pass, generated from [`MATRIX`]: each
+/// permission is deprecated (accepted with a warning), or held or grantable for `User` (which
+/// every member holds), or for one of the roles the Membership assigns. The CRD carries a copy
+/// of this text (`api::membership::permission_grantable_rule`); a test keeps them equal, so a
+/// corrected cell tells you to paste the new text there.
+pub fn grantable_cel_rule() -> String {
+    let allowed = |role: Role| -> Vec<Permission> {
+        MATRIX
+            .iter()
+            .filter(|r| !r.deprecated && r.cells[role.column()].access != Access::None)
+            .map(|r| r.permission)
+            .collect()
+    };
+    let quoted = |ps: &[Permission]| ps.iter().map(|p| format!("'{p}'")).collect::<Vec<_>>().join(", ");
+    let mut always: Vec<Permission> = allowed(Role::User);
+    always.extend(MATRIX.iter().filter(|r| r.deprecated).map(|r| r.permission));
+    let user = allowed(Role::User);
+    let by_role: Vec<String> = Role::ALL
+        .into_iter()
+        .filter(|r| !matches!(r, Role::User | Role::ServiceAdministrator))
+        .filter_map(|role| {
+            let extra: Vec<Permission> = allowed(role).into_iter().filter(|p| !user.contains(p)).collect();
+            (!extra.is_empty()).then(|| format!("('{role}' in self.roles && p in [{}])", quoted(&extra)))
+        })
+        .collect();
+    let by_role = if by_role.is_empty() { "false".to_owned() } else { by_role.join(" || ") };
+    format!(
+        "!has(self.permissions) || self.permissions.all(p, p in [{}] || (has(self.roles) && ({by_role})))",
+        quoted(&always)
+    )
+}

@@ -178,3 +178,51 @@ fn personal_accounts_follow_the_agreement_unless_the_workspace_says_otherwise() 
     let err = check_account(Personal, "a@outlook.com", "ns/ws", Premier, Some(false)).expect_err("refused");
     assert!(err.contains("allowPersonalAccounts: false"), "{err}");
 }
+
+/// The CRD's grantability rule is the one the matrix generates.
+#[test]
+fn the_crds_grantability_rule_is_generated_from_the_matrix() {
+    let generated = super::matrix::grantable_cel_rule();
+    assert!(
+        crate::api::membership::permission_grantable_rule() == generated,
+        "the matrix changed: set PERMISSION_GRANTABLE_RULE in src/api/membership.rs to\n{generated}\nand regenerate crds/"
+    );
+}
+
+/// Evaluated as the API server does, the rule accepts exactly what the planner's check
+/// accepts, for every permission and every set of roles a Membership can hold.
+#[test]
+fn the_grantability_rule_decides_like_the_matrix() {
+    let assignable = [
+        Role::WorkspaceAdministrator,
+        Role::GlobalAdministrator,
+        Role::CustomerSuccessAccountManager,
+        Role::IncidentManager,
+        Role::User,
+    ];
+    let mut checked = 0;
+    for mask in 0u32..(1 << assignable.len()) {
+        let roles: Vec<Role> =
+            assignable.iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, r)| *r).collect();
+        for row in super::matrix::MATRIX {
+            let p = row.permission;
+            let expected = !matches!(check_individual(row.scope, &roles, p), GrantCheck::Refused(_));
+            let spec = serde_json::json!({
+                "customerRef": { "name": "c" },
+                "subject": { "kind": "User", "email": "kim@fabrikam.com" },
+                "roles": roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                "permissions": [p.as_str()],
+            });
+            let m = crate::api::Membership::new("kim", serde_json::from_value(spec).expect("spec"));
+            let refused = match m.validate_cel() {
+                Ok(()) => false,
+                Err(e) => {
+                    e.into_vec().iter().any(|e| e.message == crate::api::membership::PERMISSION_GRANTABLE_MESSAGE)
+                }
+            };
+            assert_eq!(!refused, expected, "{p} with roles {roles:?}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 32 * super::matrix::MATRIX.len());
+}

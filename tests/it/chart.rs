@@ -276,7 +276,7 @@ async fn the_chart_grants_every_call_the_controller_makes() {
     let stalled = json!({ "apiVersion": "servicehub.io/v1alpha1", "kind": "Membership",
         "metadata": { "name": "kim", "namespace": "contoso" },
         "spec": { "customerRef": { "name": "contoso" }, "workspaceRef": { "name": "contoso-emea" },
-                  "subject": { "kind": "User", "email": "kim@contoso.com" }, "permissions": ["ManageUsers"] } });
+                  "subject": { "kind": "User", "email": "kim@outlook.com", "accountType": "Personal" } } });
     api.registry.create(&resource("memberships"), Some("contoso"), stalled, FieldValidation::Prune).expect("create");
     tokio::time::sleep(Duration::from_secs(2)).await;
     for o in objects.iter().rev() {

@@ -7,8 +7,8 @@ use crate::cluster::{
 use crate::support::{TestStore, stores};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{Api, Patch, PatchParams};
-use servicehub_operator::api::{Customer, Membership, conditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use servicehub_operator::api::{Customer, Membership, Workspace, conditions};
 use servicehub_operator::validate::Object;
 use std::time::Duration;
 
@@ -178,8 +178,35 @@ async fn an_invalid_spec_stalls_with_the_rule_and_leaves_the_store_untouched() {
     let (s, api, op) = cluster::ready_scenario(&["--leader-elect=false"]).await;
     let client = api.client();
     let rows = count(&s, "SELECT COUNT(*) FROM audit").await;
-    // Valid for the schema and CEL; refused by the permission matrix.
-    create_one(&client, &membership("kim", Some("contoso-emea"), "kim@contoso.com", &["User"], &["ManageUsers"])).await;
+    // What one object shows is refused by the API server itself (CEL): a permission the
+    // matrix does not let a User hold never reaches the operator.
+    let refused = memberships(&client)
+        .create(
+            &PostParams::default(),
+            &match membership("kim", Some("contoso-emea"), "kim@contoso.com", &["User"], &["ManageUsers"]) {
+                Object::Membership(m) => *m,
+                _ => unreachable!(),
+            },
+        )
+        .await;
+    match refused {
+        Err(kube::Error::Api(e)) => {
+            assert_eq!(e.code, 422, "{e:?}");
+            assert!(
+                e.message.contains("a permission is not grantable to a member holding these roles"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("the API server accepted a permission the matrix refuses: {other:?}"),
+    }
+    // Valid for the schema and CEL; refused by a rule between objects: contoso-emea takes
+    // work or school accounts only.
+    let mut kim = membership("kim", Some("contoso-emea"), "kim@outlook.com", &["User"], &["Learning"]);
+    if let Object::Membership(m) = &mut kim {
+        m.spec.subject.account_type = Some(servicehub_operator::api::AccountType::Personal);
+    }
+    create_one(&client, &kim).await;
     eventually(&op, CONVERGE, "kim to stall", || async {
         let m = memberships(&client).get("kim").await.expect("get");
         m.status.as_ref().is_some_and(|s| conditions::is_true(&s.conditions, conditions::STALLED))
@@ -188,22 +215,18 @@ async fn an_invalid_spec_stalls_with_the_rule_and_leaves_the_store_untouched() {
     let m = memberships(&client).get("kim").await.expect("get");
     let status = m.status.expect("status");
     let stalled = conditions::get(&status.conditions, conditions::STALLED).expect("stalled");
-    assert_eq!(stalled.reason, "PermissionNotGrantable");
-    assert!(
-        stalled.message.contains("spec.permissions[0]: permission ManageUsers cannot be granted individually"),
-        "{}",
-        stalled.message
-    );
+    assert_eq!(stalled.reason, "PersonalAccountNotAllowed");
+    assert!(stalled.message.contains("spec.subject.accountType"), "{}", stalled.message);
     let ready = conditions::get(&status.conditions, conditions::READY).expect("ready");
     assert_eq!((ready.status.as_str(), status.observed_generation), ("False", Some(1)));
     assert_eq!(count(&s, "SELECT COUNT(*) FROM memberships WHERE name = 'kim'").await, 0);
-    assert_eq!(count(&s, "SELECT COUNT(*) FROM users WHERE email = 'kim@contoso.com'").await, 0);
+    assert_eq!(count(&s, "SELECT COUNT(*) FROM users WHERE email = 'kim@outlook.com'").await, 0);
     assert_eq!(count(&s, "SELECT COUNT(*) FROM audit").await, rows, "nothing written");
     // A Warning Event names the rule.
     let events: Api<Event> = Api::namespaced(client.clone(), "contoso");
     let list = events.list(&Default::default()).await.expect("events").items;
     assert!(
-        list.iter().any(|e| e.reason.as_deref() == Some("PermissionNotGrantable")
+        list.iter().any(|e| e.reason.as_deref() == Some("PersonalAccountNotAllowed")
             && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("kim")),
         "no Warning Event for kim"
     );
@@ -211,9 +234,10 @@ async fn an_invalid_spec_stalls_with_the_rule_and_leaves_the_store_untouched() {
     let reconciles = op.metric("servicehub_reconciles_total{kind=\"Membership\"}").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(op.metric("servicehub_reconciles_total{kind=\"Membership\"}").await, reconciles);
-    // Fixing the spec makes it Ready.
-    let patch = serde_json::json!({ "spec": { "roles": ["WorkspaceAdministrator"] } });
-    memberships(&client).patch("kim", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
+    // Fixing what it depends on makes it Ready: the workspace takes personal accounts now.
+    let patch = serde_json::json!({ "spec": { "allowPersonalAccounts": true } });
+    let workspaces: Api<Workspace> = Api::namespaced(client.clone(), "contoso");
+    workspaces.patch("contoso-emea", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
     wait_all_ready(&client, &op, CONVERGE).await;
 }
 
