@@ -2,7 +2,9 @@
 //! the API server emulation, reconciled by the real `servicehub run` binary on a SQLite
 //! store (and PostgreSQL when `SERVICEHUB_TEST_DATABASE_URL` is set). Prints the time from
 //! the last create to all Ready, API writes per Membership (finalizer + status; Events
-//! counted apart), writes while idle, and the operator's peak RSS.
+//! counted apart), writes while idle, and the operator's peak RSS. First, a cold start: 2,000
+//! Memberships, 20 Workspaces and their Customer created before the operator starts, with
+//! the API writes per object (`SERVICEHUB_BENCH_COLD_ONLY=1` runs only that part).
 //!
 //!     cargo bench --bench controller
 
@@ -159,7 +161,70 @@ async fn run(label: &str, store_url: &str) {
     server.stop().await;
 }
 
+/// Objects created before the operator starts (a restore, a first install over existing
+/// GitOps state): every kind at once, children before their parents are provisioned.
+const COLD_WORKSPACES: usize = 20;
+const COLD_MEMBERSHIPS: usize = 2_000;
+
+fn cold_membership(i: usize) -> serde_json::Value {
+    let mut m = membership(i);
+    m["spec"]["workspaceRef"]["name"] = format!("ws-{}", i % COLD_WORKSPACES).into();
+    m
+}
+
+async fn cold_start(label: &str, store_url: &str) {
+    let server = ApiServer::start_with_history(100_000).await;
+    server.registry.create(&resource("customers"), Some("bench"), customer(), FieldValidation::Prune).expect("customer");
+    for i in 0..COLD_WORKSPACES {
+        server.registry.create(&resource("workspaces"), Some("bench"), workspace(i), FieldValidation::Prune).expect("ws");
+    }
+    for i in 0..COLD_MEMBERSHIPS {
+        server
+            .registry
+            .create(&resource("memberships"), Some("bench"), cold_membership(i), FieldValidation::Prune)
+            .expect("m");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(&kubeconfig, server.kubeconfig()).expect("kubeconfig");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_servicehub"))
+        .args(["run", "--leader-elect=false", "--store", store_url, "--http-addr", &addr.to_string()])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("SERVICEHUB_LOG", "warn")
+        .env("SERVICEHUB_LOG_FORMAT", "text")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("operator.log")).expect("log"))
+        .spawn()
+        .expect("start servicehub run");
+    wait_ready(&server, "customers", 1, Duration::from_secs(600)).await;
+    wait_ready(&server, "workspaces", COLD_WORKSPACES, Duration::from_secs(600)).await;
+    wait_ready(&server, "memberships", COLD_MEMBERSHIPS, Duration::from_secs(1800)).await;
+    let converge = started.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stats = server.stats();
+    let _ = child.kill();
+    let _ = child.wait();
+    let objects = 1 + COLD_WORKSPACES + COLD_MEMBERSHIPS;
+    let kinds = ["customers", "workspaces", "memberships"];
+    let total: u64 = kinds.iter().map(|k| stats.writes_to(&[k, &format!("{k}/status")])).sum();
+    println!("cold start [{label}]: 1 Customer, {COLD_WORKSPACES} Workspaces, {COLD_MEMBERSHIPS} Memberships created before the operator");
+    println!("  start -> all Ready: {:.2} s", converge.as_secs_f64());
+    println!("  API writes per object: {:.2} (finalizer + status; target <= 2)", total as f64 / objects as f64);
+    for k in kinds {
+        let n = if k == "customers" { 1 } else if k == "workspaces" { COLD_WORKSPACES } else { COLD_MEMBERSHIPS };
+        let (main, status) = (stats.writes_to(&[k]), stats.writes_to(&[&format!("{k}/status")]));
+        println!("    {k}: {:.2} finalizer/metadata + {:.2} status writes each", main as f64 / n as f64, status as f64 / n as f64);
+    }
+    server.stop().await;
+}
+
 #[tokio::main]
 async fn main() {
+    support::each_store(|label, url| async move { cold_start(label, &url).await }).await;
+    if std::env::var_os("SERVICEHUB_BENCH_COLD_ONLY").is_some() {
+        return;
+    }
     support::each_store(|label, url| async move { run(label, &url).await }).await;
 }
