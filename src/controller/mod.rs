@@ -121,6 +121,18 @@ pub struct Caches {
     pub workspaces: Cache<Workspace>,
 }
 
+/// A parent that exists in the cluster but not yet in the store.
+pub(crate) struct ParentPending {
+    /// The waiting reason (`WaitingForCustomer`, `WaitingForWorkspace`).
+    pub reason: &'static str,
+    /// The waiting message.
+    pub message: String,
+    /// The parent's reconcile has not reported on its current generation: it is on its way
+    /// (a cold start, a parent created with its children). Its status write requeues this
+    /// object (see `SpecChanges`), so a waiting status now would be replaced within seconds.
+    pub in_flight: bool,
+}
+
 /// What every reconcile shares.
 pub struct Context {
     /// The API client.
@@ -168,25 +180,35 @@ impl Context {
 
     /// When the planner stalled `o` for a missing parent that the cluster does hold (it is
     /// on its way into the store), the waiting reason and message to report instead.
-    fn parent_pending(&self, o: &Object, conds: &[Condition]) -> Option<(&'static str, String)> {
+    fn parent_pending(&self, o: &Object, conds: &[Condition]) -> Option<ParentPending> {
         let reason = conditions::get(conds, conditions::STALLED)?.reason.as_str();
         let ns = o.namespace();
+        // Whether the parent's own reconcile has not reported on its current generation yet.
+        fn in_flight(meta: &kube::api::ObjectMeta, conds: &[Condition]) -> bool {
+            conditions::get(conds, conditions::READY).is_none_or(|c| c.observed_generation != meta.generation)
+        }
         match reason {
             "CustomerNotFound" => {
                 let key = ObjectRef::<Customer>::new(o.customer()).within(ns);
-                self.caches
-                    .customers
-                    .get(&key)
-                    .map(|_| ("WaitingForCustomer", format!("waiting for Customer {} to be provisioned", o.customer())))
+                let c = self.caches.customers.get(&key)?;
+                let conds = c.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+                Some(ParentPending {
+                    reason: "WaitingForCustomer",
+                    message: format!("waiting for Customer {} to be provisioned", o.customer()),
+                    in_flight: in_flight(&c.metadata, conds),
+                })
             }
             "WorkspaceNotFound" => {
                 let Object::Membership(m) = o else { return None };
                 let name = &m.spec.workspace_ref.as_ref()?.name;
                 let key = ObjectRef::<Workspace>::new(name).within(ns);
-                self.caches
-                    .workspaces
-                    .get(&key)
-                    .map(|_| ("WaitingForWorkspace", format!("waiting for Workspace {name} to be provisioned")))
+                let w = self.caches.workspaces.get(&key)?;
+                let conds = w.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+                Some(ParentPending {
+                    reason: "WaitingForWorkspace",
+                    message: format!("waiting for Workspace {name} to be provisioned"),
+                    in_flight: in_flight(&w.metadata, conds),
+                })
             }
             _ => None,
         }

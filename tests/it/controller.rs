@@ -546,3 +546,38 @@ async fn the_leader_expires_lockbox_requests_at_their_deadline_and_catches_up_af
     })
     .await;
 }
+
+/// Children of a parent that is still on its way write nothing (the parent's status write
+/// requeues them); children of a parent that is stuck say what they wait for, and follow
+/// it when it is fixed.
+#[tokio::test]
+async fn children_of_a_stuck_parent_say_what_they_wait_for() {
+    let (_s, api, op) = cluster::ready_scenario(&["--leader-elect=false"]).await;
+    let client = api.client();
+    // A workspace the Unified agreement refuses (a personal administrator), and a member.
+    let ws: Workspace = serde_json::from_value(serde_json::json!({
+        "apiVersion": "servicehub.io/v1alpha1", "kind": "Workspace",
+        "metadata": { "name": "stuck", "namespace": "contoso" },
+        "spec": { "customerRef": { "name": "contoso" }, "displayName": "Stuck",
+                  "administrators": [{ "email": "boss@outlook.com", "accountType": "Personal" }] } }))
+    .expect("workspace");
+    let kim = membership("kim-stuck", Some("stuck"), "kim@contoso.com", &["User"], &["Learning"]);
+    // The child first, so it is reconciled while its parent is on its way.
+    create_one(&client, &kim).await;
+    create_one(&client, &Object::Workspace(Box::new(ws))).await;
+    eventually(&op, CONVERGE, "kim to wait for its workspace", || async {
+        let m = memberships(&client).get("kim-stuck").await.expect("get");
+        let conds = m.status.map(|s| s.conditions).unwrap_or_default();
+        conditions::get(&conds, conditions::RECONCILING).is_some_and(|c| c.reason == "WaitingForWorkspace")
+    })
+    .await;
+    let m = memberships(&client).get("kim-stuck").await.expect("get");
+    let ready = conditions::get(&m.status.expect("status").conditions, conditions::READY).cloned().expect("ready");
+    assert_eq!(ready.status, "False");
+    assert!(ready.message.contains("waiting for Workspace stuck"), "{}", ready.message);
+    // Fixed, the workspace is provisioned and its member follows.
+    let patch = serde_json::json!({ "spec": { "allowPersonalAccounts": true } });
+    let workspaces: Api<Workspace> = Api::namespaced(client.clone(), "contoso");
+    workspaces.patch("stuck", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
+    wait_all_ready(&client, &op, CONVERGE).await;
+}
