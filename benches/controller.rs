@@ -174,9 +174,15 @@ fn cold_membership(i: usize) -> serde_json::Value {
 
 async fn cold_start(label: &str, store_url: &str) {
     let server = ApiServer::start_with_history(100_000).await;
-    server.registry.create(&resource("customers"), Some("bench"), customer(), FieldValidation::Prune).expect("customer");
+    server
+        .registry
+        .create(&resource("customers"), Some("bench"), customer(), FieldValidation::Prune)
+        .expect("customer");
     for i in 0..COLD_WORKSPACES {
-        server.registry.create(&resource("workspaces"), Some("bench"), workspace(i), FieldValidation::Prune).expect("ws");
+        server
+            .registry
+            .create(&resource("workspaces"), Some("bench"), workspace(i), FieldValidation::Prune)
+            .expect("ws");
     }
     for i in 0..COLD_MEMBERSHIPS {
         server
@@ -209,13 +215,25 @@ async fn cold_start(label: &str, store_url: &str) {
     let objects = 1 + COLD_WORKSPACES + COLD_MEMBERSHIPS;
     let kinds = ["customers", "workspaces", "memberships"];
     let total: u64 = kinds.iter().map(|k| stats.writes_to(&[k, &format!("{k}/status")])).sum();
-    println!("cold start [{label}]: 1 Customer, {COLD_WORKSPACES} Workspaces, {COLD_MEMBERSHIPS} Memberships created before the operator");
+    println!(
+        "cold start [{label}]: 1 Customer, {COLD_WORKSPACES} Workspaces, {COLD_MEMBERSHIPS} Memberships created before the operator"
+    );
     println!("  start -> all Ready: {:.2} s", converge.as_secs_f64());
     println!("  API writes per object: {:.2} (finalizer + status; target <= 2)", total as f64 / objects as f64);
     for k in kinds {
-        let n = if k == "customers" { 1 } else if k == "workspaces" { COLD_WORKSPACES } else { COLD_MEMBERSHIPS };
+        let n = if k == "customers" {
+            1
+        } else if k == "workspaces" {
+            COLD_WORKSPACES
+        } else {
+            COLD_MEMBERSHIPS
+        };
         let (main, status) = (stats.writes_to(&[k]), stats.writes_to(&[&format!("{k}/status")]));
-        println!("    {k}: {:.2} finalizer/metadata + {:.2} status writes each", main as f64 / n as f64, status as f64 / n as f64);
+        println!(
+            "    {k}: {:.2} finalizer/metadata + {:.2} status writes each",
+            main as f64 / n as f64,
+            status as f64 / n as f64
+        );
     }
     server.stop().await;
 }

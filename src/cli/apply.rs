@@ -20,8 +20,9 @@ pub struct ApplyArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
-    /// Plan as of this time (RFC 3339) instead of now: preview an agreement's start or end.
-    #[arg(long, env = "SERVICEHUB_NOW")]
+    /// Preview as of this time (RFC 3339) instead of now, with `--dry-run` or `plan` only:
+    /// see an agreement's start or end coming. What is written is stamped by this machine's clock.
+    #[arg(long)]
     pub now: Option<jiff::Timestamp>,
     /// Who is acting, for the audit log. Defaults to `cli:$USER`.
     #[arg(long = "as", env = "SERVICEHUB_ACTOR")]
@@ -45,12 +46,81 @@ async fn prepare(
     force_dry_run: bool,
 ) -> anyhow::Result<(validate::Report, std::sync::Arc<dyn crate::store::Store>, Options, OutputFormat)> {
     let ApplyArgs { paths, dry_run, output, now, actor, store, deliver: _, notify: _ } = args;
+    let dry_run = dry_run || force_dry_run;
+    let now = super::clock(now, dry_run, "--now")?;
     let report = validate::validate_paths(&paths, References::MayBeInStore);
-    print_problems(&report.problems)?;
-    let db = open_store(&store).await?;
+    let unreadable: Vec<&validate::Problem> = report.problems.iter().filter(|p| p.is_unreadable()).collect();
+    if !unreadable.is_empty() {
+        // Nothing else happens: no plan against a partial set, no delivery of what waits.
+        if output == OutputFormat::Table {
+            print_problems(&report.problems)?;
+        } else {
+            let errors: Vec<serde_json::Value> =
+                unreadable.iter().map(|p| serde_json::json!({ "file": p.file, "message": p.message })).collect();
+            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "errors": errors }))?);
+        }
+        let lines: Vec<String> = unreadable.iter().map(|p| p.to_string()).collect();
+        anyhow::bail!("{}; nothing was done", lines.join("; "));
+    }
+    if output == OutputFormat::Table {
+        print_problems(&report.problems)?;
+    } else {
+        // The JSON or YAML document on standard output stays parseable.
+        for p in &report.problems {
+            eprintln!("{p}");
+        }
+    }
+    let db = if dry_run { preview_store(&store).await? } else { open_store(&store).await? };
     let actor = actor.unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())));
-    let ctx = Context { now: now.unwrap_or_else(jiff::Timestamp::now), actor };
-    Ok((report, db, Options { dry_run: dry_run || force_dry_run, ctx }, output))
+    let ctx = Context { now, actor };
+    Ok((report, db, Options { dry_run, ctx }, output))
+}
+
+/// The store a preview reads: the named one if it exists; for a SQLite file that does not
+/// exist yet, an empty scratch store (so a plan before the first apply shows everything
+/// being added, and creates nothing where the user pointed).
+async fn preview_store(args: &StoreArgs) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+    let url: crate::store::StoreUrl = args.url.parse()?;
+    match url.sqlite_file() {
+        Some(file) if !file.exists() => {
+            eprintln!("note: store {url} does not exist yet: planning against an empty store (nothing is created)");
+            let scratch = ScratchStore::new();
+            let db = crate::store::open(&scratch.url()).await?;
+            // Kept until the command ends (the pool may open more connections to it).
+            SCRATCH.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+            Ok(db)
+        }
+        _ => super::open_existing_store(args).await,
+    }
+}
+
+/// Scratch stores of this process's previews, removed by [`remove_scratch`].
+static SCRATCH: std::sync::Mutex<Vec<ScratchStore>> = std::sync::Mutex::new(Vec::new());
+
+/// Remove the scratch stores previews made (at the end of a command).
+fn remove_scratch() {
+    SCRATCH.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+/// A SQLite file in the temporary directory, removed with its WAL and SHM files on drop.
+struct ScratchStore(std::path::PathBuf);
+
+impl ScratchStore {
+    fn new() -> ScratchStore {
+        ScratchStore(std::env::temp_dir().join(format!("servicehub-preview-{}.db", uuid::Uuid::new_v4().simple())))
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.0.display())
+    }
+}
+
+impl Drop for ScratchStore {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", self.0.display()));
+        }
+    }
 }
 
 /// Run `apply` (or `plan` when `force_dry_run`).
@@ -90,6 +160,8 @@ pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCod
             );
         }
     }
+    drop(db);
+    remove_scratch();
     Ok(if invalid || failed || result.has_failures() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
@@ -118,6 +190,9 @@ pub async fn delete(args: ApplyArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    drop(out);
+    drop(db);
+    remove_scratch();
     Ok(if report.has_errors() || result.has_failures() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 

@@ -1,6 +1,6 @@
 //! `servicehub get` and `servicehub can-i`: what the store holds, readable in a terminal.
 
-use super::{OutputFormat, StoreArgs, open_store, table};
+use super::{OutputFormat, StoreArgs, open_existing_store, table};
 use crate::api::Permission;
 use crate::domain::matrix;
 use crate::store::AuditFilter;
@@ -75,7 +75,7 @@ fn dump<T: serde::Serialize>(out: &mut impl Write, format: OutputFormat, items: 
 /// Run `get`.
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     let GetArgs { resource, namespace, output, kind, store } = args;
-    let db = open_store(&store).await?;
+    let db = open_existing_store(&store).await?;
     let ns = namespace.as_deref();
     let mut out = std::io::stdout().lock();
     let time = |t: Option<i64>| t.and_then(crate::plan::rfc3339).unwrap_or_else(|| "-".into());
@@ -252,7 +252,7 @@ pub async fn can_i(args: CanIArgs) -> anyhow::Result<ExitCode> {
     let Some(p) = Permission::parse(&permission) else {
         anyhow::bail!("unknown permission {permission:?}; see `kubectl explain membership.spec.permissions`");
     };
-    let db = open_store(&store).await?;
+    let db = open_existing_store(&store).await?;
     let subject = user.trim().to_ascii_lowercase();
     let (customer_uid, ws_id, place) = match (&workspace, &customer) {
         (Some(w), _) => {

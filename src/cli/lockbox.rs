@@ -1,6 +1,6 @@
 //! `servicehub lockbox request|approve|deny|revoke|complete|list|show|sweep`.
 
-use super::{StoreArgs, open_store, table};
+use super::{StoreArgs, open_existing_store, open_store, table};
 use crate::domain::lockbox::{Action, NewRequest, Request, State, rfc3339};
 use crate::lockbox::{self, Error};
 use crate::store::{LockboxFilter, StoreError};
@@ -19,8 +19,9 @@ pub enum Output {
 /// Arguments shared by every lockbox command.
 #[derive(clap::Args, Debug)]
 pub struct Common {
-    /// Act as of this time (RFC 3339) instead of now.
-    #[arg(long, env = "SERVICEHUB_NOW", global = true)]
+    /// Show `list` and `show` as of this time (RFC 3339). Refused for requests and
+    /// decisions: they are stamped by this machine's clock.
+    #[arg(long, global = true)]
     pub now: Option<jiff::Timestamp>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table, global = true)]
@@ -112,7 +113,8 @@ pub enum LockboxCommand {
         /// Preview: print what would expire, write nothing.
         #[arg(long)]
         dry_run: bool,
-        /// Sweep as of this time (RFC 3339) instead of now.
+        /// With `--dry-run`: what would expire by this time (RFC 3339). A real sweep
+        /// expires what is due by this machine's clock.
         #[arg(long)]
         at: Option<jiff::Timestamp>,
     },
@@ -152,8 +154,14 @@ fn print(output: Output, requests: &[Request]) -> anyhow::Result<()> {
 /// Run a lockbox command. Refusals print the rule and exit 1; a lost race exits 1 naming it.
 pub async fn run(args: LockboxArgs) -> anyhow::Result<ExitCode> {
     let LockboxArgs { command, common: Common { now, output, store } } = args;
-    let now = now.unwrap_or_else(jiff::Timestamp::now).as_second();
-    let db = open_store(&store).await?;
+    // Only reading commands take a chosen time; the rest write with the machine's clock.
+    let reads = matches!(command, LockboxCommand::List { .. } | LockboxCommand::Show { .. });
+    let previewing = reads || matches!(command, LockboxCommand::Sweep { dry_run: true, .. });
+    let now = super::clock(now, previewing, "--now")?.as_second();
+    if let LockboxCommand::Sweep { dry_run, at } = &command {
+        super::clock(*at, *dry_run, "--at")?;
+    }
+    let db = if reads { open_existing_store(&store).await? } else { open_store(&store).await? };
     let db = db.as_ref();
     let decided = |r: Result<Request, Error>| -> anyhow::Result<ExitCode> {
         match r {

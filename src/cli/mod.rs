@@ -179,9 +179,68 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Open (and migrate) the store named by the arguments.
+/// Open (and migrate) the store named by the arguments, creating a SQLite file if missing:
+/// for commands that write.
 pub(crate) async fn open_store(args: &StoreArgs) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    Ok(store::open(&args.url).await?)
+    Ok(store::open(&suggest_scheme(&args.url)?).await?)
+}
+
+/// Open the store for a command that only reads: a SQLite file that does not exist is an
+/// error naming it (a typo must not create an empty store and print an empty table).
+pub(crate) async fn open_existing_store(args: &StoreArgs) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    let url: store::StoreUrl = suggest_scheme(&args.url)?.parse()?;
+    if let Some(file) = url.sqlite_file().filter(|f| !f.exists()) {
+        anyhow::bail!(
+            "no store at {} ({url}): check --store, or create it with `servicehub apply -f PATH`",
+            file.display()
+        );
+    }
+    Ok(store::open(url.expose()).await?)
+}
+
+/// A store URL without a scheme that names a file gets a suggestion.
+fn suggest_scheme(url: &str) -> anyhow::Result<String> {
+    if !url.contains("://") && !url.starts_with("sqlite:") && !url.starts_with("postgres") {
+        anyhow::bail!("unsupported store URL {url:?}: did you mean sqlite://{url}? (or postgres://USER@HOST/DB)");
+    }
+    Ok(url.to_owned())
+}
+
+/// A command line that is wrong as a whole: exit code 2, as for clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+/// The environment variable through which tests, and only tests, set the clock of a run.
+/// Its name says what it is; the binary warns on every run that honours it.
+pub const TEST_CLOCK_ENV: &str = "SERVICEHUB_UNSAFE_TEST_CLOCK";
+
+/// The clock of everything a command writes: this machine's. (`SERVICEHUB_UNSAFE_TEST_CLOCK`
+/// replaces it for tests of expiry and deadlines, with a warning.)
+pub(crate) fn write_clock() -> anyhow::Result<jiff::Timestamp> {
+    match std::env::var(TEST_CLOCK_ENV) {
+        Ok(v) if !v.is_empty() => {
+            let t: jiff::Timestamp =
+                v.parse().map_err(|e| anyhow::anyhow!("{TEST_CLOCK_ENV}={v:?} is not an RFC 3339 time: {e}"))?;
+            eprintln!("warning: {TEST_CLOCK_ENV} is set: this run's clock is {t} (for tests only)");
+            Ok(t)
+        }
+        _ => Ok(jiff::Timestamp::now()),
+    }
+}
+
+/// The time a command acts at: `preview` (from `flag`) when the command only previews,
+/// else the machine's clock; a chosen time for a command that writes is refused.
+pub(crate) fn clock(preview: Option<jiff::Timestamp>, previewing: bool, flag: &str) -> anyhow::Result<jiff::Timestamp> {
+    match preview {
+        Some(t) if previewing => Ok(t),
+        Some(_) => Err(Usage(format!(
+            "{flag} only previews: use it with --dry-run (or `servicehub plan`); what is written is stamped by \
+             this machine's clock"
+        ))
+        .into()),
+        None => write_clock(),
+    }
 }
 
 /// Print validation problems, one per line.

@@ -143,8 +143,8 @@ pub struct NotifyCommand {
     /// Drain what is due once and exit (otherwise keep delivering until interrupted).
     #[arg(long)]
     pub once: bool,
-    /// Deliver as of this time (RFC 3339) instead of now: test expiry and retries.
-    #[arg(long, env = "SERVICEHUB_NOW")]
+    /// Refused: deliveries are stamped by this machine's clock (kept to say so).
+    #[arg(long, hide = true)]
     pub now: Option<jiff::Timestamp>,
     /// Output format of the summary.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
@@ -160,12 +160,14 @@ pub struct NotifyCommand {
 /// Run `servicehub notify`.
 pub async fn notify_command(args: NotifyCommand) -> anyhow::Result<ExitCode> {
     let NotifyCommand { once, now, output, notify, store } = args;
+    // Delivering writes (attempts, expiries, re-issues): the machine's clock, every pass.
+    super::clock(now, false, "--now")?;
     let db = open_store(&store).await?;
     let Some(notifier) = notify.notifier(db.clone())? else {
         anyhow::bail!("--notify-transport none delivers nothing; choose file, smtp or webhook");
     };
     loop {
-        let at = now.unwrap_or_else(jiff::Timestamp::now).as_second();
+        let at = super::write_clock()?.as_second();
         let report = notifier.drain(at).await?;
         print_report(&report, output)?;
         if once {
@@ -223,8 +225,8 @@ pub struct AcceptArgs {
     /// `WorkOrSchool` or `Personal` (a Microsoft account).
     #[arg(long, value_parser = ["WorkOrSchool", "Personal"])]
     pub account_type: String,
-    /// Accept as of this time (RFC 3339) instead of now.
-    #[arg(long, env = "SERVICEHUB_NOW")]
+    /// Refused: an acceptance is stamped by this machine's clock (kept to say so).
+    #[arg(long, hide = true)]
     pub now: Option<jiff::Timestamp>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
@@ -244,6 +246,7 @@ impl std::fmt::Debug for AcceptArgs {
 /// Run `servicehub invitation ...`.
 pub async fn invitation(args: InvitationArgs) -> anyhow::Result<ExitCode> {
     let InvitationCommand::Accept(a) = args.command;
+    let now = super::clock(a.now, false, "--now")?.as_second();
     let token = if a.token == "-" {
         let mut line = String::new();
         std::io::stdin().lock().read_line(&mut line)?;
@@ -253,7 +256,6 @@ pub async fn invitation(args: InvitationArgs) -> anyhow::Result<ExitCode> {
     };
     let db = open_store(&a.store).await?;
     let req = notify::accept::Request { token, account: a.account, account_type: a.account_type };
-    let now = a.now.unwrap_or_else(jiff::Timestamp::now).as_second();
     match notify::accept::accept(db.as_ref(), &req, now).await {
         Ok(accepted) => {
             let mut out = std::io::stdout().lock();

@@ -92,10 +92,13 @@ fn read_bounded(file: &Path) -> Result<String, String> {
     let mut bytes = Vec::new();
     f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).map_err(|e| format!("cannot read: {e}"))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(format!("file larger than {} MiB: split it into several files", MAX_FILE_BYTES >> 20));
+        return Err(format!("cannot read: file larger than {} MiB: split it into several files", MAX_FILE_BYTES >> 20));
     }
     String::from_utf8(bytes).map_err(|e| {
-        format!("not UTF-8 text (invalid byte at offset {}): YAML files must be UTF-8", e.utf8_error().valid_up_to())
+        format!(
+            "cannot read: not UTF-8 text (invalid byte at offset {}): YAML files must be UTF-8",
+            e.utf8_error().valid_up_to()
+        )
     })
 }
 

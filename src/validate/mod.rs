@@ -46,6 +46,14 @@ impl Problem {
     }
 }
 
+impl Problem {
+    /// Whether a file or directory could not be read at all (missing, unreadable, too
+    /// large, not text): a run with such input does nothing else.
+    pub fn is_unreadable(&self) -> bool {
+        self.object.is_empty() && self.message.starts_with("cannot read")
+    }
+}
+
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:", self.file)?;

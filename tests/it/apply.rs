@@ -12,7 +12,7 @@ fn run(s: &TestStore, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))
         .args(&all)
         .current_dir(crate::support::root())
-        .env("SERVICEHUB_NOW", NOW)
+        .env("SERVICEHUB_UNSAFE_TEST_CLOCK", NOW)
         .env("SERVICEHUB_ACTOR", "cli:test")
         .env("SERVICEHUB_NOTIFY_DIR", crate::support::outbox_of(&s.url))
         .output()
@@ -186,7 +186,7 @@ fn the_quickstart_command_uses_a_sqlite_file_in_the_working_directory() {
             .args(args)
             .current_dir(dir.path())
             .env_remove("SERVICEHUB_STORE")
-            .env("SERVICEHUB_NOW", NOW)
+            .env("SERVICEHUB_UNSAFE_TEST_CLOCK", NOW)
             .output()
             .expect("run")
     };

@@ -118,7 +118,7 @@ fn servicehub_umask0(url: &str, env: &[(&str, String)], args: &str) -> std::proc
         .arg(env!("CARGO_BIN_EXE_servicehub"))
         .arg(url)
         .current_dir(crate::support::root())
-        .env("SERVICEHUB_NOW", T0)
+        .env("SERVICEHUB_UNSAFE_TEST_CLOCK", T0)
         .env_remove("SERVICEHUB_STORE");
     for (k, v) in env {
         c.env(k, v);

@@ -268,7 +268,7 @@ async fn the_cli_requests_decides_lists_and_previews_a_sweep() {
         all.extend(["--store", &s.url]);
         std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))
             .args(&all)
-            .env("SERVICEHUB_NOW", now)
+            .env("SERVICEHUB_UNSAFE_TEST_CLOCK", now)
             .output()
             .expect("run")
     };

@@ -5,6 +5,7 @@ mod apiserver;
 mod apply;
 mod cel_cost;
 mod chart;
+mod cli;
 mod cluster;
 mod controller;
 mod crash;

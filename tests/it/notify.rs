@@ -20,7 +20,7 @@ pub(crate) fn command(s: &TestStore, now: &str, env: &[(&str, &str)], args: &[&s
     c.args(args)
         .args(["--store", &s.url])
         .current_dir(crate::support::root())
-        .env("SERVICEHUB_NOW", now)
+        .env("SERVICEHUB_UNSAFE_TEST_CLOCK", now)
         .env("SERVICEHUB_ACTOR", "cli:test")
         .env("SERVICEHUB_LOG_FORMAT", "text")
         .env_remove("SERVICEHUB_STORE");

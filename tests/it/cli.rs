@@ -1,0 +1,125 @@
+//! The command line where it wrote when it should not: the clock of every write is the
+//! machine's (`--now`/`--at` only preview), read-only commands never create a store, and a
+//! run whose input cannot be read does nothing else.
+
+use crate::support::{eml_files, repo, root, stderr, stdout};
+use std::path::Path;
+use std::process::Output;
+
+/// Run the binary in `dir` (so the default store and outbox land there), with no injected clock.
+fn at_home(dir: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SERVICEHUB_STORE")
+        .env_remove("SERVICEHUB_UNSAFE_TEST_CLOCK")
+        .env("SERVICEHUB_NOTIFY_DIR", dir.join("outbox"))
+        .output()
+        .expect("run servicehub")
+}
+
+fn examples() -> String {
+    repo("examples").display().to_string()
+}
+
+#[test]
+fn now_and_at_only_preview_and_are_refused_where_something_is_written() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    let later = "2028-06-01T00:00:00Z";
+    // A write with a chosen time is refused before anything happens.
+    for args in [
+        vec!["apply", "-f", &examples(), "--now", later],
+        vec!["notify", "--once", "--now", later],
+        vec![
+            "invitation",
+            "accept",
+            "--token",
+            "x",
+            "--account",
+            "a@b.co",
+            "--account-type",
+            "WorkOrSchool",
+            "--now",
+            later,
+        ],
+        vec!["lockbox", "approve", "1", "--as", "a@b.co", "--now", later],
+        vec!["lockbox", "sweep", "--at", later],
+    ] {
+        let out = at_home(home, &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}{}", stdout(&out), stderr(&out));
+        assert!(stderr(&out).contains("only previews"), "{args:?}: {}", stderr(&out));
+        assert!(!home.join("servicehub.db").exists(), "{args:?} created the store");
+    }
+    // Previews take it: the agreement (ending 2027-12-31) is seen as expired in 2028.
+    // (Exit 1: in 2028 the workspaces of an expired agreement would be refused.)
+    let out = at_home(home, &["plan", "-f", &examples(), "--now", later, "-o", "json"]);
+    assert_ne!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stdout(&out).contains("\"phase\": \"Expired\""), "{}", stdout(&out));
+    let out = at_home(home, &["apply", "--dry-run", "-f", &examples(), "--now", "2026-06-01T00:00:00Z"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!home.join("servicehub.db").exists(), "a preview created the store");
+
+    // The old environment variable no longer moves the clock of a write.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))
+        .args(["apply", "-f", &examples(), "--deliver=false"])
+        .current_dir(home)
+        .env("SERVICEHUB_NOW", later)
+        .env_remove("SERVICEHUB_UNSAFE_TEST_CLOCK")
+        .env_remove("SERVICEHUB_STORE")
+        .output()
+        .expect("apply");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = at_home(home, &["get", "customers", "-o", "json"]);
+    assert!(stdout(&out).contains("Active"), "stored as of now, not 2028: {}", stdout(&out));
+}
+
+#[test]
+fn read_only_commands_never_create_a_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let typo = dir.path().join("servicehub.bd");
+    let url = format!("sqlite://{}", typo.display());
+    for args in [
+        vec!["get", "customers", "--store", &url],
+        vec!["get", "audit", "--store", &url],
+        vec!["can-i", "--user", "a@b.co", "--workspace", "contoso/contoso-hq", "Learning", "--store", &url],
+        vec!["lockbox", "list", "--store", &url],
+    ] {
+        let out = at_home(dir.path(), &args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stdout(&out));
+        assert!(stderr(&out).contains(&format!("no store at {}", typo.display())), "{args:?}: {}", stderr(&out));
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+    // A plan against a store that does not exist yet plans against an empty one: everything
+    // would be added, and nothing is created.
+    let out = at_home(dir.path(), &["plan", "-f", &examples(), "--store", &url]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("+ invite megan.bowen@contoso.com"), "{}", stdout(&out));
+    assert!(stderr(&out).contains("does not exist yet"), "{}", stderr(&out));
+    assert!(!typo.exists());
+    // A path without a scheme gets a suggestion.
+    let out = at_home(dir.path(), &["get", "customers", "--store", "servicehub.db"]);
+    assert!(stderr(&out).contains("did you mean sqlite://servicehub.db?"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_run_whose_input_cannot_be_read_does_nothing_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    // Messages are waiting in the outbox.
+    let out = at_home(home, &["apply", "-f", &examples(), "--deliver=false"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let missing = home.join("nope.yaml").display().to_string();
+    let out = at_home(home, &["apply", "-f", &missing]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("nope.yaml: cannot read"), "{}", stderr(&out));
+    assert!(!stdout(&out).contains("No changes"), "{}", stdout(&out));
+    assert!(eml_files(&home.join("outbox")).is_empty(), "an unreadable input delivered messages");
+    // With -o json the errors are the JSON document.
+    let out = at_home(home, &["apply", "-f", &missing, "-o", "json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON document");
+    assert!(doc["errors"][0]["message"].as_str().is_some_and(|m| m.contains("cannot read")), "{doc}");
+    assert!(doc["errors"][0]["file"].as_str().is_some_and(|f| f.ends_with("nope.yaml")), "{doc}");
+    let _ = root();
+}
