@@ -7,7 +7,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     // One process-wide rustls provider (ring, as kube uses), before any TLS client exists.
     servicehub_operator::notify::transport::install_crypto();
-    servicehub_operator::telemetry::init(&cli.log, cli.log_format.is_json());
+    servicehub_operator::telemetry::init(
+        cli.log_filter(),
+        cli.log_format.is_json(),
+        servicehub_operator::cli::LogFormat::colour(),
+    );
     match cli.run().await {
         Ok(code) => code,
         Err(e) => {

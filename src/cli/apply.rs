@@ -20,6 +20,10 @@ pub struct ApplyArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// With `plan` (or `--dry-run`), for CI pipelines: exit 2 when there are changes, 0 when
+    /// the store matches the files, 1 on errors (as `terraform plan -detailed-exitcode`).
+    #[arg(long)]
+    pub exit_code: bool,
     /// Preview as of this time (RFC 3339) instead of now, with `--dry-run` or `plan` only:
     /// see an agreement's start or end coming. What is written is stamped by this machine's clock.
     #[arg(long)]
@@ -45,7 +49,7 @@ async fn prepare(
     args: ApplyArgs,
     force_dry_run: bool,
 ) -> anyhow::Result<(validate::Report, std::sync::Arc<dyn crate::store::Store>, Options, OutputFormat)> {
-    let ApplyArgs { paths, dry_run, output, now, actor, store, deliver: _, notify: _ } = args;
+    let ApplyArgs { paths, dry_run, output, now, actor, store, deliver: _, notify: _, exit_code: _ } = args;
     let dry_run = dry_run || force_dry_run;
     let now = super::clock(now, dry_run, "--now")?;
     let report = validate::validate_paths(&paths, References::MayBeInStore);
@@ -125,6 +129,10 @@ impl Drop for ScratchStore {
 
 /// Run `apply` (or `plan` when `force_dry_run`).
 pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCode> {
+    let detailed = args.exit_code;
+    if detailed && !(args.dry_run || force_dry_run) {
+        return Err(super::Usage("--exit-code goes with plan or --dry-run".into()).into());
+    }
     let delivery = (args.deliver && !args.dry_run && !force_dry_run).then(|| args.notify.clone());
     // A misconfigured transport is reported before anything is applied.
     let delivery = delivery.map(|n| n.into_config()).transpose().map_err(anyhow::Error::msg)?.flatten();
@@ -162,7 +170,14 @@ pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCod
     }
     drop(db);
     remove_scratch();
-    Ok(if invalid || failed || result.has_failures() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    let changes = result.objects.iter().any(|o| !o.changes.is_empty());
+    Ok(if invalid || failed || result.has_failures() {
+        ExitCode::FAILURE
+    } else if detailed && changes {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// Run `delete`.
@@ -197,12 +212,14 @@ pub async fn delete(args: ApplyArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_human(out: &mut impl Write, r: &Report, dry_run: bool) -> std::io::Result<()> {
-    let verb = if dry_run { "would" } else { "did" };
+    let planned = if dry_run { " planned" } else { "" };
     for o in &r.objects {
         if o.changes.is_empty() {
             continue;
         }
-        writeln!(out, "{} {}/{} ({} {verb} change):", o.kind, o.namespace, o.name, o.changes.len())?;
+        let n = o.changes.len();
+        let plural = if n == 1 { "" } else { "s" };
+        writeln!(out, "{} {}/{} ({n} change{plural}{planned}):", o.kind, o.namespace, o.name)?;
         for c in &o.changes {
             writeln!(out, "  {} {}", sign(&c.summary), c.summary)?;
         }

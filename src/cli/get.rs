@@ -10,25 +10,34 @@ use std::process::ExitCode;
 /// What to list.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum Resource {
-    /// Customers with counts.
+    /// Customers with counts (also `customer`, `cust`).
+    #[value(alias = "customer", alias = "cust")]
     Customers,
-    /// Workspaces with member counts.
+    /// Workspaces with member counts (also `workspace`, `ws`).
+    #[value(alias = "workspace", alias = "ws")]
     Workspaces,
-    /// Memberships with roles.
+    /// Memberships with roles (also `membership`, `mbr`).
+    #[value(alias = "membership", alias = "mbr")]
     Memberships,
-    /// Invitations and their states.
+    /// Invitations and their states (also `invitation`).
+    #[value(alias = "invitation")]
     Invitations,
-    /// Every grant with its source.
+    /// Every grant with its source (also `grant`).
+    #[value(alias = "grant")]
     Grants,
     /// The audit log (JSON lines with `-o json`).
     Audit,
 }
 
+/// The kinds of audit entries, as `--kind` accepts them (any letter case).
+const AUDIT_KINDS: [&str; 7] =
+    ["Customer", "Workspace", "Membership", "LockboxPolicy", "User", "Invitation", "lockbox"];
+
 /// Arguments of `servicehub get`.
 #[derive(clap::Args, Debug)]
 pub struct GetArgs {
-    /// What to list.
-    #[arg(value_enum)]
+    /// What to list: plural, singular or short name, in any letter case.
+    #[arg(value_enum, ignore_case = true)]
     pub resource: Resource,
     /// Only this namespace.
     #[arg(short = 'n', long)]
@@ -75,6 +84,18 @@ fn dump<T: serde::Serialize>(out: &mut impl Write, format: OutputFormat, items: 
 /// Run `get`.
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     let GetArgs { resource, namespace, output, kind, store } = args;
+    // An unknown kind would match nothing and print an empty table with exit 0.
+    let kind = match kind {
+        None => None,
+        Some(k) => match AUDIT_KINDS.iter().find(|a| a.eq_ignore_ascii_case(&k)) {
+            Some(a) => Some((*a).to_owned()),
+            None => {
+                return Err(
+                    super::Usage(format!("--kind: unknown kind {k:?}; one of {}", AUDIT_KINDS.join(", "))).into()
+                );
+            }
+        },
+    };
     let db = open_existing_store(&store).await?;
     let ns = namespace.as_deref();
     let mut out = std::io::stdout().lock();

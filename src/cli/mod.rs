@@ -21,8 +21,10 @@ use std::process::ExitCode;
 #[command(name = "servicehub", version, about, long_about = None)]
 pub struct Cli {
     /// Log level filter (tracing `EnvFilter` syntax, e.g. `info` or `servicehub_operator=debug`).
-    #[arg(long, env = "SERVICEHUB_LOG", default_value = "info", global = true)]
-    pub log: String,
+    /// Defaults to `info` for `run`, and to `warn` for the commands that print results for
+    /// people (logs stay out of the way unless asked for).
+    #[arg(long, env = "SERVICEHUB_LOG", global = true)]
+    pub log: Option<String>,
     /// Log format: `text` for a terminal, `json` for a cluster's log pipeline; `auto` picks
     /// text when standard error is a terminal, else JSON.
     #[arg(long, env = "SERVICEHUB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto, global = true)]
@@ -43,7 +45,25 @@ pub enum LogFormat {
     Json,
 }
 
+impl Cli {
+    /// The log filter: as given, else `info` for the controller and `warn` for commands.
+    pub fn log_filter(&self) -> &str {
+        match (&self.log, &self.command) {
+            (Some(l), _) => l,
+            (None, Command::Run(_)) => "info",
+            (None, _) => "warn",
+        }
+    }
+}
+
 impl LogFormat {
+    /// Whether text logs are coloured: at a terminal only, and never with `NO_COLOR` set
+    /// (<https://no-color.org>).
+    pub fn colour() -> bool {
+        use std::io::IsTerminal;
+        std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+    }
+
     /// Whether logs are written as JSON.
     pub fn is_json(self) -> bool {
         use std::io::IsTerminal;
@@ -73,6 +93,8 @@ pub enum Command {
     /// Print what `apply` would change, writing nothing (same as `apply --dry-run`).
     Plan(apply::ApplyArgs),
     /// Remove what the objects in the files provisioned (or release it, for `deletionPolicy: Orphan`).
+    #[command(mut_arg("paths", |a| a.help("Files or directories (walked recursively) of YAML naming the objects to remove")))]
+    #[command(mut_arg("dry_run", |a| a.help("Print what would be removed and write nothing")))]
     Delete(apply::ApplyArgs),
     /// List what the store holds.
     Get(get::GetArgs),
@@ -82,6 +104,17 @@ pub enum Command {
     Notify(notify::NotifyCommand),
     /// Invitations: accept one with the token from its message.
     Invitation(notify::InvitationArgs),
+    /// Print a shell completion script: `servicehub completion bash > /etc/bash_completion.d/servicehub`,
+    /// or `source <(servicehub completion zsh)`.
+    Completion(CompletionArgs),
+}
+
+/// Arguments of `servicehub completion`.
+#[derive(clap::Args, Debug)]
+pub struct CompletionArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// Output formats.
@@ -144,6 +177,16 @@ impl Cli {
             Command::CanI(args) => get::can_i(args).await,
             Command::Notify(args) => notify::notify_command(args).await,
             Command::Invitation(args) => notify::invitation(args).await,
+            Command::Completion(CompletionArgs { shell }) => {
+                use clap::CommandFactory;
+                let mut script = Vec::new();
+                clap_complete::generate(shell, &mut Cli::command(), "servicehub", &mut script);
+                match std::io::stdout().write_all(&script) {
+                    // `servicehub completion bash | head` is not an error.
+                    Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+                    _ => Ok(ExitCode::SUCCESS),
+                }
+            }
         }
     }
 }

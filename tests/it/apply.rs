@@ -112,7 +112,7 @@ async fn dry_run_and_plan_write_nothing() {
             let out = run(&s, cmd);
             assert!(out.status.success(), "{}", stderr(&out));
             let text = stdout(&out);
-            assert!(text.contains("Customer contoso/contoso (") && text.contains("would change"), "{text}");
+            assert!(text.contains("Customer contoso/contoso (") && text.contains("changes planned)"), "{text}");
             assert!(text.contains("Dry run: nothing was written."));
             for table in ["customers", "workspaces", "memberships", "grants", "invitations", "outbox", "audit", "users"]
             {

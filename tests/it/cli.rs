@@ -123,3 +123,82 @@ fn a_run_whose_input_cannot_be_read_does_nothing_else() {
     assert!(doc["errors"][0]["file"].as_str().is_some_and(|f| f.ends_with("nope.yaml")), "{doc}");
     let _ = root();
 }
+
+#[test]
+fn plan_exit_code_tells_a_pipeline_whether_anything_would_change() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    let out = at_home(home, &["plan", "--exit-code", "-f", &examples()]);
+    assert_eq!(out.status.code(), Some(2), "changes to make: {}", stderr(&out));
+    assert!(stdout(&out).contains("changes planned):"), "plain wording: {}", stdout(&out));
+    assert!(at_home(home, &["apply", "-f", &examples()]).status.success());
+    let out = at_home(home, &["plan", "--exit-code", "-f", &examples()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let out = at_home(home, &["apply", "--exit-code", "-f", &examples()]);
+    assert_eq!(out.status.code(), Some(2), "--exit-code without a preview is a usage error");
+}
+
+#[test]
+fn get_takes_what_kubectl_users_type_and_refuses_what_does_not_exist() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    assert!(at_home(home, &["apply", "-f", &examples(), "--deliver=false"]).status.success());
+    let full = stdout(&at_home(home, &["get", "workspaces"]));
+    assert!(full.contains("contoso-emea"), "{full}");
+    for alias in ["workspace", "ws", "WS", "Workspaces"] {
+        let out = at_home(home, &["get", alias]);
+        assert!(out.status.success(), "{alias}: {}", stderr(&out));
+        assert_eq!(stdout(&out), full, "{alias}");
+    }
+    for alias in ["cust", "customer", "mbr", "membership", "grant", "invitation"] {
+        assert!(at_home(home, &["get", alias]).status.success(), "{alias}");
+    }
+    // An audit kind that does not exist is refused with the valid ones; letter case is free.
+    let out = at_home(home, &["get", "audit", "--kind", "nosuchkind"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("unknown kind \"nosuchkind\"; one of Customer, Workspace, Membership"),
+        "{}",
+        stderr(&out)
+    );
+    let lower = stdout(&at_home(home, &["get", "audit", "--kind", "membership", "-o", "json"]));
+    let exact = stdout(&at_home(home, &["get", "audit", "--kind", "Membership", "-o", "json"]));
+    assert!(!exact.is_empty() && lower == exact);
+    let out = at_home(home, &["lockbox", "list", "--state", "approved"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn commands_print_results_not_logs_and_colour_only_at_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    assert!(at_home(home, &["apply", "-f", &examples()]).status.success());
+    let token = crate::support::token_in(&eml_files(&home.join("outbox"))[0].1);
+    let out = at_home(
+        home,
+        &["invitation", "accept", "--token", &token, "--account", "x@contoso.com", "--account-type", "WorkOrSchool"],
+    );
+    assert!(!stderr(&out).contains(" INFO "), "no INFO log lines from a command: {}", stderr(&out));
+    // Text logs written to a file (not a terminal) carry no ANSI colour codes.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))
+        .args(["get", "customers", "--log", "debug", "--log-format", "text"])
+        .current_dir(home)
+        .env_remove("SERVICEHUB_STORE")
+        .output()
+        .expect("run");
+    assert!(!stderr(&out).is_empty(), "debug logs were asked for");
+    assert!(!stderr(&out).contains('\u{1b}'), "ANSI codes in redirected logs: {:?}", stderr(&out));
+}
+
+#[test]
+fn shell_completions_are_generated_for_each_shell() {
+    for (shell, marker) in
+        [("bash", "_servicehub()"), ("zsh", "#compdef servicehub"), ("fish", "complete -c servicehub")]
+    {
+        let out = crate::support::servicehub(&["completion", shell]);
+        assert!(out.status.success(), "{shell}");
+        let script = stdout(&out);
+        assert!(script.contains(marker), "{shell}: {}", &script[..script.len().min(200)]);
+        assert!(script.contains("lockbox") && script.contains("can-i"), "{shell}: the subcommands are in it");
+    }
+}

@@ -11,7 +11,7 @@ fn committed_crds_match_the_rust_types() {
         let generated = serde_yaml::to_string(&crd).expect("serialize");
         assert!(
             committed == generated,
-            "{} drifted from the Rust types: run `cargo run -- crd --out-dir crds` and commit",
+            "{} drifted from the Rust types: run `cargo run --release -- crd --out-dir crds` and commit",
             file.display()
         );
     }
