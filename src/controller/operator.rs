@@ -77,10 +77,35 @@ async fn open_store(url: &str, shutdown: &CancellationToken) -> anyhow::Result<O
     }
 }
 
+/// Why no client could be built, once and in words: kube's error repeats its cause
+/// through every layer of its chain, and quotes the kubeconfig path twice.
+fn no_cluster_config(e: &kube::Error) -> String {
+    let kubeconfig = std::env::var_os("KUBECONFIG")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".kube").join("config")));
+    let in_cluster = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some();
+    match (in_cluster, kubeconfig) {
+        (false, Some(path)) if !path.exists() => format!(
+            "no Kubernetes configuration: not running in a pod (KUBERNETES_SERVICE_HOST is unset) and no kubeconfig at {} \
+             (set KUBECONFIG to one)",
+            path.display()
+        ),
+        _ => {
+            // The innermost cause says it best.
+            let mut cause: &dyn std::error::Error = e;
+            while let Some(next) = cause.source() {
+                cause = next;
+            }
+            format!("cannot configure the Kubernetes client: {e}; cause: {cause}")
+        }
+    }
+}
+
 /// Run the operator until a signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let Config { store_url, settings, lease, http_addr, notify, shutdown_timeout } = config;
-    let client = Client::try_default().await?;
+    let client = Client::try_default().await.map_err(|e| anyhow::anyhow!(no_cluster_config(&e)))?;
     let metrics = Arc::new(Metrics::default());
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
@@ -92,7 +117,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         synced: synced.clone(),
         metrics: metrics.clone(),
     });
-    let listener = tokio::net::TcpListener::bind(http_addr).await?;
+    let listener = tokio::net::TcpListener::bind(http_addr).await.map_err(|e| {
+        anyhow::anyhow!("cannot listen on {http_addr} (choose another with --http-addr or SERVICEHUB_HTTP_ADDR): {e}")
+    })?;
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
     let http_stop = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, health.clone(), http_stop.clone()));

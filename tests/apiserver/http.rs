@@ -191,10 +191,7 @@ impl ApiServer {
 
     /// A kubeconfig for it (plain HTTP on loopback, no credentials).
     pub fn kubeconfig(&self) -> String {
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: emulated\n  cluster:\n    server: {}\ncontexts:\n- name: emulated\n  context:\n    cluster: emulated\n    user: tester\n    namespace: default\ncurrent-context: emulated\nusers:\n- name: tester\n  user: {{}}\n",
-            self.url()
-        )
+        kubeconfig_for(&self.url())
     }
 
     /// A kube-rs client for it.
@@ -719,4 +716,12 @@ fn watch(
     };
     let stream = head.chain(live).take_until(ends);
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream)).into_response()
+}
+
+/// A kubeconfig for the API server at `server` (plain HTTP, no credentials), which need not
+/// be there: tests of an unreachable cluster use it too.
+pub fn kubeconfig_for(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: emulated\n  cluster:\n    server: {server}\ncontexts:\n- name: emulated\n  context:\n    cluster: emulated\n    user: tester\n    namespace: default\ncurrent-context: emulated\nusers:\n- name: tester\n  user: {{}}\n"
+    )
 }

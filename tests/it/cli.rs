@@ -202,3 +202,36 @@ fn shell_completions_are_generated_for_each_shell() {
         assert!(script.contains("lockbox") && script.contains("can-i"), "{shell}: the subcommands are in it");
     }
 }
+
+#[test]
+fn run_says_once_what_is_missing_and_which_flag_sets_the_address() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    let store = format!("sqlite://{}", home.join("s.db").display());
+    let run = |env: &[(&str, &str)], args: &[&str]| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"));
+        c.arg("run").args(["--store", &store]).args(args).current_dir(home).env("HOME", home);
+        c.env_remove("KUBECONFIG").env_remove("KUBERNETES_SERVICE_HOST").env_remove("SERVICEHUB_STORE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().expect("run")
+    };
+    let out = run(&[], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    let path = home.join(".kube").join("config").display().to_string();
+    assert!(err.contains(&format!("no kubeconfig at {path} (set KUBECONFIG")), "{err}");
+    assert_eq!(err.matches(&path).count(), 1, "the cause once: {err}");
+    assert!(!err.contains("'\""), "the path is not quoted twice: {err}");
+
+    // A port already taken: the address and the flag that sets it.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = taken.local_addr().expect("addr").to_string();
+    let kubeconfig = home.join("kubeconfig");
+    std::fs::write(&kubeconfig, crate::apiserver::http::kubeconfig_for("http://127.0.0.1:1")).expect("kubeconfig");
+    let out = run(&[("KUBECONFIG", kubeconfig.to_str().expect("utf-8"))], &["--http-addr", &addr]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("cannot listen on {addr} (choose another with --http-addr")), "{err}");
+}

@@ -12,11 +12,7 @@ const GRACE: &str = "2s";
 const WITHIN: Duration = Duration::from_secs(12);
 
 fn kubeconfig(server: &str) -> String {
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: {server}\ncontexts:\n- name: gone\n  \
-         context:\n    cluster: gone\n    user: tester\n    namespace: default\ncurrent-context: gone\nusers:\n- name: tester\n  \
-         user: {{}}\n"
-    )
+    crate::apiserver::http::kubeconfig_for(server)
 }
 
 /// A loopback port that accepts connections and never answers (a black-holed API server).
