@@ -95,32 +95,41 @@ fn memory_mib(pid: u32, field: &str) -> f64 {
     kib.map_or(f64::NAN, |k| k as f64 / 1024.0)
 }
 
-async fn run(label: &str, store_url: &str) {
-    let server = ApiServer::start_with_history(100_000).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
+/// `servicehub run` against `server`, without leader election, logging to `dir`.
+fn start_operator(server: &ApiServer, store_url: &str, dir: &std::path::Path) -> std::process::Child {
+    let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).expect("kubeconfig");
     let addr = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_servicehub"))
+    Command::new(env!("CARGO_BIN_EXE_servicehub"))
         .args(["run", "--leader-elect=false", "--store", store_url, "--http-addr", &addr.to_string()])
         .env("KUBECONFIG", &kubeconfig)
         .env("SERVICEHUB_LOG", "warn")
         .env("SERVICEHUB_LOG_FORMAT", "text")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("operator.log")).expect("log"))
+        .stderr(std::fs::File::create(dir.join("operator.log")).expect("log"))
         .spawn()
-        .expect("start servicehub run");
+        .expect("start servicehub run")
+}
 
+/// The Customer and `workspaces` Workspaces.
+fn create_parents(server: &ApiServer, workspaces: usize) {
     server
         .registry
         .create(&resource("customers"), Some("bench"), customer(), FieldValidation::Prune)
         .expect("customer");
-    for i in 0..WORKSPACES {
+    for i in 0..workspaces {
         server
             .registry
             .create(&resource("workspaces"), Some("bench"), workspace(i), FieldValidation::Prune)
             .expect("ws");
     }
+}
+
+async fn run(label: &str, store_url: &str) {
+    let server = ApiServer::start_with_history(100_000).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = start_operator(&server, store_url, dir.path());
+    create_parents(&server, WORKSPACES);
     wait_ready(&server, "customers", 1, Duration::from_secs(120)).await;
     wait_ready(&server, "workspaces", WORKSPACES, Duration::from_secs(120)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -174,16 +183,7 @@ fn cold_membership(i: usize) -> serde_json::Value {
 
 async fn cold_start(label: &str, store_url: &str) {
     let server = ApiServer::start_with_history(100_000).await;
-    server
-        .registry
-        .create(&resource("customers"), Some("bench"), customer(), FieldValidation::Prune)
-        .expect("customer");
-    for i in 0..COLD_WORKSPACES {
-        server
-            .registry
-            .create(&resource("workspaces"), Some("bench"), workspace(i), FieldValidation::Prune)
-            .expect("ws");
-    }
+    create_parents(&server, COLD_WORKSPACES);
     for i in 0..COLD_MEMBERSHIPS {
         server
             .registry
@@ -191,19 +191,8 @@ async fn cold_start(label: &str, store_url: &str) {
             .expect("m");
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(&kubeconfig, server.kubeconfig()).expect("kubeconfig");
-    let addr = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
     let started = Instant::now();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_servicehub"))
-        .args(["run", "--leader-elect=false", "--store", store_url, "--http-addr", &addr.to_string()])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("SERVICEHUB_LOG", "warn")
-        .env("SERVICEHUB_LOG_FORMAT", "text")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("operator.log")).expect("log"))
-        .spawn()
-        .expect("start servicehub run");
+    let mut child = start_operator(&server, store_url, dir.path());
     wait_ready(&server, "customers", 1, Duration::from_secs(600)).await;
     wait_ready(&server, "workspaces", COLD_WORKSPACES, Duration::from_secs(600)).await;
     wait_ready(&server, "memberships", COLD_MEMBERSHIPS, Duration::from_secs(1800)).await;
