@@ -43,6 +43,19 @@ pub struct ApplyArgs {
     pub store: StoreArgs,
 }
 
+/// Arguments of `servicehub delete`.
+#[derive(clap::Args, Debug)]
+pub struct DeleteArgs {
+    /// What `apply` takes.
+    #[command(flatten)]
+    pub apply: ApplyArgs,
+    /// Delete without asking, also what the named objects take with them (their
+    /// workspaces' memberships, a customer's workspaces): for scripts. At a terminal the
+    /// command asks first; elsewhere it refuses such a delete without `--yes`.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
 /// What `apply`, `plan` and `delete` share: validate the files (printing problems), open
 /// the store, build the planning context.
 async fn prepare(
@@ -181,9 +194,42 @@ pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCod
 }
 
 /// Run `delete`.
-pub async fn delete(args: ApplyArgs) -> anyhow::Result<ExitCode> {
-    let (report, db, opts, output) = prepare(args, false).await?;
+pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
+    let DeleteArgs { apply, yes } = args;
+    let (report, db, mut opts, output) = prepare(apply, false).await?;
     let dry_run = opts.dry_run;
+    if !dry_run && !yes {
+        // Look first: a delete that takes more than the named objects with it is shown,
+        // and confirmed at a terminal.
+        opts.dry_run = true;
+        let preview = engine::delete(db.as_ref(), &report.objects, &opts).await?;
+        opts.dry_run = false;
+        let more: usize =
+            preview.objects.iter().map(|o| o.consequences.iter().filter(|c| c.starts_with("removes")).count()).sum();
+        if more > 0 {
+            let mut err = std::io::stderr().lock();
+            for o in preview.objects.iter().filter(|o| o.consequences.iter().any(|c| c.starts_with("removes"))) {
+                writeln!(err, "{} {}/{}:", o.kind, o.namespace, o.name)?;
+                for c in &o.consequences {
+                    writeln!(err, "  {c}")?;
+                }
+            }
+            use std::io::IsTerminal;
+            if !std::io::stdin().is_terminal() {
+                anyhow::bail!(
+                    "this delete also removes {more} row(s) not named in the files (listed above); run it again with --yes to go ahead, or --dry-run to look"
+                );
+            }
+            write!(err, "Delete these {more} row(s) as well? [y/N] ")?;
+            err.flush()?;
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes") {
+                writeln!(err, "Nothing was deleted.")?;
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
     let result = engine::delete(db.as_ref(), &report.objects, &opts).await?;
     let mut out = std::io::stdout().lock();
     match output {
@@ -197,6 +243,9 @@ pub async fn delete(args: ApplyArgs) -> anyhow::Result<ExitCode> {
                     (None, false) => o.changes.iter().map(|c| c.summary.as_str()).collect::<Vec<_>>().join("; "),
                 };
                 writeln!(out, "{} {}/{}: {state}", o.kind, o.namespace, o.name)?;
+                for c in &o.consequences {
+                    writeln!(out, "  {c}")?;
+                }
             }
             if dry_run {
                 writeln!(out, "\nDry run: nothing was written.")?;

@@ -94,8 +94,8 @@ pub enum Command {
     Plan(apply::ApplyArgs),
     /// Remove what the objects in the files provisioned (or release it, for `deletionPolicy: Orphan`).
     #[command(mut_arg("paths", |a| a.help("Files or directories (walked recursively) of YAML naming the objects to remove")))]
-    #[command(mut_arg("dry_run", |a| a.help("Print what would be removed and write nothing")))]
-    Delete(apply::ApplyArgs),
+    #[command(mut_arg("dry_run", |a| a.help("Print everything that would be removed and write nothing")))]
+    Delete(apply::DeleteArgs),
     /// List what the store holds.
     Get(get::GetArgs),
     /// Whether a user holds a permission in a workspace or at customer level, and why.

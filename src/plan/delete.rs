@@ -60,3 +60,45 @@ pub fn plan_delete(
         steps,
     })
 }
+
+/// What deleting the object of `table` does beyond the object itself, one line per row a
+/// person would care about: with `Delete`, the workspaces, memberships and policy that go
+/// with it; with `Orphan`, the same rows, which stay and are no longer managed. Empty when
+/// the object provisions nothing else (a Membership's own grants are the Membership).
+pub fn consequences(table: GuardTable, id: &Identity, snapshot: &Snapshot) -> Vec<String> {
+    let ws_name = |wid: &str| snapshot.workspaces.get(wid).map(|w| w.record.name.clone()).unwrap_or_default();
+    let member = |m: &crate::store::MembershipRecord| {
+        let at = match &m.workspace_id {
+            Some(w) => format!("in workspace {}", ws_name(w)),
+            None => "at customer level".to_owned(),
+        };
+        let roles: Vec<&str> = m.roles.iter().map(|r| r.as_str()).collect();
+        let roles = if roles.is_empty() { String::new() } else { format!(" ({})", roles.join(", ")) };
+        format!("membership of {} {at}{roles}, from {}/{}", m.subject_key, m.origin, m.name)
+    };
+    let mut out = Vec::new();
+    match table {
+        GuardTable::Workspace => {
+            let mut members: Vec<String> = snapshot
+                .memberships
+                .values()
+                .filter(|m| m.record.workspace_id.as_deref() == Some(id.uid.as_str()))
+                .map(|m| member(&m.record))
+                .collect();
+            members.sort();
+            out.extend(members);
+        }
+        GuardTable::Customer if snapshot.customer.as_ref().is_some_and(|c| c.record.uid == id.uid) => {
+            let mut workspaces: Vec<String> =
+                snapshot.workspaces.values().map(|w| format!("workspace {}", w.record.name)).collect();
+            workspaces.sort();
+            out.extend(workspaces);
+            let mut members: Vec<String> = snapshot.memberships.values().map(|m| member(&m.record)).collect();
+            members.sort();
+            out.extend(members);
+            out.extend(snapshot.policies.values().map(|p| format!("LockboxPolicy {}", p.record.name)));
+        }
+        _ => {}
+    }
+    out
+}

@@ -16,7 +16,7 @@ mod membership;
 mod workspace;
 
 pub use customer::plan_customer;
-pub use delete::plan_delete;
+pub use delete::{consequences, plan_delete};
 pub use lockbox::plan_lockbox_policy;
 pub use members::DesiredMembership;
 pub use membership::plan_membership;

@@ -235,3 +235,36 @@ fn run_says_once_what_is_missing_and_which_flag_sets_the_address() {
     let err = stderr(&out);
     assert!(err.contains(&format!("cannot listen on {addr} (choose another with --http-addr")), "{err}");
 }
+
+#[test]
+fn delete_shows_everything_it_takes_with_it_and_asks_before() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    assert!(at_home(home, &["apply", "-f", &examples(), "--deliver=false"]).status.success());
+    let workspaces = repo("examples/02-workspaces.yaml").display().to_string();
+    let before = stdout(&at_home(home, &["get", "memberships"]));
+    // The preview lists what goes with the named workspaces, the service administrator's
+    // role in the default workspace included.
+    let out = at_home(home, &["delete", "--dry-run", "-f", &workspaces]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        text.contains("removes membership of megan.bowen@contoso.com in workspace contoso-hq (WorkspaceAdministrator), from Customer/contoso"),
+        "{text}"
+    );
+    // Not at a terminal and without --yes: refused, nothing removed.
+    let out = at_home(home, &["delete", "-f", &workspaces]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("run it again with --yes"), "{}", stderr(&out));
+    assert_eq!(stdout(&at_home(home, &["get", "memberships"])), before, "nothing was deleted");
+    // With --yes it goes ahead.
+    let out = at_home(home, &["delete", "--yes", "-f", &workspaces]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stdout(&at_home(home, &["get", "memberships"])).contains("contoso-emea"));
+    // The Customer is Orphan: deleting it says what stays and why.
+    let out = at_home(home, &["delete", "-f", &repo("examples/01-customer.yaml").display().to_string()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("its rows stay (deletionPolicy: Orphan)"), "{text}");
+    assert!(text.contains("keeps (unmanaged) membership of megan.bowen@contoso.com at customer level"), "{text}");
+}
