@@ -18,6 +18,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// Everything `servicehub run` needs, resolved from flags and environment.
 #[derive(Clone, Debug)]
@@ -79,7 +80,7 @@ async fn open_store(url: &str, shutdown: &CancellationToken) -> anyhow::Result<O
 
 /// Why no client could be built, once and in words: kube's error repeats its cause
 /// through every layer of its chain, and quotes the kubeconfig path twice.
-fn no_cluster_config(e: &kube::Error) -> String {
+fn no_cluster_config(e: &(dyn std::error::Error + 'static)) -> String {
     let kubeconfig = std::env::var_os("KUBECONFIG")
         .filter(|v| !v.is_empty())
         .map(std::path::PathBuf::from)
@@ -93,7 +94,7 @@ fn no_cluster_config(e: &kube::Error) -> String {
         ),
         _ => {
             // The innermost cause says it best.
-            let mut cause: &dyn std::error::Error = e;
+            let mut cause: &(dyn std::error::Error + 'static) = e;
             while let Some(next) = cause.source() {
                 cause = next;
             }
@@ -102,10 +103,17 @@ fn no_cluster_config(e: &kube::Error) -> String {
     }
 }
 
-/// Run the operator until a signal.
+/// Run the operator until a signal. Every log line of the run carries the API server's
+/// address (`api_server`), so "client error (Connect)" says which server did not answer.
 pub async fn run(config: Config) -> anyhow::Result<()> {
+    let kube_config = kube::Config::infer().await.map_err(|e| anyhow::anyhow!(no_cluster_config(&e)))?;
+    let span = tracing::info_span!("operator", api_server = %kube_config.cluster_url);
+    run_with(config, kube_config).instrument(span).await
+}
+
+async fn run_with(config: Config, kube_config: kube::Config) -> anyhow::Result<()> {
     let Config { store_url, settings, lease, http_addr, notify, shutdown_timeout } = config;
-    let client = Client::try_default().await.map_err(|e| anyhow::anyhow!(no_cluster_config(&e)))?;
+    let client = Client::try_from(kube_config).map_err(|e| anyhow::anyhow!(no_cluster_config(&e)))?;
     let metrics = Arc::new(Metrics::default());
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));
@@ -122,7 +130,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     })?;
     tracing::info!(addr = %listener.local_addr()?, "serving /healthz, /readyz and /metrics");
     let http_stop = CancellationToken::new();
-    let server = tokio::spawn(http::serve(listener, health.clone(), http_stop.clone()));
+    let server = tokio::spawn(http::serve(listener, health.clone(), http_stop.clone()).in_current_span());
 
     let Some(store) = open_store(&store_url, &shutdown).await? else {
         http_stop.cancel();
@@ -149,7 +157,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let elector = match lease {
         Some(cfg) => {
             let api = kube::Api::namespaced(client.clone(), &cfg.namespace);
-            Some(tokio::spawn(leader::run(api, cfg, leading_tx, elector_stop.clone())))
+            Some(tokio::spawn(leader::run(api, cfg, leading_tx, elector_stop.clone()).in_current_span()))
         }
         None => {
             _unelected = Some(leading_tx);

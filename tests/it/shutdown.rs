@@ -33,13 +33,15 @@ fn refused_api() -> String {
     format!("http://{}", crate::cluster::free_addr())
 }
 
-async fn stops_in_time(mut op: Operator, what: &str) {
+/// SIGTERM, a clean exit in time; what it logged.
+async fn stops_in_time(mut op: Operator, what: &str) -> String {
     let started = Instant::now();
     let code = op.terminate(WITHIN).await;
     let took = started.elapsed();
     let logs = op.logs();
     assert_eq!(code, Some(0), "{what}: no clean exit within {WITHIN:?} of SIGTERM (took {took:?})\n{logs}");
     assert!(logs.contains("SIGTERM: shutting down"), "{what}: {logs}");
+    logs
 }
 
 fn store_url(dir: &tempfile::TempDir) -> String {
@@ -50,14 +52,20 @@ fn store_url(dir: &tempfile::TempDir) -> String {
 async fn sigterm_stops_the_operator_while_the_api_server_refuses_connections() {
     for election in ["true", "false"] {
         let dir = tempfile::tempdir().expect("tempdir");
+        let api = refused_api();
         let op = Operator::start_with_kubeconfig(
-            &kubeconfig(&refused_api()),
+            &kubeconfig(&api),
             &store_url(&dir),
             &["--leader-elect", election, "--shutdown-timeout", GRACE],
             &[],
         );
         tokio::time::sleep(Duration::from_secs(3)).await;
-        stops_in_time(op, &format!("refused, leader election {election}")).await;
+        let logs = stops_in_time(op, &format!("refused, leader election {election}")).await;
+        if election == "true" {
+            // The warnings say which server did not answer.
+            let failed = logs.lines().find(|l| l.contains("lease request failed")).unwrap_or_else(|| panic!("{logs}"));
+            assert!(failed.contains(&format!("api_server={api}")), "{failed}");
+        }
     }
 }
 
