@@ -142,6 +142,59 @@ fn rows(requests: &[Request]) -> String {
     table::render(&["ID", "STATE", "REQUESTER", "WORKLOAD", "CASE", "CREATED", "DEADLINE/CLOSED"], &rows)
 }
 
+/// Everything about one request: who asked for what and why, who may decide, the deadlines
+/// (with the time left at `now`), and each transition with its actor and time.
+fn detail(r: &Request, history: &[crate::store::AuditEntry], now: i64) -> String {
+    let left = |t: Option<i64>| match t {
+        Some(t) if t > now => format!("{} ({} left)", rfc3339(t), span(t - now)),
+        Some(t) => rfc3339(t),
+        None => "-".into(),
+    };
+    let mut out = String::new();
+    let mut line = |k: &str, v: String| out.push_str(&format!("{k:<16}{v}\n"));
+    line("Request:", format!("{} ({})", r.id, r.state));
+    line("Requester:", r.requester.clone());
+    line("Workload:", r.workload.clone());
+    line("Case:", r.case_id.clone());
+    line("Reason:", r.reason.clone());
+    line("Duration:", span(r.requested_seconds));
+    line("Approvers:", if r.approvers.is_empty() { "-".into() } else { r.approvers.join(", ") });
+    line("Opened:", rfc3339(r.created_at));
+    line("Decide by:", left(r.pending_deadline));
+    let decided = match (&r.decided_at, &r.decided_by) {
+        (Some(t), Some(by)) => {
+            let why = r.decision_reason.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
+            format!("{} by {by}{why}", rfc3339(*t))
+        }
+        _ => "-".into(),
+    };
+    line("Decided:", decided);
+    line("Access until:", left(r.access_deadline));
+    line("Closed:", when(r.closed_at));
+    out.push_str("\nHistory:\n");
+    let rows: Vec<Vec<String>> = history
+        .iter()
+        .map(|e| {
+            let state = e.action.strip_prefix("lockbox.").unwrap_or(&e.action).to_owned();
+            // The CLI takes the actor's word (`--as`); the console authenticates people.
+            let channel = if e.actor == "operator" { "operator" } else { "cli (not authenticated)" };
+            vec![rfc3339(e.at), state, e.actor.clone(), channel.to_owned()]
+        })
+        .collect();
+    out.push_str(&table::render(&["TIME", "STATE", "ACTOR", "CHANNEL"], &rows));
+    out
+}
+
+/// A duration in whole hours and minutes (`2h`, `1h30m`, `45m`).
+fn span(seconds: i64) -> String {
+    let (h, m) = (seconds / 3600, (seconds % 3600) / 60);
+    match (h, m) {
+        (0, m) => format!("{m}m"),
+        (h, 0) => format!("{h}h"),
+        (h, m) => format!("{h}h{m}m"),
+    }
+}
+
 fn print(output: Output, requests: &[Request]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match output {
@@ -210,6 +263,16 @@ pub async fn run(args: LockboxArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LockboxCommand::Show { id } => match db.lockbox_get(id).await? {
+            Some(r) if output == Output::Table => {
+                let filter = crate::store::AuditFilter {
+                    kind: Some("lockbox".into()),
+                    object: Some(r.id.to_string()),
+                    ..Default::default()
+                };
+                let history = db.audit(&filter).await?;
+                write!(std::io::stdout().lock(), "{}", detail(&r, &history, now))?;
+                Ok(ExitCode::SUCCESS)
+            }
             Some(r) => {
                 print(output, &[r])?;
                 Ok(ExitCode::SUCCESS)

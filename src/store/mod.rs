@@ -116,6 +116,8 @@ pub struct AuditFilter {
     pub since: Option<i64>,
     /// At most this many, newest last.
     pub limit: Option<i64>,
+    /// Only entries about this object (a uid, or a Lockbox request id).
+    pub object: Option<String>,
 }
 
 /// Filter for the Lockbox history.

@@ -420,6 +420,9 @@ pub(super) async fn audit(pool: &AnyPool, filter: &AuditFilter) -> Result<Vec<Au
     if let Some(since) = filter.since {
         qb.push(" AND at >= ").bind(since);
     }
+    if let Some(object) = &filter.object {
+        qb.push(" AND object = ").bind(object.as_str());
+    }
     if let Some(ns) = &filter.namespace {
         qb.push(" AND (object IN (SELECT uid FROM customers WHERE namespace = ")
             .bind(ns.as_str())

@@ -316,4 +316,26 @@ async fn the_cli_requests_decides_lists_and_previews_a_sweep() {
     let show = run(&["show", &id, "-o", "json"], t0);
     let shown: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
     assert_eq!(shown[0]["decidedBy"], GA);
+    // The table view is the whole request: who, what, why, deadlines, and its history.
+    let show = run(&["show", &id], "2026-11-22T10:10:00Z");
+    let text = String::from_utf8_lossy(&show.stdout);
+    for needle in [
+        "Requester:      eng@microsoft.com",
+        "Workload:       ExchangeOnline",
+        "Case:           42",
+        "Reason:         repair",
+        "Duration:       2h",
+        &format!("Decided:        2026-11-22T10:05:00Z by {GA}: ok"),
+        "Access until:   2026-11-22T12:05:00Z (1h55m left)",
+        "History:",
+    ] {
+        assert!(text.contains(needle), "expected {needle:?} in:\n{text}");
+    }
+    let history: Vec<&str> = text.lines().skip_while(|l| *l != "History:").skip(2).collect();
+    assert_eq!(history.len(), 2, "requested, then approved: {text}");
+    assert!(history[0].contains("pending") && history[0].contains("eng@microsoft.com"), "{text}");
+    assert!(
+        history[1].contains("approved") && history[1].contains(GA) && history[1].contains("not authenticated"),
+        "{text}"
+    );
 }
