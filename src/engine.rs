@@ -45,10 +45,12 @@ pub struct ObjectReport {
     /// A store error that stopped this object.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// For a deletion: the rows beyond the object that go with it (`Delete`) or stay
-    /// unmanaged (`Orphan`), as people read them.
+    /// For a deletion with `Delete`: the rows beyond the object that go with it.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub consequences: Vec<String>,
+    pub also_removes: Vec<String>,
+    /// For a deletion with `Orphan`: the rows that stay, no longer managed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub keeps_unmanaged: Vec<String>,
 }
 
 /// One change in a report.
@@ -250,7 +252,8 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
             status: Status::None,
             stalled: false,
             error: None,
-            consequences: Vec::new(),
+            also_removes: Vec::new(),
+            keeps_unmanaged: Vec::new(),
         });
     }
     for ((ns, customer), members) in groups {
@@ -379,7 +382,8 @@ pub async fn delete(store: &dyn Store, objects: &[Sourced], opts: &Options) -> R
             status: Status::None,
             stalled: false,
             error: None,
-            consequences: Vec::new(),
+            also_removes: Vec::new(),
+            keeps_unmanaged: Vec::new(),
         };
         let Some(uid) = o.meta().uid.clone().or_else(|| known.get(o.name()).cloned()) else {
             report.objects.push(r);
@@ -388,8 +392,11 @@ pub async fn delete(store: &dyn Store, objects: &[Sourced], opts: &Options) -> R
         r.uid = uid.clone();
         let id = Identity { uid, namespace: o.namespace().to_owned(), name: o.name().to_owned(), generation: None };
         let snap = store.load_customer(o.namespace(), o.customer()).await?;
-        let verb = if deletion_policy(o) == DeletionPolicy::Orphan { "keeps (unmanaged)" } else { "removes" };
-        r.consequences = plan::consequences(table, &id, &snap).into_iter().map(|l| format!("{verb} {l}")).collect();
+        let consequences = plan::consequences(table, &id, &snap);
+        match deletion_policy(o) {
+            DeletionPolicy::Orphan => r.keeps_unmanaged = consequences,
+            DeletionPolicy::Delete => r.also_removes = consequences,
+        }
         match plan::plan_delete(table, &id, deletion_policy(o), &snap, &opts.ctx) {
             Err(refused) => {
                 r.stalled = true;

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod controller;
 pub mod domain;
 pub mod engine;
+pub mod files;
 pub mod http;
 pub mod lockbox;
 pub mod notify;

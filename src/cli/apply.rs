@@ -56,12 +56,20 @@ pub struct DeleteArgs {
     pub yes: bool,
 }
 
+/// What `apply`, `plan` and `delete` work with once the files are read and the store open.
+struct Prepared {
+    report: validate::Report,
+    db: std::sync::Arc<dyn crate::store::Store>,
+    opts: Options,
+    output: OutputFormat,
+    /// The scratch store a preview reads when the named one does not exist yet, removed
+    /// when the command is done with it.
+    _scratch: Option<ScratchStore>,
+}
+
 /// What `apply`, `plan` and `delete` share: validate the files (printing problems), open
 /// the store, build the planning context.
-async fn prepare(
-    args: ApplyArgs,
-    force_dry_run: bool,
-) -> anyhow::Result<(validate::Report, std::sync::Arc<dyn crate::store::Store>, Options, OutputFormat)> {
+async fn prepare(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<Prepared> {
     let ApplyArgs { paths, dry_run, output, now, actor, store, deliver: _, notify: _, exit_code: _ } = args;
     let dry_run = dry_run || force_dry_run;
     let now = super::clock(now, dry_run, "--now")?;
@@ -87,36 +95,27 @@ async fn prepare(
             eprintln!("{p}");
         }
     }
-    let db = if dry_run { preview_store(&store).await? } else { open_store(&store).await? };
+    let (db, scratch) = if dry_run { preview_store(&store).await? } else { (open_store(&store).await?, None) };
     let actor = actor.unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())));
     let ctx = Context { now, actor };
-    Ok((report, db, Options { dry_run, ctx }, output))
+    Ok(Prepared { report, db, opts: Options { dry_run, ctx }, output, _scratch: scratch })
 }
 
 /// The store a preview reads: the named one if it exists; for a SQLite file that does not
 /// exist yet, an empty scratch store (so a plan before the first apply shows everything
 /// being added, and creates nothing where the user pointed).
-async fn preview_store(args: &StoreArgs) -> anyhow::Result<std::sync::Arc<dyn crate::store::Store>> {
+async fn preview_store(
+    args: &StoreArgs,
+) -> anyhow::Result<(std::sync::Arc<dyn crate::store::Store>, Option<ScratchStore>)> {
     let url: crate::store::StoreUrl = args.url.parse()?;
     match url.sqlite_file() {
         Some(file) if !file.exists() => {
             eprintln!("note: store {url} does not exist yet: planning against an empty store (nothing is created)");
             let scratch = ScratchStore::new();
-            let db = crate::store::open(&scratch.url()).await?;
-            // Kept until the command ends (the pool may open more connections to it).
-            SCRATCH.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
-            Ok(db)
+            Ok((crate::store::open(&scratch.url()).await?, Some(scratch)))
         }
-        _ => super::open_existing_store(args).await,
+        _ => Ok((super::open_existing_store(args).await?, None)),
     }
-}
-
-/// Scratch stores of this process's previews, removed by [`remove_scratch`].
-static SCRATCH: std::sync::Mutex<Vec<ScratchStore>> = std::sync::Mutex::new(Vec::new());
-
-/// Remove the scratch stores previews made (at the end of a command).
-fn remove_scratch() {
-    SCRATCH.lock().unwrap_or_else(|e| e.into_inner()).clear();
 }
 
 /// A SQLite file in the temporary directory, removed with its WAL and SHM files on drop.
@@ -149,7 +148,7 @@ pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCod
     let delivery = (args.deliver && !args.dry_run && !force_dry_run).then(|| args.notify.clone());
     // A misconfigured transport is reported before anything is applied.
     let delivery = delivery.map(|n| n.into_config()).transpose().map_err(anyhow::Error::msg)?.flatten();
-    let (report, db, opts, output) = prepare(args, force_dry_run).await?;
+    let Prepared { report, db, opts, output, _scratch } = prepare(args, force_dry_run).await?;
     let (dry_run, invalid) = (opts.dry_run, report.has_errors());
     let result = engine::run(db.as_ref(), &report.objects, &opts).await?;
     {
@@ -181,8 +180,6 @@ pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCod
             );
         }
     }
-    drop(db);
-    remove_scratch();
     let changes = result.objects.iter().any(|o| !o.changes.is_empty());
     Ok(if invalid || failed || result.has_failures() {
         ExitCode::FAILURE
@@ -196,7 +193,7 @@ pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCod
 /// Run `delete`.
 pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let DeleteArgs { apply, yes } = args;
-    let (report, db, mut opts, output) = prepare(apply, false).await?;
+    let Prepared { report, db, mut opts, output, _scratch } = prepare(apply, false).await?;
     let dry_run = opts.dry_run;
     if !dry_run && !yes {
         // Look first: a delete that takes more than the named objects with it is shown,
@@ -204,15 +201,12 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
         opts.dry_run = true;
         let preview = engine::delete(db.as_ref(), &report.objects, &opts).await?;
         opts.dry_run = false;
-        let more: usize =
-            preview.objects.iter().map(|o| o.consequences.iter().filter(|c| c.starts_with("removes")).count()).sum();
+        let more: usize = preview.objects.iter().map(|o| o.also_removes.len()).sum();
         if more > 0 {
             let mut err = std::io::stderr().lock();
-            for o in preview.objects.iter().filter(|o| o.consequences.iter().any(|c| c.starts_with("removes"))) {
+            for o in preview.objects.iter().filter(|o| !o.also_removes.is_empty()) {
                 writeln!(err, "{} {}/{}:", o.kind, o.namespace, o.name)?;
-                for c in &o.consequences {
-                    writeln!(err, "  {c}")?;
-                }
+                print_consequences(&mut err, o)?;
             }
             use std::io::IsTerminal;
             if !std::io::stdin().is_terminal() {
@@ -243,9 +237,7 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
                     (None, false) => o.changes.iter().map(|c| c.summary.as_str()).collect::<Vec<_>>().join("; "),
                 };
                 writeln!(out, "{} {}/{}: {state}", o.kind, o.namespace, o.name)?;
-                for c in &o.consequences {
-                    writeln!(out, "  {c}")?;
-                }
+                print_consequences(&mut out, o)?;
             }
             if dry_run {
                 writeln!(out, "\nDry run: nothing was written.")?;
@@ -254,10 +246,18 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    drop(out);
-    drop(db);
-    remove_scratch();
     Ok(if report.has_errors() || result.has_failures() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// What a deletion takes with it, or leaves unmanaged, one line each.
+fn print_consequences(out: &mut impl Write, o: &engine::ObjectReport) -> std::io::Result<()> {
+    for row in &o.also_removes {
+        writeln!(out, "  removes {row}")?;
+    }
+    for row in &o.keeps_unmanaged {
+        writeln!(out, "  keeps (unmanaged) {row}")?;
+    }
+    Ok(())
 }
 
 fn print_human(out: &mut impl Write, r: &Report, dry_run: bool) -> std::io::Result<()> {

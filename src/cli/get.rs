@@ -29,9 +29,11 @@ pub enum Resource {
     Audit,
 }
 
-/// The kinds of audit entries, as `--kind` accepts them (any letter case).
-const AUDIT_KINDS: [&str; 7] =
-    ["Customer", "Workspace", "Membership", "LockboxPolicy", "User", "Invitation", "lockbox"];
+/// The kinds of audit entries, as `--kind` accepts them (any letter case): the four kinds,
+/// and the entries of users, invitations and Lockbox requests.
+fn audit_kinds() -> impl Iterator<Item = &'static str> {
+    crate::api::KINDS.into_iter().chain(["User", "Invitation", "lockbox"])
+}
 
 /// Arguments of `servicehub get`.
 #[derive(clap::Args, Debug)]
@@ -87,12 +89,11 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     // An unknown kind would match nothing and print an empty table with exit 0.
     let kind = match kind {
         None => None,
-        Some(k) => match AUDIT_KINDS.iter().find(|a| a.eq_ignore_ascii_case(&k)) {
-            Some(a) => Some((*a).to_owned()),
+        Some(k) => match audit_kinds().find(|a| a.eq_ignore_ascii_case(&k)) {
+            Some(a) => Some(a.to_owned()),
             None => {
-                return Err(
-                    super::Usage(format!("--kind: unknown kind {k:?}; one of {}", AUDIT_KINDS.join(", "))).into()
-                );
+                let all: Vec<&str> = audit_kinds().collect();
+                return Err(super::Usage(format!("--kind: unknown kind {k:?}; one of {}", all.join(", "))).into());
             }
         },
     };

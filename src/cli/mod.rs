@@ -225,13 +225,13 @@ async fn migrate(args: MigrateArgs) -> anyhow::Result<ExitCode> {
 /// Open (and migrate) the store named by the arguments, creating a SQLite file if missing:
 /// for commands that write.
 pub(crate) async fn open_store(args: &StoreArgs) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    Ok(store::open(&suggest_scheme(&args.url)?).await?)
+    Ok(store::open(&args.url).await?)
 }
 
 /// Open the store for a command that only reads: a SQLite file that does not exist is an
 /// error naming it (a typo must not create an empty store and print an empty table).
 pub(crate) async fn open_existing_store(args: &StoreArgs) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-    let url: store::StoreUrl = suggest_scheme(&args.url)?.parse()?;
+    let url: store::StoreUrl = args.url.parse()?;
     if let Some(file) = url.sqlite_file().filter(|f| !f.exists()) {
         anyhow::bail!(
             "no store at {} ({url}): check --store, or create it with `servicehub apply -f PATH`",
@@ -239,14 +239,6 @@ pub(crate) async fn open_existing_store(args: &StoreArgs) -> anyhow::Result<std:
         );
     }
     Ok(store::open(url.expose()).await?)
-}
-
-/// A store URL without a scheme that names a file gets a suggestion.
-fn suggest_scheme(url: &str) -> anyhow::Result<String> {
-    if !url.contains("://") && !url.starts_with("sqlite:") && !url.starts_with("postgres") {
-        anyhow::bail!("unsupported store URL {url:?}: did you mean sqlite://{url}? (or postgres://USER@HOST/DB)");
-    }
-    Ok(url.to_owned())
 }
 
 /// A command line that is wrong as a whole: exit code 2, as for clap's own usage errors.
@@ -265,7 +257,9 @@ pub(crate) fn write_clock() -> anyhow::Result<jiff::Timestamp> {
         Ok(v) if !v.is_empty() => {
             let t: jiff::Timestamp =
                 v.parse().map_err(|e| anyhow::anyhow!("{TEST_CLOCK_ENV}={v:?} is not an RFC 3339 time: {e}"))?;
-            eprintln!("warning: {TEST_CLOCK_ENV} is set: this run's clock is {t} (for tests only)");
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED
+                .call_once(|| eprintln!("warning: {TEST_CLOCK_ENV} is set: this run's clock is {t} (for tests only)"));
             Ok(t)
         }
         _ => Ok(jiff::Timestamp::now()),

@@ -183,32 +183,29 @@ impl Context {
     fn parent_pending(&self, o: &Object, conds: &[Condition]) -> Option<ParentPending> {
         let reason = conditions::get(conds, conditions::STALLED)?.reason.as_str();
         let ns = o.namespace();
-        // Whether the parent's own reconcile has not reported on its current generation yet.
-        fn in_flight(meta: &kube::api::ObjectMeta, conds: &[Condition]) -> bool {
-            conditions::get(conds, conditions::READY).is_none_or(|c| c.observed_generation != meta.generation)
+        // In flight: the parent's own reconcile has not reported on its current generation.
+        fn pending<P: reconcile::Managed>(parent: &P, reason: &'static str, message: String) -> ParentPending {
+            let in_flight = conditions::get(parent.conditions(), conditions::READY)
+                .is_none_or(|c| c.observed_generation != parent.meta().generation);
+            ParentPending { reason, message, in_flight }
         }
         match reason {
             "CustomerNotFound" => {
                 let key = ObjectRef::<Customer>::new(o.customer()).within(ns);
                 let c = self.caches.customers.get(&key)?;
-                let conds = c.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
-                Some(ParentPending {
-                    reason: "WaitingForCustomer",
-                    message: format!("waiting for Customer {} to be provisioned", o.customer()),
-                    in_flight: in_flight(&c.metadata, conds),
-                })
+                let message = format!("waiting for Customer {} to be provisioned", o.customer());
+                Some(pending(c.as_ref(), "WaitingForCustomer", message))
             }
             "WorkspaceNotFound" => {
                 let Object::Membership(m) = o else { return None };
                 let name = &m.spec.workspace_ref.as_ref()?.name;
                 let key = ObjectRef::<Workspace>::new(name).within(ns);
                 let w = self.caches.workspaces.get(&key)?;
-                let conds = w.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
-                Some(ParentPending {
-                    reason: "WaitingForWorkspace",
-                    message: format!("waiting for Workspace {name} to be provisioned"),
-                    in_flight: in_flight(&w.metadata, conds),
-                })
+                Some(pending(
+                    w.as_ref(),
+                    "WaitingForWorkspace",
+                    format!("waiting for Workspace {name} to be provisioned"),
+                ))
             }
             _ => None,
         }

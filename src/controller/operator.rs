@@ -113,7 +113,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 async fn run_with(config: Config, kube_config: kube::Config) -> anyhow::Result<()> {
     let Config { store_url, settings, lease, http_addr, notify, shutdown_timeout } = config;
-    let client = Client::try_from(kube_config).map_err(|e| anyhow::anyhow!(no_cluster_config(&e)))?;
+    let client = Client::try_from(kube_config)?;
     let metrics = Arc::new(Metrics::default());
     let shutdown = CancellationToken::new();
     tokio::spawn(signals(shutdown.clone()));

@@ -135,43 +135,13 @@ pub fn file_name(id: &str) -> String {
     format!("{}-{hex}-{tail}", &name[..MAX - 24 - 26])
 }
 
-/// Create `dir` (and missing parents) readable by its owner only; an existing directory is
-/// left as it is (it may be shared, like `/tmp`).
-pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir)?;
-    // The mode passes through the umask: set it exactly.
-    #[cfg(unix)]
-    std::fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-    Ok(())
-}
-
-/// Write `bytes` to a new file at `path` that only its owner can read (0600 whatever the umask).
+/// Write `bytes` to a new file at `path` that only its owner can read.
 async fn write_private(path: &std::path::Path, bytes: Vec<u8>) -> std::io::Result<()> {
     let path = path.to_owned();
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         let _ = std::fs::remove_file(&path);
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&path)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
-        file.write_all(&bytes)
+        crate::files::create_private(&path)?.write_all(&bytes)
     })
     .await
     .map_err(std::io::Error::other)?
@@ -183,7 +153,7 @@ impl Transport {
         install_crypto();
         Ok(match config {
             TransportConfig::File { dir } => {
-                private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+                crate::files::private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
                 Transport::File(dir.clone())
             }
             TransportConfig::Smtp { host, port, tls, credentials, timeout } => {

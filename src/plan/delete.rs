@@ -76,29 +76,27 @@ pub fn consequences(table: GuardTable, id: &Identity, snapshot: &Snapshot) -> Ve
         let roles = if roles.is_empty() { String::new() } else { format!(" ({})", roles.join(", ")) };
         format!("membership of {} {at}{roles}, from {}/{}", m.subject_key, m.origin, m.name)
     };
-    let mut out = Vec::new();
+    let sorted = |rows: Vec<String>| {
+        let mut rows = rows;
+        rows.sort();
+        rows
+    };
     match table {
-        GuardTable::Workspace => {
-            let mut members: Vec<String> = snapshot
+        GuardTable::Workspace => sorted(
+            snapshot
                 .memberships
                 .values()
                 .filter(|m| m.record.workspace_id.as_deref() == Some(id.uid.as_str()))
                 .map(|m| member(&m.record))
-                .collect();
-            members.sort();
-            out.extend(members);
-        }
+                .collect(),
+        ),
         GuardTable::Customer if snapshot.customer.as_ref().is_some_and(|c| c.record.uid == id.uid) => {
-            let mut workspaces: Vec<String> =
-                snapshot.workspaces.values().map(|w| format!("workspace {}", w.record.name)).collect();
-            workspaces.sort();
-            out.extend(workspaces);
-            let mut members: Vec<String> = snapshot.memberships.values().map(|m| member(&m.record)).collect();
-            members.sort();
-            out.extend(members);
+            let mut out =
+                sorted(snapshot.workspaces.values().map(|w| format!("workspace {}", w.record.name)).collect());
+            out.extend(sorted(snapshot.memberships.values().map(|m| member(&m.record)).collect()));
             out.extend(snapshot.policies.values().map(|p| format!("LockboxPolicy {}", p.record.name)));
+            out
         }
-        _ => {}
+        _ => Vec::new(),
     }
-    out
 }

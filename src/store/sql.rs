@@ -949,23 +949,8 @@ fn unique_violation(msg: &str) -> StoreError {
 /// only, before SQLite opens it: the store holds invitation token hashes and the audit log,
 /// and SQLite gives its `-wal` and `-shm` files the database file's permissions.
 fn create_private_file(file: &std::path::Path) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    match options.open(file) {
-        Ok(f) => {
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            }
-            drop(f);
-            Ok(())
-        }
+    match crate::files::create_private(file) {
+        Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(e) => Err(e),
     }

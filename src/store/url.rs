@@ -25,12 +25,17 @@ impl StoreUrl {
     /// (`password=`, `sslpassword=`, ...), replaced by `***`.
     pub fn redacted(&self) -> String {
         match ::url::Url::parse(&self.raw) {
-            Ok(u) if u.password().is_none() && !u.query_pairs().any(|(k, _)| secret_parameter(&k)) => self.raw.clone(),
             Ok(mut u) => {
-                if u.password().is_some() {
+                let secret_password = u.password().is_some();
+                let secret_query = u.query_pairs().any(|(k, _)| secret_parameter(&k));
+                if !secret_password && !secret_query {
+                    // Shown as written (the parser would normalize it).
+                    return self.raw.clone();
+                }
+                if secret_password {
                     let _ = u.set_password(Some("***"));
                 }
-                if u.query_pairs().any(|(k, _)| secret_parameter(&k)) {
+                if secret_query {
                     let pairs: Vec<(String, String)> = u
                         .query_pairs()
                         .map(|(k, v)| {
@@ -93,6 +98,11 @@ impl std::str::FromStr for StoreUrl {
             Backend::Sqlite
         } else if s.starts_with("postgres://") || s.starts_with("postgresql://") {
             Backend::Postgres
+        } else if !s.contains("://") {
+            // A bare path: the likeliest meaning is a SQLite file.
+            return Err(StoreError::InvalidUrl(format!(
+                "{s:?} has no scheme: did you mean sqlite://{s}? (or postgres://USER@HOST/DB)"
+            )));
         } else {
             let scheme = s.split("://").next().unwrap_or_default();
             return Err(StoreError::InvalidUrl(format!(

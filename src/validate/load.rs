@@ -102,32 +102,25 @@ fn read_bounded(file: &Path) -> Result<String, String> {
     })
 }
 
-/// Refuse what would make the YAML parser slow before handing the text to it: documents
-/// larger than [`MAX_DOCUMENT_BYTES`] and flow collections nested deeper than
-/// [`MAX_FLOW_DEPTH`]. Linear in the text; quoted scalars and comments are skipped.
-fn precheck(text: &str) -> Result<(), String> {
-    let (mut depth, mut doc, mut doc_start) = (0usize, 1usize, 0usize);
-    let (mut line, mut col) = (1usize, 0usize);
-    let bytes = text.as_bytes();
+/// Refuse a document that would make the YAML parser slow before handing it over: larger
+/// than [`MAX_DOCUMENT_BYTES`], or with flow collections nested deeper than
+/// [`MAX_FLOW_DEPTH`]. Linear in the text; quoted scalars and comments are skipped. Lines
+/// are counted from `first_line`, the document's line in its file; `index` is its number.
+fn precheck(doc: &str, first_line: usize, index: usize) -> Result<(), String> {
+    if doc.len() > MAX_DOCUMENT_BYTES {
+        return Err(format!("document {index} is larger than {} MiB", MAX_DOCUMENT_BYTES >> 20));
+    }
+    let mut depth = 0usize;
+    let (mut line, mut col) = (first_line, 0usize);
+    let bytes = doc.as_bytes();
     let mut i = 0;
-    let mut line_start = true;
     while i < bytes.len() {
         let b = bytes[i];
-        if line_start && text[i..].starts_with("---") {
-            doc += 1;
-            doc_start = i;
-            depth = 0;
-        }
-        if i - doc_start > MAX_DOCUMENT_BYTES {
-            return Err(format!("document {doc} is larger than {} MiB", MAX_DOCUMENT_BYTES >> 20));
-        }
-        line_start = false;
         col += 1;
         match b {
             b'\n' => {
                 line += 1;
                 col = 0;
-                line_start = true;
             }
             b'#' if i == 0 || bytes[i - 1].is_ascii_whitespace() => {
                 while i + 1 < bytes.len() && bytes[i + 1] != b'\n' {
@@ -168,18 +161,26 @@ fn precheck(text: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Parse a multi-document YAML string. Empty documents are skipped. Each document is parsed
-/// on its own, so a malformed one is reported (with the object it seems to be, and its line
-/// in the file) and the documents after it are still checked.
+/// Parse a multi-document YAML string. Empty documents are skipped. Each document is checked
+/// and parsed on its own, so a malformed or oversized one is reported (with the object it
+/// seems to be, and its line in the file) and the documents after it are still checked.
 pub fn parse_str(file: &str, text: &str, docs: &mut Vec<Document>, problems: &mut Vec<Problem>) {
     // A UTF-8 byte-order mark (some Windows editors write one) is not part of the YAML.
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    if let Err(e) = precheck(text) {
-        problems.push(Problem::file(file.to_owned(), format!("refused before parsing: {e}")));
-        return;
-    }
     let mut index = 0;
     for (first_line, piece) in split_documents(text) {
+        let problem = |index: usize, field: String, message: String| Problem {
+            file: file.to_owned(),
+            object: object_hint(piece).unwrap_or_else(|| format!("document {index}")),
+            field,
+            message,
+            severity: Severity::Error,
+        };
+        if let Err(e) = precheck(piece, first_line, index + 1) {
+            index += 1;
+            problems.push(Problem::file(file.to_owned(), format!("refused before parsing: {e}")));
+            continue;
+        }
         for de in serde_yaml::Deserializer::from_str(piece) {
             index += 1;
             let value = match serde_yaml::Value::deserialize(de) {
@@ -200,13 +201,7 @@ pub fn parse_str(file: &str, text: &str, docs: &mut Vec<Document>, problems: &mu
                     } else {
                         message.to_owned()
                     };
-                    problems.push(Problem {
-                        file: file.to_owned(),
-                        object: object_hint(piece).unwrap_or_else(|| format!("document {index}")),
-                        field: String::new(),
-                        message: format!("malformed YAML: {at}{message}"),
-                        severity: Severity::Error,
-                    });
+                    problems.push(problem(index, String::new(), format!("malformed YAML: {at}{message}")));
                     // The rest of this document cannot be read; the next one can.
                     break;
                 }
@@ -214,15 +209,9 @@ pub fn parse_str(file: &str, text: &str, docs: &mut Vec<Document>, problems: &mu
             if value.is_null() {
                 continue;
             }
-            match to_json(&value, "") {
+            match to_json(&value, &mut Vec::new()) {
                 Ok(value) => docs.push(Document { file: file.to_owned(), index, value }),
-                Err((field, message)) => problems.push(Problem {
-                    file: file.to_owned(),
-                    object: object_hint(piece).unwrap_or_else(|| format!("document {index}")),
-                    field,
-                    message,
-                    severity: Severity::Error,
-                }),
+                Err((field, message)) => problems.push(problem(index, field, message)),
             }
         }
     }
@@ -272,10 +261,34 @@ fn object_hint(piece: &str) -> Option<String> {
     Some(format!("{kind}/{}", name.unwrap_or_else(|| "<unnamed>".into())))
 }
 
+/// One step of the path to a value: a mapping key or a list index.
+enum Step<'a> {
+    Key(std::borrow::Cow<'a, str>),
+    Index(usize),
+}
+
+/// The field path of `steps` as messages write it: `spec.subscribers[2]`.
+fn dotted(steps: &[Step]) -> String {
+    let mut out = String::new();
+    for s in steps {
+        match s {
+            Step::Key(k) if out.is_empty() => out.push_str(k),
+            Step::Key(k) => {
+                out.push('.');
+                out.push_str(k);
+            }
+            Step::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
 /// YAML to JSON as the API server's YAML reader does it (number and boolean keys become
 /// strings), refusing what JSON cannot hold with the field it is in: infinities and NaN
 /// (`.inf`, `.nan`; serde would turn them into null) and keys that are null, lists or maps.
-fn to_json(v: &serde_yaml::Value, path: &str) -> Result<serde_json::Value, (String, String)> {
+/// The path is kept as steps and only written out for an error: this runs on every value
+/// of every document an `apply` reads.
+fn to_json<'a>(v: &'a serde_yaml::Value, path: &mut Vec<Step<'a>>) -> Result<serde_json::Value, (String, String)> {
     use serde_json::Value as J;
     use serde_yaml::Value as Y;
     Ok(match v {
@@ -293,25 +306,27 @@ fn to_json(v: &serde_yaml::Value, path: &str) -> Result<serde_json::Value, (Stri
                     Some(n) => J::Number(n),
                     None => {
                         let msg = format!("{n} (infinity or not-a-number) is not a JSON value; quote it if it is text");
-                        return Err((path.to_owned(), msg));
+                        return Err((dotted(path), msg));
                     }
                 }
             }
         }
-        Y::Sequence(items) => J::Array(
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, item)| to_json(item, &format!("{path}[{i}]")))
-                .collect::<Result<_, _>>()?,
-        ),
+        Y::Sequence(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                path.push(Step::Index(i));
+                out.push(to_json(item, path)?);
+                path.pop();
+            }
+            J::Array(out)
+        }
         Y::Mapping(m) => {
             let mut out = serde_json::Map::with_capacity(m.len());
             for (k, item) in m {
-                let key = match k {
-                    Y::String(s) => s.clone(),
-                    Y::Bool(b) => b.to_string(),
-                    Y::Number(n) => n.to_string(),
+                let key: std::borrow::Cow<'a, str> = match k {
+                    Y::String(s) => s.as_str().into(),
+                    Y::Bool(b) => b.to_string().into(),
+                    Y::Number(n) => n.to_string().into(),
                     other => {
                         let what = match other {
                             Y::Null => "null",
@@ -319,12 +334,15 @@ fn to_json(v: &serde_yaml::Value, path: &str) -> Result<serde_json::Value, (Stri
                             Y::Mapping(_) => "a mapping",
                             _ => "not a string",
                         };
-                        let at = if path.is_empty() { "the top level" } else { path };
-                        return Err((path.to_owned(), format!("a key in {at} is {what}: keys must be strings")));
+                        let field = dotted(path);
+                        let at = if field.is_empty() { "the top level".to_owned() } else { field.clone() };
+                        return Err((field, format!("a key in {at} is {what}: keys must be strings")));
                     }
                 };
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                out.insert(key, to_json(item, &child)?);
+                path.push(Step::Key(key.clone()));
+                let value = to_json(item, path)?;
+                path.pop();
+                out.insert(key.into_owned(), value);
             }
             J::Object(out)
         }

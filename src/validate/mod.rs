@@ -44,9 +44,7 @@ impl Problem {
     fn file(file: String, message: String) -> Problem {
         Problem { file, object: String::new(), field: String::new(), message, severity: Severity::Error }
     }
-}
 
-impl Problem {
     /// Whether a file or directory could not be read at all (missing, unreadable, too
     /// large, not text): a run with such input does nothing else.
     pub fn is_unreadable(&self) -> bool {
@@ -73,10 +71,14 @@ impl std::fmt::Display for Problem {
 /// `s` as echoed in a message: at most 100 characters, so a megabyte-long name or value is
 /// not printed in full in every message that names it.
 pub(crate) fn shown(s: &str) -> String {
-    const MAX: usize = 100;
-    match s.char_indices().nth(MAX) {
+    cut(s, 100)
+}
+
+/// `s` cut to its first `max` characters, saying how long it was.
+fn cut(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
         None => s.to_owned(),
-        Some((cut, _)) => format!("{}… ({} characters)", &s[..cut], s.chars().count()),
+        Some((at, _)) => format!("{}… ({} characters)", &s[..at], s.chars().count()),
     }
 }
 
@@ -240,7 +242,7 @@ fn check_document(
         file: file.clone(),
         object: label.clone(),
         field: field.to_owned(),
-        message: if message.chars().count() > 400 { shown_long(&message) } else { message },
+        message: cut(&message, 400),
         severity,
     };
     let group = api_version.split('/').next().unwrap_or_default();
@@ -287,18 +289,16 @@ fn check_document(
     // The grantability rule's message is generic (CEL cannot name the permission); the
     // domain check below says which permission and which role would give it, so a failure of
     // that rule alone defers to it.
-    let mut deferred = Vec::new();
+    let mut not_grantable = false;
     if let Err(errors) = kube::core::cel::Validator::new().validate_compiled(compiled, &value, None) {
-        let (grantable, other): (Vec<_>, Vec<_>) =
-            errors.into_vec().into_iter().partition(|e| e.message == api::membership::PERMISSION_GRANTABLE_MESSAGE);
-        let failed = !other.is_empty();
-        for e in other.into_iter().chain(if failed { grantable } else { Vec::new() }) {
-            report.problems.push(problem(&cel_field(&e.field_path), e.message.clone(), Severity::Error));
-        }
-        if failed {
+        let errors = errors.into_vec();
+        if !errors.iter().all(|e| e.message == api::membership::PERMISSION_GRANTABLE_MESSAGE) {
+            for e in errors {
+                report.problems.push(problem(&cel_field(&e.field_path), e.message, Severity::Error));
+            }
             return None;
         }
-        deferred = vec![api::membership::PERMISSION_GRANTABLE_MESSAGE.to_owned()];
+        not_grantable = true;
     }
     if let Some(meta) = value.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.entry("namespace").or_insert_with(|| Value::String(DEFAULT_NAMESPACE.into()));
@@ -313,21 +313,14 @@ fn check_document(
     let before = report.problems.len();
     refs::check_alone(&object, &mut |field, message, severity| report.problems.push(problem(field, message, severity)));
     let explained = report.problems[before..].iter().any(|p| p.field.starts_with("spec.permissions"));
-    if !explained {
+    if not_grantable && !explained {
         // The domain check and the CRD rule disagree (a test keeps them equal): the API
         // server would refuse it, so refuse it here too.
-        for message in deferred {
-            report.problems.push(problem("spec.permissions", message, Severity::Error));
-        }
+        let message = api::membership::PERMISSION_GRANTABLE_MESSAGE.to_owned();
+        report.problems.push(problem("spec.permissions", message, Severity::Error));
     }
     let clean = !report.problems[before..].iter().any(|p| p.severity == Severity::Error);
     Some((Sourced { file, object }, clean))
-}
-
-/// A long message cut to its first 400 characters.
-fn shown_long(message: &str) -> String {
-    let cut = message.char_indices().nth(400).map_or(message.len(), |(i, _)| i);
-    format!("{}… (message cut at 400 of {} characters)", &message[..cut], message.chars().count())
 }
 
 fn decode(kind: &str, value: Value) -> Result<Object, serde_json::Error> {

@@ -173,12 +173,22 @@ fn commands_print_results_not_logs_and_colour_only_at_a_terminal() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path();
     assert!(at_home(home, &["apply", "-f", &examples()]).status.success());
-    let token = crate::support::token_in(&eml_files(&home.join("outbox"))[0].1);
-    let out = at_home(
-        home,
-        &["invitation", "accept", "--token", &token, "--account", "x@contoso.com", "--account-type", "WorkOrSchool"],
-    );
-    assert!(!stderr(&out).contains(" INFO "), "no INFO log lines from a command: {}", stderr(&out));
+    let messages = eml_files(&home.join("outbox"));
+    let accept = |message: usize, extra: &[&str]| {
+        let token = crate::support::token_in(&messages[message].1);
+        let mut args = vec!["invitation", "accept", "--token", &token, "--account", "x@contoso.com"];
+        args.extend(["--account-type", "WorkOrSchool"]);
+        args.extend_from_slice(extra);
+        at_home(home, &args)
+    };
+    // (Logs are JSON lines when standard error is not a terminal: look for the level in any form.)
+    let out = accept(0, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("INFO"), "no INFO log lines from a command: {}", stderr(&out));
+    // They are there when asked for.
+    let out = accept(1, &["--log", "info"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("INFO"), "asked-for logs: {}", stderr(&out));
     // Text logs written to a file (not a terminal) carry no ANSI colour codes.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))
         .args(["get", "customers", "--log", "debug", "--log-format", "text"])

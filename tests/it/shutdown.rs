@@ -48,19 +48,24 @@ fn store_url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}", dir.path().join("servicehub.db").display())
 }
 
+/// Start the operator against the API server at `server` for 3 s, then SIGTERM it; its logs.
+async fn run_against(server: &str, election: &str, what: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let op = Operator::start_with_kubeconfig(
+        &kubeconfig(server),
+        &store_url(&dir),
+        &["--leader-elect", election, "--shutdown-timeout", GRACE],
+        &[],
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stops_in_time(op, &format!("{what}, leader election {election}")).await
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_operator_while_the_api_server_refuses_connections() {
     for election in ["true", "false"] {
-        let dir = tempfile::tempdir().expect("tempdir");
         let api = refused_api();
-        let op = Operator::start_with_kubeconfig(
-            &kubeconfig(&api),
-            &store_url(&dir),
-            &["--leader-elect", election, "--shutdown-timeout", GRACE],
-            &[],
-        );
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let logs = stops_in_time(op, &format!("refused, leader election {election}")).await;
+        let logs = run_against(&api, election, "refused").await;
         if election == "true" {
             // The warnings say which server did not answer.
             let failed = logs.lines().find(|l| l.contains("lease request failed")).unwrap_or_else(|| panic!("{logs}"));
@@ -73,15 +78,7 @@ async fn sigterm_stops_the_operator_while_the_api_server_refuses_connections() {
 async fn sigterm_stops_the_operator_while_the_api_server_never_answers() {
     let (server, hole) = black_hole().await;
     for election in ["true", "false"] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let op = Operator::start_with_kubeconfig(
-            &kubeconfig(&server),
-            &store_url(&dir),
-            &["--leader-elect", election, "--shutdown-timeout", GRACE],
-            &[],
-        );
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        stops_in_time(op, &format!("black hole, leader election {election}")).await;
+        run_against(&server, election, "black hole").await;
     }
     hole.abort();
 }
