@@ -68,6 +68,7 @@ pub async fn act(
 
 /// One transition a sweep applied (or, in a dry run, would apply).
 #[derive(Clone, Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Swept {
     /// The request before.
     pub before: Request,

@@ -104,18 +104,23 @@ pub struct Request {
     /// Current state.
     pub state: State,
     /// When it was opened.
+    #[serde(serialize_with = "super::time::as_rfc3339")]
     pub created_at: i64,
     /// Until when it waits for a decision (pending requests).
+    #[serde(serialize_with = "super::time::as_rfc3339_opt")]
     pub pending_deadline: Option<i64>,
     /// When it was approved or denied.
+    #[serde(serialize_with = "super::time::as_rfc3339_opt")]
     pub decided_at: Option<i64>,
     /// Who approved or denied (or revoked).
     pub decided_by: Option<String>,
     /// The decider's reason.
     pub decision_reason: Option<String>,
     /// Until when access lasts (approved and not-required requests).
+    #[serde(serialize_with = "super::time::as_rfc3339_opt")]
     pub access_deadline: Option<i64>,
     /// When it reached a final state (for an expiry: the deadline, not when it was noticed).
+    #[serde(serialize_with = "super::time::as_rfc3339_opt")]
     pub closed_at: Option<i64>,
     /// Expired without a decision.
     pub expired_by_inaction: bool,
@@ -258,10 +263,7 @@ pub fn human(seconds: i64) -> String {
     }
 }
 
-/// RFC 3339 of Unix seconds.
-pub fn rfc3339(seconds: i64) -> String {
-    jiff::Timestamp::from_second(seconds).map(|t| t.to_string()).unwrap_or_else(|_| seconds.to_string())
-}
+pub use super::time::rfc3339;
 
 /// Open a request at `now` under `policy` (`None`: the customer has none, so approval is
 /// not required).

@@ -4,6 +4,7 @@
 pub mod lockbox;
 pub mod matrix;
 pub mod rules;
+pub mod time;
 
 #[cfg(test)]
 mod matrix_tests;

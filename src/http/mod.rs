@@ -95,7 +95,6 @@ async fn accept(State(h): State<Arc<Health>>, body: axum::body::Bytes) -> axum::
             h.metrics.notified("invitation", "accepted", 1);
             let mut body = serde_json::to_value(&a).unwrap_or_default();
             body["state"] = "Accepted".into();
-            body["acceptedAt"] = crate::plan::rfc3339(a.accepted_at).unwrap_or_default().into();
             reply(StatusCode::OK, body)
         }
         Err(Error::Invalid(e)) => {

@@ -61,7 +61,7 @@ pub fn invitation(id: &str, c: &InvitationContent, l: &InvitationLink<'_>) -> Me
         None => "customer level".to_owned(),
     };
     let roles = if c.roles.is_empty() { "User".to_owned() } else { c.roles.join(", ") };
-    let expires = crate::plan::rfc3339(l.expires_at).unwrap_or_default();
+    let expires = crate::domain::time::rfc3339(l.expires_at);
     let subject = format!("You are invited to {} ({}) in Services Hub", c.customer, scope);
     let greeting = if c.display_name.is_empty() { "Hello".to_owned() } else { format!("Hello {}", c.display_name) };
     let text = format!(

@@ -51,6 +51,7 @@ pub struct Config {
 
 /// What one drain did.
 #[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Report {
     /// Messages delivered.
     pub sent: u64,

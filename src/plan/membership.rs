@@ -5,11 +5,12 @@
 //! allowed, or the change would remove a workspace's last administrator.
 
 use super::members::{DesiredMembership, grants_for};
-use super::{Context, Frame, Identity, Plan, Verdict, guard, rfc3339};
+use super::{Context, Frame, Identity, Plan, Verdict, guard};
 use crate::api::membership::{InvitationStatus, MembershipStatus, SubjectKind};
 use crate::api::{Membership, Role};
 use crate::domain::matrix::Scope;
 use crate::domain::rules::{self, GrantCheck};
+use crate::domain::time::rfc3339;
 use crate::store::{GuardTable, Snapshot, invitation_state};
 
 /// Plan a Membership against its customer's snapshot.
@@ -151,9 +152,9 @@ fn finish(
         let scope = d.workspace_id.clone().unwrap_or(customer_uid);
         after.invitations.get(&(scope, d.subject_key.clone())).map(|i| InvitationStatus {
             state: i.state.clone(),
-            sent_at: i.sent_at.and_then(rfc3339),
-            expires_at: i.expires_at.and_then(rfc3339),
-            accepted_at: i.accepted_at.and_then(rfc3339),
+            sent_at: i.sent_at.map(rfc3339),
+            expires_at: i.expires_at.map(rfc3339),
+            accepted_at: i.accepted_at.map(rfc3339),
             accepted_by: i.accepted_by.clone(),
             issue: Some(i.issue),
             attempts: Some(i.attempts),

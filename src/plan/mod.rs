@@ -188,10 +188,5 @@ pub(crate) fn start_of(date: jiff::civil::Date) -> jiff::Timestamp {
     date.to_zoned(jiff::tz::TimeZone::UTC).map(|z| z.timestamp()).unwrap_or(jiff::Timestamp::MAX)
 }
 
-/// RFC 3339 text of a Unix-seconds timestamp.
-pub fn rfc3339(seconds: i64) -> Option<String> {
-    jiff::Timestamp::from_second(seconds).ok().map(|t| t.to_string())
-}
-
 #[cfg(test)]
 mod tests;

@@ -152,6 +152,7 @@ impl Change {
 
 /// A membership without roles and grants, for the audit log of `PutMembership`.
 #[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 struct MembershipRow0<'a> {
     id: &'a str,
     workspace_id: &'a Option<String>,

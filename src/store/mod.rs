@@ -243,6 +243,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Grants, optionally of one namespace.
     async fn grants(&self, namespace: Option<&str>) -> Result<Vec<GrantRow>>;
 
+    /// Users known to each customer (of one namespace), with their memberships.
+    async fn users(&self, namespace: Option<&str>) -> Result<Vec<UserRow>>;
+
+    /// Managed Lockbox policies (of one namespace), with their open requests.
+    async fn policies(&self, namespace: Option<&str>) -> Result<Vec<PolicyRow>>;
+
     /// Audit entries matching `filter`, oldest first.
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>>;
 

@@ -8,6 +8,7 @@ use std::collections::BTreeSet;
 
 /// A customer row.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CustomerRecord {
     /// `metadata.uid` of the Customer object.
     pub uid: String,
@@ -30,8 +31,10 @@ pub struct CustomerRecord {
     /// Entra group receiving the administrator role when delegated.
     pub admin_group_id: Option<String>,
     /// Customer settings as JSON.
+    #[serde(serialize_with = "nested_json")]
     pub settings: String,
     /// Newsletter subscriptions as JSON.
+    #[serde(serialize_with = "nested_json")]
     pub newsletters: String,
     /// `Pending`, `Active` or `Expired`.
     pub phase: String,
@@ -43,6 +46,7 @@ pub struct CustomerRecord {
 
 /// A workspace row.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct WorkspaceRecord {
     /// `metadata.uid` of the Workspace, or `default:<customer uid>` for one the operator created.
     pub id: String,
@@ -65,6 +69,7 @@ pub struct WorkspaceRecord {
     /// Whether personal accounts are accepted, after the agreement's default.
     pub personal_allowed: bool,
     /// Support benefits as JSON.
+    #[serde(serialize_with = "nested_json")]
     pub support_benefits: String,
     /// `Delete` or `Orphan`.
     pub deletion_policy: String,
@@ -74,6 +79,7 @@ pub struct WorkspaceRecord {
 
 /// A user of a customer.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct UserRecord {
     /// The customer's uid.
     pub customer_uid: String,
@@ -87,6 +93,7 @@ pub struct UserRecord {
 
 /// One grant a membership holds: a permission and where it comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Grant {
     /// The permission.
     pub permission: Permission,
@@ -95,12 +102,28 @@ pub struct Grant {
     pub source: Source,
 }
 
+/// A column that holds JSON text, shown as the JSON it holds (not as a string to decode).
+fn nested_json<S: serde::Serializer>(text: &str, ser: S) -> Result<S::Ok, S::Error> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) => v.serialize(ser),
+        Err(_) => ser.serialize_str(text),
+    }
+}
+
+fn nested_json_opt<S: serde::Serializer>(text: &Option<String>, ser: S) -> Result<S::Ok, S::Error> {
+    match text {
+        Some(t) => nested_json(t, ser),
+        None => ser.serialize_none(),
+    }
+}
+
 fn source_label<S: serde::Serializer>(s: &Source, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(&s.label())
 }
 
 /// A membership row with its roles and grants.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MembershipRecord {
     /// `metadata.uid` of the Membership, or a key derived from the Customer or Workspace that
     /// implies it (`<uid>/serviceAdministrator`, `<uid>/admin/<email>`, ...).
@@ -152,6 +175,7 @@ pub mod invitation_state {
 
 /// An invitation: one per subject per scope.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct InvitationRecord {
     /// The customer's uid.
     pub customer_uid: String,
@@ -169,13 +193,17 @@ pub struct InvitationRecord {
     pub state: String,
     /// Delivery attempts.
     pub attempts: i64,
-    /// When it was issued (Unix seconds).
+    /// When it was issued (Unix seconds; RFC 3339 in JSON).
+    #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
     pub created_at: i64,
     /// When it was delivered.
+    #[serde(serialize_with = "crate::domain::time::as_rfc3339_opt")]
     pub sent_at: Option<i64>,
     /// When it stops being acceptable.
+    #[serde(serialize_with = "crate::domain::time::as_rfc3339_opt")]
     pub expires_at: Option<i64>,
     /// When it was accepted.
+    #[serde(serialize_with = "crate::domain::time::as_rfc3339_opt")]
     pub accepted_at: Option<i64>,
     /// The account that accepted it.
     pub accepted_by: Option<String>,
@@ -185,6 +213,7 @@ pub struct InvitationRecord {
 
 /// A lockbox policy row.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct PolicyRecord {
     /// `metadata.uid` of the LockboxPolicy.
     pub uid: String,
@@ -197,14 +226,17 @@ pub struct PolicyRecord {
     /// Whether approval is required.
     pub enabled: bool,
     /// Approvers as JSON (`{"emails": [...], "roles": [...]}`).
+    #[serde(serialize_with = "nested_json")]
     pub approvers: String,
     /// How long a request waits for a decision.
     pub pending_ttl_seconds: i64,
     /// Longest access an approval may give.
     pub max_access_seconds: i64,
     /// Covered workloads as JSON.
+    #[serde(serialize_with = "nested_json")]
     pub workloads: String,
     /// Extra notification recipients as JSON.
+    #[serde(serialize_with = "nested_json")]
     pub recipients: String,
     /// Hash of the spec this row was last written from.
     pub spec_hash: String,
@@ -221,6 +253,7 @@ pub struct ApplyOutcome {
 
 /// A customer with counts, for `get customers`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CustomerRow {
     /// The stored customer.
     #[serde(flatten)]
@@ -235,6 +268,7 @@ pub struct CustomerRow {
 
 /// A workspace with its member count, for `get workspaces`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct WorkspaceRow {
     /// The stored workspace.
     #[serde(flatten)]
@@ -247,6 +281,7 @@ pub struct WorkspaceRow {
 
 /// A membership with its scope, for `get memberships`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MembershipRow {
     /// The stored membership.
     #[serde(flatten)]
@@ -259,6 +294,7 @@ pub struct MembershipRow {
 
 /// An invitation with names, for `get invitations`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct InvitationRow {
     /// The stored invitation.
     #[serde(flatten)]
@@ -271,8 +307,39 @@ pub struct InvitationRow {
     pub workspace: Option<String>,
 }
 
+/// A user with names and counts, for `get users`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRow {
+    /// The stored user.
+    #[serde(flatten)]
+    pub record: UserRecord,
+    /// Namespace of the customer.
+    pub namespace: String,
+    /// Customer name.
+    pub customer: String,
+    /// Managed memberships naming the user.
+    pub memberships: i64,
+    /// Invitations the user accepted.
+    pub accepted: i64,
+}
+
+/// A Lockbox policy with its customer and open requests, for `get lockboxpolicies`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyRow {
+    /// The stored policy.
+    #[serde(flatten)]
+    pub record: PolicyRecord,
+    /// Customer name.
+    pub customer: String,
+    /// Requests pending or approved.
+    pub open_requests: i64,
+}
+
 /// A grant with names, for `get grants`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct GrantRow {
     /// Namespace.
     pub namespace: String,
@@ -293,10 +360,12 @@ pub struct GrantRow {
 
 /// One audit entry.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AuditEntry {
     /// Sequence number.
     pub id: i64,
-    /// When (Unix seconds).
+    /// When (Unix seconds; RFC 3339 in JSON).
+    #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
     pub at: i64,
     /// Who: `operator`, `cli:<user>`, or an approver's email.
     pub actor: String,
@@ -309,13 +378,16 @@ pub struct AuditEntry {
     /// Whether this corrected a change made behind the operator's back.
     pub drift: bool,
     /// The state before, as JSON.
+    #[serde(serialize_with = "nested_json_opt")]
     pub before: Option<String>,
     /// The state after, as JSON.
+    #[serde(serialize_with = "nested_json_opt")]
     pub after: Option<String>,
 }
 
 /// One member of a workspace with what they may do there.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct MemberView {
     /// Normalized email or `group:<id>`.
     pub subject: String,
@@ -325,6 +397,7 @@ pub struct MemberView {
 
 /// What a subject may do in one scope.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ScopeView {
     /// Workspace id, or `None` for customer level.
     pub workspace_id: Option<String>,
@@ -418,7 +491,8 @@ pub struct Accepted {
     pub email: String,
     /// The account that accepted.
     pub account: String,
-    /// When (Unix seconds).
+    /// When (Unix seconds; RFC 3339 in JSON).
+    #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
     pub accepted_at: i64,
 }
 

@@ -543,6 +543,14 @@ impl Store for SqlStore {
         super::sql_read::grants(&self.pool, namespace).await
     }
 
+    async fn users(&self, namespace: Option<&str>) -> Result<Vec<UserRow>> {
+        super::sql_read::users(&self.pool, namespace).await
+    }
+
+    async fn policies(&self, namespace: Option<&str>) -> Result<Vec<PolicyRow>> {
+        super::sql_read::policies(&self.pool, namespace).await
+    }
+
     async fn audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
         super::sql_read::audit(&self.pool, filter).await
     }

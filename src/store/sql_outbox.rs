@@ -391,11 +391,11 @@ pub(super) async fn accept(
         Some(AcceptRefusal::Superseded(issue))
     } else if state == invitation_state::ACCEPTED {
         let when: Option<i64> = get(&row, "accepted_at")?;
-        Some(AcceptRefusal::Used(when.and_then(crate::plan::rfc3339).unwrap_or_default()))
+        Some(AcceptRefusal::Used(when.map(crate::domain::time::rfc3339).unwrap_or_default()))
     } else if state == invitation_state::REVOKED {
         Some(AcceptRefusal::Revoked)
     } else if state == invitation_state::EXPIRED || expires_at.is_none_or(|t| t <= at) {
-        Some(AcceptRefusal::Expired(expires_at.and_then(crate::plan::rfc3339).unwrap_or_default()))
+        Some(AcceptRefusal::Expired(expires_at.map(crate::domain::time::rfc3339).unwrap_or_default()))
     } else if who.account_type == "Personal" {
         match &workspace {
             Some(w) if get::<i64>(&row, "personal_allowed")? == 0 => {
@@ -432,7 +432,7 @@ pub(super) async fn accept(
         // Another token of this invitation was accepted meanwhile (PostgreSQL's transactions
         // do not serialize the read above; SQLite's BEGIN IMMEDIATE does).
         tx.rollback().await.map_err(map_err)?;
-        return Ok(Err(AcceptRefusal::Used(crate::plan::rfc3339(at).unwrap_or_default())));
+        return Ok(Err(AcceptRefusal::Used(crate::domain::time::rfc3339(at))));
     }
     // Single use: the state is `Accepted` now, so every token of this issue (a crash re-send
     // may have made several) is refused from here on, with a message that says why.

@@ -22,6 +22,34 @@ const INVITATION_COLS: &str = "i.customer_uid, i.membership_id, i.scope_key, i.s
     i.state, i.attempts, i.created_at, i.sent_at, i.expires_at, i.accepted_at, \
     i.accepted_by, i.last_error";
 
+const POLICY_COLS: &str = "p.uid, p.customer_uid, p.namespace, p.name, CASE WHEN p.enabled THEN 1 ELSE 0 END AS enabled, \
+    p.approvers, p.pending_ttl_seconds, p.max_access_seconds, p.workloads, p.recipients, p.spec_hash, p.row_version";
+
+fn policy(r: &AnyRow) -> Result<PolicyRecord> {
+    Ok(PolicyRecord {
+        uid: get(r, "uid")?,
+        customer_uid: get(r, "customer_uid")?,
+        namespace: get(r, "namespace")?,
+        name: get(r, "name")?,
+        enabled: get::<i64>(r, "enabled")? != 0,
+        approvers: get(r, "approvers")?,
+        pending_ttl_seconds: get(r, "pending_ttl_seconds")?,
+        max_access_seconds: get(r, "max_access_seconds")?,
+        workloads: get(r, "workloads")?,
+        recipients: get(r, "recipients")?,
+        spec_hash: get(r, "spec_hash")?,
+    })
+}
+
+fn user(r: &AnyRow) -> Result<UserRecord> {
+    Ok(UserRecord {
+        customer_uid: get(r, "customer_uid")?,
+        email: get(r, "email")?,
+        display_name: get(r, "display_name")?,
+        account_type: get(r, "account_type")?,
+    })
+}
+
 fn customer(r: &AnyRow) -> Result<CustomerRecord> {
     Ok(CustomerRecord {
         uid: get(r, "uid")?,
@@ -250,12 +278,7 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
         fetch_in(pool, select, Some(&uid), "email", &subjects).await?
     };
     for r in users {
-        let u = UserRecord {
-            customer_uid: get(&r, "customer_uid")?,
-            email: get(&r, "email")?,
-            display_name: get(&r, "display_name")?,
-            account_type: get(&r, "account_type")?,
-        };
+        let u = user(&r)?;
         snap.users.insert(u.email.clone(), u);
     }
     let invitations = if all_people {
@@ -269,23 +292,9 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
         let i = invitation(&r)?;
         snap.invitations.insert((i.scope_key.clone(), i.subject_key.clone()), i);
     }
-    let sql = "SELECT uid, customer_uid, namespace, name, CASE WHEN enabled THEN 1 ELSE 0 END AS enabled, approvers, \
-               pending_ttl_seconds, max_access_seconds, workloads, recipients, spec_hash, row_version \
-               FROM lockbox_policies WHERE customer_uid = $1 AND managed";
-    for r in sqlx::query(sql).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
-        let p = PolicyRecord {
-            uid: get(&r, "uid")?,
-            customer_uid: get(&r, "customer_uid")?,
-            namespace: get(&r, "namespace")?,
-            name: get(&r, "name")?,
-            enabled: get::<i64>(&r, "enabled")? != 0,
-            approvers: get(&r, "approvers")?,
-            pending_ttl_seconds: get(&r, "pending_ttl_seconds")?,
-            max_access_seconds: get(&r, "max_access_seconds")?,
-            workloads: get(&r, "workloads")?,
-            recipients: get(&r, "recipients")?,
-            spec_hash: get(&r, "spec_hash")?,
-        };
+    let sql = format!("SELECT {POLICY_COLS} FROM lockbox_policies p WHERE p.customer_uid = $1 AND p.managed");
+    for r in sqlx::query(AssertSqlSafe(sql)).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
+        let p = policy(&r)?;
         snap.policies.insert(p.uid.clone(), versioned(get(&r, "row_version")?, p));
     }
     Ok(snap)
@@ -406,6 +415,46 @@ pub(super) async fn grants(pool: &AnyPool, namespace: Option<&str>) -> Result<Ve
                 membership: format!("{}/{}", get::<String>(r, "origin")?, get::<String>(r, "object")?),
             })
         })
+        .collect()
+}
+
+pub(super) async fn users(pool: &AnyPool, namespace: Option<&str>) -> Result<Vec<UserRow>> {
+    let mut qb = Sql::new(
+        "SELECT u.customer_uid, u.email, u.display_name, u.account_type, c.namespace, c.name AS customer, \
+         (SELECT COUNT(*) FROM memberships m WHERE m.customer_uid = u.customer_uid AND m.subject_key = u.email \
+          AND m.managed) AS n_memberships, \
+         (SELECT COUNT(*) FROM invitations i WHERE i.customer_uid = u.customer_uid AND i.subject_key = u.email \
+          AND i.state = 'Accepted') AS n_accepted \
+         FROM users u JOIN customers c ON c.uid = u.customer_uid",
+    );
+    namespace_filter(&mut qb, "c.namespace", namespace, true);
+    qb.push(" ORDER BY c.namespace, c.name, u.email");
+    let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(UserRow {
+                record: user(r)?,
+                namespace: get(r, "namespace")?,
+                customer: get(r, "customer")?,
+                memberships: get(r, "n_memberships")?,
+                accepted: get(r, "n_accepted")?,
+            })
+        })
+        .collect()
+}
+
+pub(super) async fn policies(pool: &AnyPool, namespace: Option<&str>) -> Result<Vec<PolicyRow>> {
+    let mut qb = Sql::new(format!(
+        "SELECT {POLICY_COLS}, c.name AS customer, \
+         (SELECT COUNT(*) FROM lockbox_requests r WHERE r.customer_uid = p.customer_uid \
+          AND r.state IN ('Pending', 'Approved')) AS n_open \
+         FROM lockbox_policies p JOIN customers c ON c.uid = p.customer_uid WHERE p.managed"
+    ));
+    namespace_filter(&mut qb, "p.namespace", namespace, false);
+    qb.push(" ORDER BY p.namespace, p.name");
+    let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
+    rows.iter()
+        .map(|r| Ok(PolicyRow { record: policy(r)?, customer: get(r, "customer")?, open_requests: get(r, "n_open")? }))
         .collect()
 }
 

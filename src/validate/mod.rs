@@ -17,7 +17,8 @@ use std::path::PathBuf;
 pub use load::Document;
 
 /// How bad a problem is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Accepted, but the user should look (a deprecated permission).
     Warning,
@@ -26,7 +27,8 @@ pub enum Severity {
 }
 
 /// One problem, printed as `FILE: KIND/NAME: FIELD: MESSAGE`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Problem {
     /// The file the object came from.
     pub file: String,
