@@ -212,8 +212,38 @@ const MAX_PASSES: usize = 4;
 /// chunk instead of once per object (see `Store::apply_all`).
 const BATCHES_PER_TRANSACTION: usize = 250;
 
+/// How far a run is, for a progress line: objects planned (first pass) and objects with
+/// changes written (in a dry run: found to have changes).
+#[derive(Debug, Default)]
+pub struct Progress {
+    planned: std::sync::atomic::AtomicUsize,
+    written: std::sync::atomic::AtomicUsize,
+}
+
+impl Progress {
+    /// (planned, written) so far.
+    pub fn get(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.planned.load(Relaxed), self.written.load(Relaxed))
+    }
+
+    fn add(counter: &std::sync::atomic::AtomicUsize, n: usize) {
+        counter.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Apply (or, with `dry_run`, plan) `objects` against `store`.
 pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Result<Report, StoreError> {
+    run_with_progress(store, objects, opts, &Progress::default()).await
+}
+
+/// [`run`], counting what is done in `progress` as it goes.
+pub async fn run_with_progress(
+    store: &dyn Store,
+    objects: &[Sourced],
+    opts: &Options,
+    progress: &Progress,
+) -> Result<Report, StoreError> {
     let written_before = store.rows_written();
     let mut report = Report::default();
     let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
@@ -263,7 +293,7 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
         });
         let mut snap = store.load_customer(&ns, &customer).await?;
         adopt_stored_uids(&snap, objects, &members, &mut minted, &mut ids, &mut report);
-        for _pass in 0..MAX_PASSES {
+        for pass in 0..MAX_PASSES {
             // Plan every object against the snapshot, mirroring each plan as if applied so
             // later objects see it; then apply the batches in chunks, one transaction each.
             let (mut owners, mut pending): (Vec<usize>, Vec<crate::store::Batch>) = (Vec::new(), Vec::new());
@@ -282,6 +312,9 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
                     pending.push(batch);
                 }
             }
+            if pass == 0 {
+                Progress::add(&progress.planned, members.len());
+            }
             if pending.is_empty() {
                 break;
             }
@@ -296,6 +329,9 @@ pub async fn run(store: &dyn Store, objects: &[Sourced], opts: &Options) -> Resu
                     let r = &mut report.objects[*i];
                     match result {
                         Ok(()) => {
+                            if r.changes.is_empty() {
+                                Progress::add(&progress.written, 1);
+                            }
                             r.error = None;
                             r.changes.extend(reported(batch));
                         }

@@ -14,6 +14,14 @@ async fn main() -> ExitCode {
     );
     match cli.run().await {
         Ok(code) => code,
+        // `servicehub get audit | head` closed the pipe: the reader has what it wanted.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             if e.downcast_ref::<servicehub_operator::cli::Usage>().is_some() {

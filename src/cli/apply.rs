@@ -17,9 +17,14 @@ pub struct ApplyArgs {
     /// Print the plan and write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Output format.
+    /// Output format: the plan and a summary table for people, or one document for scripts
+    /// (`json`, `yaml`, `jsonl` on one line) with every object, every problem and the delivery.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Print only the summary: the objects that changed or are not Ready, and the totals
+    /// (the per-object plan is left out; `-o json` has all of it).
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
     /// With `plan` (or `--dry-run`), for CI pipelines: exit 2 when there are changes, 0 when
     /// the store matches the files, 1 on errors (as `terraform plan -detailed-exitcode`).
     #[arg(long)]
@@ -70,30 +75,24 @@ struct Prepared {
 /// What `apply`, `plan` and `delete` share: validate the files (printing problems), open
 /// the store, build the planning context.
 async fn prepare(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<Prepared> {
-    let ApplyArgs { paths, dry_run, output, now, actor, store, deliver: _, notify: _, exit_code: _ } = args;
+    let ApplyArgs { paths, dry_run, output, now, actor, store, deliver: _, notify: _, exit_code: _, quiet: _ } = args;
     let dry_run = dry_run || force_dry_run;
     let now = super::clock(now, dry_run, "--now")?;
     let report = validate::validate_paths(&paths, References::MayBeInStore);
     let unreadable: Vec<&validate::Problem> = report.problems.iter().filter(|p| p.is_unreadable()).collect();
     if !unreadable.is_empty() {
         // Nothing else happens: no plan against a partial set, no delivery of what waits.
-        if output == OutputFormat::Table {
+        if output.is_table() {
             print_problems(&report.problems)?;
         } else {
-            let errors: Vec<serde_json::Value> =
-                unreadable.iter().map(|p| serde_json::json!({ "file": p.file, "message": p.message })).collect();
-            println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "errors": errors }))?);
+            let doc = Document { report: &Report::default(), problems: &report.problems, delivery: None };
+            super::output::one(&mut std::io::stdout().lock(), output, &doc)?;
         }
         let lines: Vec<String> = unreadable.iter().map(|p| p.to_string()).collect();
         anyhow::bail!("{}; nothing was done", lines.join("; "));
     }
-    if output == OutputFormat::Table {
+    if output.is_table() {
         print_problems(&report.problems)?;
-    } else {
-        // The JSON or YAML document on standard output stays parseable.
-        for p in &report.problems {
-            eprintln!("{p}");
-        }
     }
     let (db, scratch) = if dry_run { preview_store(&store).await? } else { (open_store(&store).await?, None) };
     let actor = actor.unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())));
@@ -139,6 +138,21 @@ impl Drop for ScratchStore {
     }
 }
 
+/// What `apply`, `plan` and `delete` print for scripts: one document.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Document<'a> {
+    /// Every object the files name, with its changes and status.
+    #[serde(flatten)]
+    report: &'a Report,
+    /// Every problem found in the files: objects refused by validation are here with the
+    /// field and the rule, and are not in `objects`.
+    problems: &'a [validate::Problem],
+    /// What was delivered after applying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    delivery: Option<crate::notify::Report>,
+}
+
 /// Run `apply` (or `plan` when `force_dry_run`).
 pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCode> {
     let detailed = args.exit_code;
@@ -148,18 +162,18 @@ pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCod
     let delivery = (args.deliver && !args.dry_run && !force_dry_run).then(|| args.notify.clone());
     // A misconfigured transport is reported before anything is applied.
     let delivery = delivery.map(|n| n.into_config()).transpose().map_err(anyhow::Error::msg)?.flatten();
+    let quiet = args.quiet;
     let Prepared { report, db, opts, output, _scratch } = prepare(args, force_dry_run).await?;
     let (dry_run, invalid) = (opts.dry_run, report.has_errors());
-    let result = engine::run(db.as_ref(), &report.objects, &opts).await?;
-    {
-        let mut out = std::io::stdout().lock();
-        match output {
-            OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?,
-            OutputFormat::Yaml => write!(out, "{}", serde_yaml::to_string(&result)?)?,
-            OutputFormat::Table => print_human(&mut out, &result, dry_run)?,
-        }
+    let progress = Progress::start(report.objects.len(), dry_run, output.is_table());
+    let result = engine::run_with_progress(db.as_ref(), &report.objects, &opts, &progress.counters).await;
+    drop(progress);
+    let result = result?;
+    if output.is_table() {
+        print_human(&mut std::io::stdout().lock(), &result, &report.problems, dry_run, quiet)?;
     }
     let mut failed = false;
+    let mut delivery_report = None;
     if let Some(config) = delivery {
         let dir = match &config.transport {
             crate::notify::transport::TransportConfig::File { dir } => Some(dir.clone()),
@@ -168,17 +182,17 @@ pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCod
         let notifier = crate::notify::Notifier::new(db.clone(), config).map_err(anyhow::Error::msg)?;
         let delivered = notifier.drain(opts.ctx.now.as_second()).await?;
         failed = delivered.failed > 0;
-        if output == OutputFormat::Table {
+        if output.is_table() {
             super::notify::print_report(&delivered, output)?;
             if let Some(dir) = dir.filter(|_| delivered.sent > 0) {
                 println!("Messages were written as .eml files to {}/", dir.display());
             }
-        } else {
-            eprintln!(
-                "delivered {} message(s); {} to retry, {} failed",
-                delivered.sent, delivered.retried, delivered.failed
-            );
         }
+        delivery_report = Some(delivered);
+    }
+    if !output.is_table() {
+        let doc = Document { report: &result, problems: &report.problems, delivery: delivery_report };
+        super::output::one(&mut std::io::stdout().lock(), output, &doc)?;
     }
     let changes = result.objects.iter().any(|o| !o.changes.is_empty());
     Ok(if invalid || failed || result.has_failures() {
@@ -226,24 +240,21 @@ pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     }
     let result = engine::delete(db.as_ref(), &report.objects, &opts).await?;
     let mut out = std::io::stdout().lock();
-    match output {
-        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&result)?)?,
-        OutputFormat::Yaml => write!(out, "{}", serde_yaml::to_string(&result)?)?,
-        OutputFormat::Table => {
-            for o in &result.objects {
-                let state = match (&o.error, o.changes.is_empty()) {
-                    (Some(e), _) => format!("refused: {e}"),
-                    (None, true) => "not in the store".to_owned(),
-                    (None, false) => o.changes.iter().map(|c| c.summary.as_str()).collect::<Vec<_>>().join("; "),
-                };
-                writeln!(out, "{} {}/{}: {state}", o.kind, o.namespace, o.name)?;
-                print_consequences(&mut out, o)?;
-            }
-            if dry_run {
-                writeln!(out, "\nDry run: nothing was written.")?;
-            } else {
-                writeln!(out, "\n{} row(s) written.", result.rows_written)?;
-            }
+    let doc = Document { report: &result, problems: &report.problems, delivery: None };
+    if !super::output::one(&mut out, output, &doc)? {
+        for o in &result.objects {
+            let state = match (&o.error, o.changes.is_empty()) {
+                (Some(e), _) => format!("refused: {e}"),
+                (None, true) => "not in the store".to_owned(),
+                (None, false) => o.changes.iter().map(|c| c.summary.as_str()).collect::<Vec<_>>().join("; "),
+            };
+            writeln!(out, "{} {}/{}: {state}", o.kind, o.namespace, o.name)?;
+            print_consequences(&mut out, o)?;
+        }
+        if dry_run {
+            writeln!(out, "\nDry run: nothing was written.")?;
+        } else {
+            writeln!(out, "\n{} row(s) written.", result.rows_written)?;
         }
     }
     Ok(if report.has_errors() || result.has_failures() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
@@ -260,57 +271,139 @@ fn print_consequences(out: &mut impl Write, o: &engine::ObjectReport) -> std::io
     Ok(())
 }
 
-fn print_human(out: &mut impl Write, r: &Report, dry_run: bool) -> std::io::Result<()> {
+/// The plan per object (unless `quiet`), then a summary table: every object (with `quiet`,
+/// only those that changed or are not Ready), the objects validation refused, and the totals.
+fn print_human(
+    out: &mut impl Write,
+    r: &Report,
+    problems: &[validate::Problem],
+    dry_run: bool,
+    quiet: bool,
+) -> std::io::Result<()> {
     let planned = if dry_run { " planned" } else { "" };
+    let total: usize = r.objects.iter().map(|o| o.changes.len()).sum();
+    if !quiet {
+        for o in &r.objects {
+            if o.changes.is_empty() {
+                continue;
+            }
+            let n = o.changes.len();
+            let plural = if n == 1 { "" } else { "s" };
+            writeln!(out, "{} {}/{} ({n} change{plural}{planned}):", o.kind, o.namespace, o.name)?;
+            for c in &o.changes {
+                writeln!(out, "  {} {}", sign(&c.summary), c.summary)?;
+            }
+        }
+        if total == 0 {
+            writeln!(out, "No changes: the store matches the files.")?;
+        }
+        writeln!(out)?;
+    }
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let (mut ready, mut changed) = (0, 0);
     for o in &r.objects {
-        if o.changes.is_empty() {
+        let count = |prefix: &str| o.changes.iter().filter(|c| c.action.starts_with(prefix)).count().to_string();
+        let cond = |t: &str| {
+            crate::api::conditions::get(o.status.conditions(), t).map(|c| (c.status.clone(), c.message.clone()))
+        };
+        let (state, message) = match (&o.error, cond("Ready")) {
+            (Some(e), _) => ("Error".to_owned(), e.clone()),
+            (None, Some((s, m))) => (s, m),
+            (None, None) => ("Unknown".to_owned(), String::new()),
+        };
+        ready += usize::from(state == "True");
+        changed += usize::from(!o.changes.is_empty());
+        if quiet && state == "True" && o.changes.is_empty() {
             continue;
         }
-        let n = o.changes.len();
-        let plural = if n == 1 { "" } else { "s" };
-        writeln!(out, "{} {}/{} ({n} change{plural}{planned}):", o.kind, o.namespace, o.name)?;
-        for c in &o.changes {
-            writeln!(out, "  {} {}", sign(&c.summary), c.summary)?;
-        }
+        rows.push(vec![
+            format!("{}/{}", o.kind, o.name),
+            o.namespace.clone(),
+            count("grant.add"),
+            count("grant.remove"),
+            count("invitation.issue"),
+            o.changes.iter().filter(|c| c.drift).count().to_string(),
+            state,
+            message,
+        ]);
     }
-    let total: usize = r.objects.iter().map(|o| o.changes.len()).sum();
-    if total == 0 {
-        writeln!(out, "No changes: the store matches the files.")?;
+    // Objects validation refused are not planned: they show here with the rule they broke.
+    let mut refused: Vec<&validate::Problem> =
+        problems.iter().filter(|p| p.severity == validate::Severity::Error && !p.object.is_empty()).collect();
+    refused.dedup_by(|a, b| a.object == b.object && a.file == b.file);
+    for p in &refused {
+        let message = if p.field.is_empty() { p.message.clone() } else { format!("{}: {}", p.field, p.message) };
+        rows.push(vec![
+            p.object.clone(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "Refused".into(),
+            message,
+        ]);
     }
-    writeln!(out)?;
-    let rows: Vec<Vec<String>> = r
-        .objects
-        .iter()
-        .map(|o| {
-            let count = |prefix: &str| o.changes.iter().filter(|c| c.action.starts_with(prefix)).count().to_string();
-            let cond = |t: &str| {
-                crate::api::conditions::get(o.status.conditions(), t).map(|c| (c.status.clone(), c.message.clone()))
-            };
-            let (ready, message) = match (&o.error, cond("Ready")) {
-                (Some(e), _) => ("Error".to_owned(), e.clone()),
-                (None, Some((s, m))) => (s, m),
-                (None, None) => ("Unknown".to_owned(), String::new()),
-            };
-            vec![
-                format!("{}/{}", o.kind, o.name),
-                o.namespace.clone(),
-                count("grant.add"),
-                count("grant.remove"),
-                count("invitation.issue"),
-                o.changes.iter().filter(|c| c.drift).count().to_string(),
-                ready,
-                message,
-            ]
-        })
-        .collect();
-    let header = ["OBJECT", "NAMESPACE", "GRANTED", "REVOKED", "INVITED", "DRIFT", "READY", "MESSAGE"];
-    write!(out, "{}", table::render(&header, &rows))?;
+    if !rows.is_empty() {
+        let header = ["OBJECT", "NAMESPACE", "GRANTED", "REVOKED", "INVITED", "DRIFT", "READY", "MESSAGE"];
+        write!(out, "{}", table::render(&header, &rows))?;
+        writeln!(out)?;
+    }
+    let refused = if refused.is_empty() { String::new() } else { format!(", {} refused", refused.len()) };
+    let n = r.objects.len();
+    write!(out, "{n} object(s): {changed} with changes ({total} change(s){planned}), {ready} Ready{refused}. ")?;
     if dry_run {
-        writeln!(out, "\nDry run: nothing was written.")?;
+        writeln!(out, "Dry run: nothing was written.")?;
     } else {
-        writeln!(out, "\n{} row(s) written.", r.rows_written)?;
+        writeln!(out, "{} row(s) written.", r.rows_written)?;
     }
     Ok(())
+}
+
+/// A progress line on standard error while a large run plans and writes, at a terminal only
+/// (a redirected or piped run stays clean), redrawn in place and cleared at the end.
+struct Progress {
+    counters: std::sync::Arc<engine::Progress>,
+    shown: Option<(tokio::task::JoinHandle<()>, usize, &'static str)>,
+}
+
+/// Runs of fewer objects finish before a progress line would be read.
+const PROGRESS_FROM: usize = 500;
+
+impl Progress {
+    fn start(total: usize, dry_run: bool, show: bool) -> Progress {
+        use std::io::IsTerminal;
+        let counters = std::sync::Arc::new(engine::Progress::default());
+        if !show || total < PROGRESS_FROM || !std::io::stderr().is_terminal() {
+            return Progress { counters, shown: None };
+        }
+        let verb = if dry_run { "with changes" } else { "written" };
+        Progress::draw(&counters, total, verb);
+        let c = counters.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                Progress::draw(&c, total, verb);
+            }
+        });
+        Progress { counters, shown: Some((ticker, total, verb)) }
+    }
+
+    fn draw(c: &engine::Progress, total: usize, verb: &str) {
+        let (planned, written) = c.get();
+        eprint!("\r\x1b[K{planned}/{total} object(s) planned, {written} {verb}");
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some((ticker, total, verb)) = self.shown.take() {
+            ticker.abort();
+            // The last state, then a clean line for what follows.
+            Progress::draw(&self.counters, total, verb);
+            eprint!("\r\x1b[K");
+        }
+    }
 }
 
 /// `+` for what is added, `-` for what is taken away, `~` for what is updated in place.

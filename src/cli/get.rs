@@ -1,8 +1,10 @@
 //! `servicehub get` and `servicehub can-i`: what the store holds, readable in a terminal.
 
-use super::{OutputFormat, StoreArgs, open_existing_store, table};
+use super::{OutputFormat, StoreArgs, open_existing_store, output, table};
 use crate::api::Permission;
 use crate::domain::matrix;
+use crate::domain::rules::Source;
+use crate::domain::time::rfc3339;
 use crate::store::AuditFilter;
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,13 +21,19 @@ pub enum Resource {
     /// Memberships with roles (also `membership`, `mbr`).
     #[value(alias = "membership", alias = "mbr")]
     Memberships,
+    /// Lockbox policies with their open requests (also `lockboxpolicy`, `lbp`).
+    #[value(alias = "lockboxpolicy", alias = "lbp")]
+    Lockboxpolicies,
+    /// The users each customer knows, with their account type (also `user`).
+    #[value(alias = "user")]
+    Users,
     /// Invitations and their states (also `invitation`).
     #[value(alias = "invitation")]
     Invitations,
     /// Every grant with its source (also `grant`).
     #[value(alias = "grant")]
     Grants,
-    /// The audit log (JSON lines with `-o json`).
+    /// The audit log.
     Audit,
 }
 
@@ -44,7 +52,8 @@ pub struct GetArgs {
     /// Only this namespace.
     #[arg(short = 'n', long)]
     pub namespace: Option<String>,
-    /// Output format.
+    /// Output format: a table cut to fit a terminal, `wide` for every cell whole, or a
+    /// document (`json`, `jsonl` for one object per line, `yaml`).
     #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
     /// For `audit`: only entries of this kind (e.g. `Membership`, `Invitation`, `lockbox`).
@@ -69,19 +78,18 @@ pub struct CanIArgs {
     pub customer: Option<String>,
     /// The permission, e.g. `ManageUsers`.
     pub permission: String,
+    /// Output format: a sentence (`table`), or a document for scripts (`json`, `jsonl`, `yaml`).
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
 }
 
-fn dump<T: serde::Serialize>(out: &mut impl Write, format: OutputFormat, items: &[T]) -> anyhow::Result<bool> {
-    match format {
-        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(items)?)?,
-        OutputFormat::Yaml => write!(out, "{}", serde_yaml::to_string(items)?)?,
-        OutputFormat::Table => return Ok(false),
-    }
-    Ok(true)
-}
+/// Widest cells of the cut tables: together with the gaps, about 120 columns.
+const SUBJECT: usize = 32;
+const NAME: usize = 28;
+const WHEN: usize = 20;
 
 /// Run `get`.
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
@@ -100,11 +108,14 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
     let db = open_existing_store(&store).await?;
     let ns = namespace.as_deref();
     let mut out = std::io::stdout().lock();
-    let time = |t: Option<i64>| t.and_then(crate::plan::rfc3339).unwrap_or_else(|| "-".into());
-    let (header, rows): (Vec<&str>, Vec<Vec<String>>) = match resource {
+    let time = |t: Option<i64>| t.map(rfc3339).unwrap_or_else(|| "-".into());
+    let wide = output == OutputFormat::Wide;
+    // Each arm prints its document and returns, or gives the table: header, rows and the
+    // widest each column may be when cut to fit (0: not cut).
+    let (header, rows, max): (Vec<&str>, Vec<Vec<String>>, Vec<usize>) = match resource {
         Resource::Customers => {
             let items = db.customers(ns).await?;
-            if dump(&mut out, output, &items)? {
+            if output::list(&mut out, output, &items)? {
                 return Ok(ExitCode::SUCCESS);
             }
             let rows = items
@@ -122,11 +133,12 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                     ]
                 })
                 .collect();
-            (vec!["NAMESPACE", "NAME", "AGREEMENT", "PHASE", "WORKSPACES", "USERS", "PENDING INVITATIONS"], rows)
+            let header = vec!["NAMESPACE", "NAME", "AGREEMENT", "PHASE", "WORKSPACES", "USERS", "PENDING INVITATIONS"];
+            (header, rows, vec![NAME, NAME])
         }
         Resource::Workspaces => {
             let items = db.workspaces(ns).await?;
-            if dump(&mut out, output, &items)? {
+            if output::list(&mut out, output, &items)? {
                 return Ok(ExitCode::SUCCESS);
             }
             let rows = items
@@ -143,11 +155,11 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                     ]
                 })
                 .collect();
-            (vec!["NAMESPACE", "NAME", "CUSTOMER", "DEFAULT", "PERSONAL ACCOUNTS", "MEMBERS"], rows)
+            (vec!["NAMESPACE", "NAME", "CUSTOMER", "DEFAULT", "PERSONAL ACCOUNTS", "MEMBERS"], rows, vec![NAME; 3])
         }
         Resource::Memberships => {
             let items = db.memberships(ns).await?;
-            if dump(&mut out, output, &items)? {
+            if output::list(&mut out, output, &items)? {
                 return Ok(ExitCode::SUCCESS);
             }
             let rows = items
@@ -163,50 +175,117 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                     ]
                 })
                 .collect();
-            (vec!["NAMESPACE", "FROM", "WORKSPACE", "SUBJECT", "ROLES"], rows)
+            (vec!["NAMESPACE", "FROM", "WORKSPACE", "SUBJECT", "ROLES"], rows, vec![NAME, NAME, NAME, SUBJECT])
+        }
+        Resource::Lockboxpolicies => {
+            let items = db.policies(ns).await?;
+            if output::list(&mut out, output, &items)? {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let list = |json: &str, key: Option<&str>| {
+                let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+                let v = key.map_or(&v, |k| &v[k]);
+                let items: Vec<String> =
+                    v.as_array().into_iter().flatten().filter_map(|x| x.as_str().map(str::to_owned)).collect();
+                if items.is_empty() { "-".to_owned() } else { items.join(",") }
+            };
+            let rows = items
+                .iter()
+                .map(|p| {
+                    let r = &p.record;
+                    let mut approvers = list(&r.approvers, Some("emails"));
+                    let roles = list(&r.approvers, Some("roles"));
+                    if roles != "-" {
+                        approvers = if approvers == "-" { roles } else { format!("{approvers},{roles}") };
+                    }
+                    vec![
+                        r.namespace.clone(),
+                        r.name.clone(),
+                        p.customer.clone(),
+                        r.enabled.to_string(),
+                        approvers,
+                        crate::domain::lockbox::human(r.pending_ttl_seconds),
+                        crate::domain::lockbox::human(r.max_access_seconds),
+                        list(&r.workloads, None),
+                        p.open_requests.to_string(),
+                    ]
+                })
+                .collect();
+            let header = vec![
+                "NAMESPACE",
+                "NAME",
+                "CUSTOMER",
+                "ENABLED",
+                "APPROVERS",
+                "PENDING TTL",
+                "MAX ACCESS",
+                "WORKLOADS",
+                "OPEN",
+            ];
+            (header, rows, vec![NAME, NAME, NAME, 0, SUBJECT, 0, 0, NAME])
+        }
+        Resource::Users => {
+            let items = db.users(ns).await?;
+            if output::list(&mut out, output, &items)? {
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows = items
+                .iter()
+                .map(|u| {
+                    let r = &u.record;
+                    vec![
+                        u.namespace.clone(),
+                        u.customer.clone(),
+                        r.email.clone(),
+                        r.display_name.clone(),
+                        r.account_type.clone(),
+                        u.memberships.to_string(),
+                        u.accepted.to_string(),
+                    ]
+                })
+                .collect();
+            let header =
+                vec!["NAMESPACE", "CUSTOMER", "EMAIL", "DISPLAY NAME", "ACCOUNT TYPE", "MEMBERSHIPS", "ACCEPTED"];
+            (header, rows, vec![NAME, NAME, SUBJECT, NAME])
         }
         Resource::Invitations => {
             let items = db.invitations(ns).await?;
-            if dump(&mut out, output, &items)? {
+            if output::list(&mut out, output, &items)? {
                 return Ok(ExitCode::SUCCESS);
             }
             let rows = items
                 .iter()
                 .map(|i| {
                     let r = &i.record;
-                    vec![
+                    let mut row = vec![
                         i.namespace.clone(),
                         i.customer.clone(),
                         i.workspace.clone().unwrap_or_else(|| "(customer)".into()),
                         r.email.clone(),
                         r.state.clone(),
-                        r.issue.to_string(),
-                        r.attempts.to_string(),
-                        time(r.sent_at),
                         time(r.expires_at),
-                        r.accepted_by.clone().unwrap_or_default(),
-                        r.last_error.clone().unwrap_or_default(),
-                    ]
+                    ];
+                    if wide {
+                        row.extend([
+                            r.issue.to_string(),
+                            r.attempts.to_string(),
+                            time(r.sent_at),
+                            r.accepted_by.clone().unwrap_or_default(),
+                            r.last_error.clone().unwrap_or_default(),
+                        ]);
+                    }
+                    row
                 })
                 .collect();
-            let header = vec![
-                "NAMESPACE",
-                "CUSTOMER",
-                "WORKSPACE",
-                "EMAIL",
-                "STATE",
-                "ISSUE",
-                "ATTEMPTS",
-                "SENT",
-                "EXPIRES",
-                "ACCEPTED BY",
-                "LAST ERROR",
-            ];
-            (header, rows)
+            let mut header = vec!["NAMESPACE", "CUSTOMER", "WORKSPACE", "EMAIL", "STATE", "EXPIRES"];
+            if wide {
+                header.extend(["ISSUE", "ATTEMPTS", "SENT", "ACCEPTED BY", "LAST ERROR"]);
+            }
+            (header, rows, vec![16, 20, NAME, SUBJECT])
         }
         Resource::Grants => {
             let items = db.grants(ns).await?;
-            if dump(&mut out, output, &items)? {
+            if output::list(&mut out, output, &items)? {
                 return Ok(ExitCode::SUCCESS);
             }
             let rows = items
@@ -217,49 +296,133 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                         (None, "workspace") => "(every workspace)".into(),
                         (None, _) => "(customer)".into(),
                     };
-                    vec![
-                        g.namespace.clone(),
-                        ws,
-                        g.subject.clone(),
-                        g.grant.permission.to_string(),
-                        g.grant.source.label(),
-                        g.membership.clone(),
-                    ]
+                    let source = match g.grant.source {
+                        Source::Role(r) => r.to_string(),
+                        Source::Individual => "(individual)".into(),
+                    };
+                    let mut row =
+                        vec![g.namespace.clone(), ws, g.subject.clone(), g.grant.permission.to_string(), source];
+                    if wide {
+                        row.push(g.membership.clone());
+                    }
+                    row
                 })
                 .collect();
-            (vec!["NAMESPACE", "WORKSPACE", "SUBJECT", "PERMISSION", "SOURCE", "FROM"], rows)
+            let mut header = vec!["NAMESPACE", "WORKSPACE", "SUBJECT", "PERMISSION", "ROLE"];
+            if wide {
+                header.push("FROM");
+            }
+            (header, rows, vec![12, 18, 28, 34, 22])
         }
         Resource::Audit => {
-            let filter = AuditFilter { kind, namespace, ..Default::default() };
-            let items = db.audit(&filter).await?;
-            if let OutputFormat::Json = output {
-                // JSON lines: one entry per line, for log pipelines and `jq`.
-                for e in &items {
-                    writeln!(out, "{}", serde_json::to_string(e)?)?;
-                }
-                return Ok(ExitCode::SUCCESS);
-            }
-            if dump(&mut out, output, &items)? {
+            let filter = AuditFilter { kind, namespace: namespace.clone(), ..Default::default() };
+            let entries = db.audit(&filter).await?;
+            let names = Names::read(db.as_ref(), &entries).await?;
+            let items: Vec<AuditLine> =
+                entries.into_iter().map(|entry| AuditLine { object_name: names.of(&entry), entry }).collect();
+            if output::list(&mut out, output, &items)? {
                 return Ok(ExitCode::SUCCESS);
             }
             let rows = items
                 .iter()
-                .map(|e| {
-                    vec![
-                        e.id.to_string(),
-                        time(Some(e.at)),
-                        e.actor.clone(),
-                        e.action.clone(),
-                        e.object.clone(),
-                        if e.drift { "drift".into() } else { String::new() },
-                    ]
+                .map(|l| {
+                    let e = &l.entry;
+                    // A correction of a change made behind the operator's back says so.
+                    let action = if e.drift { format!("{} (drift)", e.action) } else { e.action.clone() };
+                    let mut row = vec![e.id.to_string(), time(Some(e.at)), e.actor.clone(), action];
+                    if wide {
+                        row.push(e.kind.clone());
+                    }
+                    row.push(l.object_name.clone());
+                    row
                 })
                 .collect();
-            (vec!["ID", "AT", "ACTOR", "ACTION", "OBJECT", "NOTE"], rows)
+            let mut header = vec!["ID", "AT", "ACTOR", "ACTION"];
+            if wide {
+                header.push("KIND");
+            }
+            header.push("OBJECT");
+            (header, rows, vec![0, WHEN, 18, 26, 46])
         }
     };
-    write!(out, "{}", table::render(&header, &rows))?;
+    let (mut header, mut rows, mut max) = (header, rows, if wide { Vec::new() } else { max });
+    // As `kubectl get -n`: the namespace asked for is not repeated on every row.
+    if ns.is_some() && header.first() == Some(&"NAMESPACE") {
+        header.remove(0);
+        rows.iter_mut().for_each(|r| drop(r.remove(0)));
+        if !max.is_empty() {
+            max.remove(0);
+        }
+    }
+    write!(out, "{}", table::render_fitted(&header, &rows, &max))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// An audit entry with the name of what it touched, for people and scripts alike.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AuditLine {
+    #[serde(flatten)]
+    entry: crate::store::AuditEntry,
+    /// `NAMESPACE/NAME` of the object (for rows an object implies, the object's name and
+    /// what it implies: `contoso/contoso serviceAdministrator`); a Lockbox request's id.
+    object_name: String,
+}
+
+/// Object names by the ids audit entries carry (uids, `default:<uid>`, `<uid>/...`): from the
+/// store for what exists, and from the entries' own before and after states for what was
+/// deleted since.
+struct Names(std::collections::HashMap<String, String>);
+
+impl Names {
+    async fn read(db: &dyn crate::store::Store, entries: &[crate::store::AuditEntry]) -> anyhow::Result<Names> {
+        let mut names = std::collections::HashMap::new();
+        let named = |ns: &str, name: &str| format!("{ns}/{name}");
+        for c in db.customers(None).await? {
+            names.insert(c.record.uid.clone(), named(&c.record.namespace, &c.record.name));
+        }
+        for w in db.workspaces(None).await? {
+            names.insert(w.record.id.clone(), named(&w.record.namespace, &w.record.name));
+        }
+        for m in db.memberships(None).await? {
+            if m.record.origin == "Membership" {
+                names.insert(m.record.id.clone(), named(&m.record.namespace, &m.record.name));
+            }
+        }
+        for p in db.policies(None).await? {
+            names.insert(p.record.uid.clone(), named(&p.record.namespace, &p.record.name));
+        }
+        for e in entries {
+            for state in [&e.after, &e.before].into_iter().flatten() {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(state) else { continue };
+                let id = v.get("uid").or_else(|| v.get("id")).and_then(|x| x.as_str());
+                let name = match (v.get("namespace"), v.get("name"), v.get("object")) {
+                    (Some(ns), Some(n), _) => ns.as_str().zip(n.as_str()).map(|(ns, n)| named(ns, n)),
+                    (_, _, Some(o)) => o.as_str().map(str::to_owned),
+                    _ => None,
+                };
+                if let (Some(id), Some(name)) = (id, name)
+                    && !id.contains('/')
+                {
+                    names.entry(id.to_owned()).or_insert(name);
+                }
+            }
+        }
+        Ok(Names(names))
+    }
+
+    fn of(&self, e: &crate::store::AuditEntry) -> String {
+        if e.kind == "lockbox" {
+            return format!("request {}", e.object);
+        }
+        if let Some(n) = self.0.get(&e.object) {
+            return n.clone();
+        }
+        match e.object.split_once('/') {
+            Some((id, rest)) if self.0.contains_key(id) => format!("{} {rest}", self.0[id]),
+            _ => e.object.clone(),
+        }
+    }
 }
 
 fn split(s: &str, what: &str) -> anyhow::Result<(String, String)> {
@@ -270,7 +433,7 @@ fn split(s: &str, what: &str) -> anyhow::Result<(String, String)> {
 
 /// Run `can-i`: exit 0 and `yes` with the sources, or exit 1 and `no` with what would give it.
 pub async fn can_i(args: CanIArgs) -> anyhow::Result<ExitCode> {
-    let CanIArgs { user, workspace, customer, permission, store } = args;
+    let CanIArgs { user, workspace, customer, permission, output, store } = args;
     let Some(p) = Permission::parse(&permission) else {
         anyhow::bail!("unknown permission {permission:?}; see `kubectl explain membership.spec.permissions`");
     };
@@ -299,13 +462,15 @@ pub async fn can_i(args: CanIArgs) -> anyhow::Result<ExitCode> {
         .filter(|v| v.workspace_id == ws_id)
         .flat_map(|v| v.grants.iter().filter(|g| g.permission == p).map(|g| g.source.label()))
         .collect();
-    let mut out = std::io::stdout().lock();
-    if !sources.is_empty() {
-        writeln!(out, "yes: {user} holds {p} in {place} through {}", sources.join(", "))?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    let why = if wrong_scope {
-        format!("{p} is a {}-level permission; ask with --{}", row.scope.as_str(), row.scope.as_str())
+    let allowed = !sources.is_empty();
+    let why = if allowed {
+        format!("{user} holds {p} in {place} through {}", sources.join(", "))
+    } else if wrong_scope {
+        format!(
+            "{user} does not hold {p} in {place}; {p} is a {}-level permission; ask with --{}",
+            row.scope.as_str(),
+            row.scope.as_str()
+        )
     } else {
         let roles: Vec<&str> = crate::api::Role::ALL
             .into_iter()
@@ -314,11 +479,48 @@ pub async fn can_i(args: CanIArgs) -> anyhow::Result<ExitCode> {
             .collect();
         let grantable = row.cells[crate::api::Role::User.column()].access == matrix::Access::Grantable;
         format!(
-            "it comes with role {}{}",
+            "{user} does not hold {p} in {place}; it comes with role {}{}",
             if roles.is_empty() { "(none)".to_owned() } else { roles.join(" or ") },
             if grantable { ", or an individual grant" } else { "; it cannot be granted individually" }
         )
     };
-    writeln!(out, "no: {user} does not hold {p} in {place}; {why}")?;
-    Ok(ExitCode::FAILURE)
+    let mut out = std::io::stdout().lock();
+    let answer = CanI {
+        allowed,
+        user: subject,
+        permission: p.to_string(),
+        scope: row.scope.as_str(),
+        workspace: workspace.clone(),
+        customer: customer.filter(|_| workspace.is_none()),
+        sources,
+        reason: why.clone(),
+    };
+    if !output::one(&mut out, output, &answer)? {
+        writeln!(out, "{}: {why}", if allowed { "yes" } else { "no" })?;
+    }
+    Ok(if allowed { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// The answer of `can-i` for scripts.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CanI {
+    /// Whether the user holds the permission there.
+    allowed: bool,
+    /// The user (normalized email).
+    user: String,
+    /// The permission.
+    permission: String,
+    /// `workspace` or `customer`: where the permission applies.
+    scope: &'static str,
+    /// The workspace asked about (`NAMESPACE/NAME`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    workspace: Option<String>,
+    /// The customer asked about (`NAMESPACE/NAME`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer: Option<String>,
+    /// Where it comes from: `role:<Role>` or `individual`, one per source.
+    sources: Vec<String>,
+    /// The sentence a person reads.
+    reason: String,
 }

@@ -1,20 +1,11 @@
 //! `servicehub lockbox request|approve|deny|revoke|complete|list|show|sweep`.
 
-use super::{StoreArgs, open_existing_store, open_store, table};
+use super::{OutputFormat, StoreArgs, open_existing_store, open_store, output, table};
 use crate::domain::lockbox::{Action, NewRequest, Request, State, rfc3339};
 use crate::lockbox::{self, Error};
 use crate::store::{LockboxFilter, StoreError};
 use std::io::Write;
 use std::process::ExitCode;
-
-/// Output of the lockbox commands.
-#[derive(Clone, Copy, Debug, clap::ValueEnum, PartialEq, Eq)]
-pub enum Output {
-    /// Aligned columns.
-    Table,
-    /// JSON.
-    Json,
-}
 
 /// Arguments shared by every lockbox command.
 #[derive(clap::Args, Debug)]
@@ -24,8 +15,8 @@ pub struct Common {
     #[arg(long, global = true)]
     pub now: Option<jiff::Timestamp>,
     /// Output format.
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table, global = true)]
-    pub output: Output,
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table, global = true)]
+    pub output: OutputFormat,
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -195,11 +186,15 @@ fn span(seconds: i64) -> String {
     }
 }
 
-fn print(output: Output, requests: &[Request]) -> anyhow::Result<()> {
+/// Print requests: a list (`list`), or one request (a decision, `show`) as one document.
+fn print(format: OutputFormat, requests: &[Request], single: bool) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    match output {
-        Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(requests)?)?,
-        Output::Table => write!(out, "{}", rows(requests))?,
+    let written = match requests {
+        [one] if single => output::one(&mut out, format, one)?,
+        _ => output::list(&mut out, format, requests)?,
+    };
+    if !written {
+        write!(out, "{}", rows(requests))?;
     }
     Ok(())
 }
@@ -219,7 +214,7 @@ pub async fn run(args: LockboxArgs) -> anyhow::Result<ExitCode> {
     let decided = |r: Result<Request, Error>| -> anyhow::Result<ExitCode> {
         match r {
             Ok(r) => {
-                print(output, &[r])?;
+                print(output, &[r], true)?;
                 Ok(ExitCode::SUCCESS)
             }
             Err(Error::Store(e @ StoreError::Conflict(_))) => {
@@ -259,11 +254,11 @@ pub async fn run(args: LockboxArgs) -> anyhow::Result<ExitCode> {
                 }
             };
             let filter = LockboxFilter { namespace, customer, state, since: since.map(|t| t.as_second()), limit: None };
-            print(output, &db.lockbox_list(&filter).await?)?;
+            print(output, &db.lockbox_list(&filter).await?, false)?;
             Ok(ExitCode::SUCCESS)
         }
         LockboxCommand::Show { id } => match db.lockbox_get(id).await? {
-            Some(r) if output == Output::Table => {
+            Some(r) if output.is_table() => {
                 let filter = crate::store::AuditFilter {
                     kind: Some("lockbox".into()),
                     object: Some(r.id.to_string()),
@@ -274,7 +269,7 @@ pub async fn run(args: LockboxArgs) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::SUCCESS)
             }
             Some(r) => {
-                print(output, &[r])?;
+                print(output, &[r], true)?;
                 Ok(ExitCode::SUCCESS)
             }
             None => {
@@ -286,24 +281,21 @@ pub async fn run(args: LockboxArgs) -> anyhow::Result<ExitCode> {
             let at = at.map_or(now, |t| t.as_second());
             let swept = lockbox::sweep(db, at, None, dry_run).await?;
             let mut out = std::io::stdout().lock();
-            match output {
-                Output::Json => writeln!(out, "{}", serde_json::to_string_pretty(&swept)?)?,
-                Output::Table => {
-                    let rows: Vec<Vec<String>> = swept
-                        .iter()
-                        .map(|s| {
-                            vec![
-                                s.before.id.to_string(),
-                                s.before.state.to_string(),
-                                s.after.state.to_string(),
-                                when(s.after.closed_at),
-                            ]
-                        })
-                        .collect();
-                    write!(out, "{}", table::render(&["ID", "FROM", "TO", "AT"], &rows))?;
-                    let verb = if dry_run { "would expire" } else { "expired" };
-                    writeln!(out, "{} request(s) {verb} as of {}.", swept.len(), rfc3339(at))?;
-                }
+            if !output::list(&mut out, output, &swept)? {
+                let rows: Vec<Vec<String>> = swept
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.before.id.to_string(),
+                            s.before.state.to_string(),
+                            s.after.state.to_string(),
+                            when(s.after.closed_at),
+                        ]
+                    })
+                    .collect();
+                write!(out, "{}", table::render(&["ID", "FROM", "TO", "AT"], &rows))?;
+                let verb = if dry_run { "would expire" } else { "expired" };
+                writeln!(out, "{} request(s) {verb} as of {}.", swept.len(), rfc3339(at))?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -1,11 +1,15 @@
 //! Command-line interface: `clap` derive, one subcommand per front door.
 
 mod apply;
+mod explain;
 mod get;
 mod lockbox;
 mod notify;
+mod output;
 mod run;
 mod table;
+
+pub use output::OutputFormat;
 
 use crate::api;
 use crate::store::{self, Store};
@@ -84,6 +88,8 @@ pub enum Command {
     Lockbox(lockbox::LockboxArgs),
     /// Print the four CustomResourceDefinitions as multi-document YAML.
     Crd(CrdArgs),
+    /// Describe a kind or a field (`membership.spec.roles`), offline, as `kubectl explain` does.
+    Explain(explain::ExplainArgs),
     /// Check YAML files against the schema, the CEL rules and the domain rules.
     Validate(ValidateArgs),
     /// Apply the store's embedded schema migrations (also done on every start).
@@ -115,17 +121,6 @@ pub struct CompletionArgs {
     /// The shell.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
-}
-
-/// Output formats.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum OutputFormat {
-    /// Aligned columns for a terminal.
-    Table,
-    /// JSON.
-    Json,
-    /// YAML.
-    Yaml,
 }
 
 /// Where the store is: one URL everywhere the binary takes a store.
@@ -168,6 +163,7 @@ impl Cli {
             Command::Run(args) => run::run(args).await,
             Command::Lockbox(args) => lockbox::run(args).await,
             Command::Crd(args) => crd(args),
+            Command::Explain(args) => explain::explain(args),
             Command::Validate(args) => validate(args),
             Command::Migrate(args) => migrate(args).await,
             Command::Apply(args) => apply::run(args, false).await,

@@ -182,18 +182,18 @@ pub async fn notify_command(args: NotifyCommand) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Print a drain's summary (nothing for an idle pass of the loop).
-pub(crate) fn print_report(r: &notify::Report, output: OutputFormat) -> std::io::Result<()> {
+/// Print a drain's summary: a sentence, or one document per pass (`-o jsonl` keeps a
+/// long-running `notify` a stream of JSON lines).
+pub(crate) fn print_report(r: &notify::Report, format: OutputFormat) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    match output {
-        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string(r).unwrap_or_default()),
-        OutputFormat::Yaml => write!(out, "{}", serde_yaml::to_string(r).unwrap_or_default()),
-        OutputFormat::Table => writeln!(
+    if !super::output::one(&mut out, format, r)? {
+        writeln!(
             out,
             "delivered {} message(s); {} to retry, {} failed, {} cancelled; {} invitation(s) expired, {} issued again",
             r.sent, r.retried, r.failed, r.cancelled, r.expired, r.reissued
-        ),
+        )?;
     }
+    Ok(())
 }
 
 /// Arguments of `servicehub invitation`.
@@ -259,18 +259,14 @@ pub async fn invitation(args: InvitationArgs) -> anyhow::Result<ExitCode> {
     match notify::accept::accept(db.as_ref(), &req, now).await {
         Ok(accepted) => {
             let mut out = std::io::stdout().lock();
-            match a.output {
-                OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&accepted)?)?,
-                OutputFormat::Yaml => write!(out, "{}", serde_yaml::to_string(&accepted)?)?,
-                OutputFormat::Table => {
-                    let scope =
-                        accepted.workspace.as_ref().map_or("customer level".to_owned(), |w| format!("workspace {w}"));
-                    writeln!(
-                        out,
-                        "accepted: {} is now active in {scope} of customer {}/{} (as {})",
-                        accepted.email, accepted.namespace, accepted.customer, accepted.account
-                    )?;
-                }
+            if !super::output::one(&mut out, a.output, &accepted)? {
+                let scope =
+                    accepted.workspace.as_ref().map_or("customer level".to_owned(), |w| format!("workspace {w}"));
+                writeln!(
+                    out,
+                    "accepted: {} is now active in {scope} of customer {}/{} (as {})",
+                    accepted.email, accepted.namespace, accepted.customer, accepted.account
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -94,7 +94,7 @@ async fn a_grant_deleted_behind_the_operators_back_is_restored_and_audited() {
             "{text}"
         );
         assert_eq!(count(&s, "SELECT COUNT(*) FROM audit WHERE drift").await, 2, "{}", s.name);
-        let audit = run(&s, &["get", "audit", "-o", "json"]);
+        let audit = run(&s, &["get", "audit", "-o", "jsonl"]);
         let drift: Vec<serde_json::Value> = stdout(&audit)
             .lines()
             .map(|l| serde_json::from_str(l).expect("JSON lines"))
@@ -148,7 +148,7 @@ async fn get_and_can_i_report_what_the_store_holds() {
         assert!(run(&s, &["apply", "-f", "examples/", "-o", "json"]).status.success());
         let out = run(&s, &["get", "workspaces", "-n", "contoso"]);
         let text = stdout(&out);
-        assert!(text.starts_with("NAMESPACE") && text.contains("contoso-labs") && text.contains("true"), "{text}");
+        assert!(text.starts_with("NAME ") && text.contains("contoso-labs") && text.contains("true"), "{text}");
         let out = run(&s, &["get", "customers", "-o", "json"]);
         let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
         assert_eq!(v[0]["phase"], "Active");

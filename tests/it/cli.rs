@@ -2,21 +2,8 @@
 //! machine's (`--now`/`--at` only preview), read-only commands never create a store, and a
 //! run whose input cannot be read does nothing else.
 
+use crate::support::servicehub_in as at_home;
 use crate::support::{eml_files, repo, root, stderr, stdout};
-use std::path::Path;
-use std::process::Output;
-
-/// Run the binary in `dir` (so the default store and outbox land there), with no injected clock.
-fn at_home(dir: &Path, args: &[&str]) -> Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("SERVICEHUB_STORE")
-        .env_remove("SERVICEHUB_UNSAFE_TEST_CLOCK")
-        .env("SERVICEHUB_NOTIFY_DIR", dir.join("outbox"))
-        .output()
-        .expect("run servicehub")
-}
 
 fn examples() -> String {
     repo("examples").display().to_string()
@@ -115,12 +102,14 @@ fn a_run_whose_input_cannot_be_read_does_nothing_else() {
     assert!(stderr(&out).contains("nope.yaml: cannot read"), "{}", stderr(&out));
     assert!(!stdout(&out).contains("No changes"), "{}", stdout(&out));
     assert!(eml_files(&home.join("outbox")).is_empty(), "an unreadable input delivered messages");
-    // With -o json the errors are the JSON document.
+    // With -o json the errors are part of the JSON document, and nothing was planned.
     let out = at_home(home, &["apply", "-f", &missing, "-o", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("a JSON document");
-    assert!(doc["errors"][0]["message"].as_str().is_some_and(|m| m.contains("cannot read")), "{doc}");
-    assert!(doc["errors"][0]["file"].as_str().is_some_and(|f| f.ends_with("nope.yaml")), "{doc}");
+    let problem = &doc["problems"][0];
+    assert!(problem["message"].as_str().is_some_and(|m| m.contains("cannot read")), "{doc}");
+    assert!(problem["file"].as_str().is_some_and(|f| f.ends_with("nope.yaml")), "{doc}");
+    assert_eq!((problem["severity"].as_str(), doc["objects"].as_array().map(Vec::len)), (Some("error"), Some(0)));
     let _ = root();
 }
 

@@ -295,8 +295,8 @@ async fn the_cli_requests_decides_lists_and_previews_a_sweep() {
     );
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let created: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let id = created[0]["id"].as_i64().expect("id").to_string();
-    assert_eq!(created[0]["state"], "Pending");
+    let id = created["id"].as_i64().expect("id").to_string();
+    assert_eq!(created["state"], "Pending");
     let refused = run(&["approve", &id, "--as", "someone@contoso.com"], t0);
     assert!(!refused.status.success());
     assert!(String::from_utf8_lossy(&refused.stderr).contains("only the policy's approvers may decide"));
@@ -315,7 +315,7 @@ async fn the_cli_requests_decides_lists_and_previews_a_sweep() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown state \"Open\""));
     let show = run(&["show", &id, "-o", "json"], t0);
     let shown: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
-    assert_eq!(shown[0]["decidedBy"], GA);
+    assert_eq!(shown["decidedBy"], GA);
     // The table view is the whole request: who, what, why, deadlines, and its history.
     let show = run(&["show", &id], "2026-11-22T10:10:00Z");
     let text = String::from_utf8_lossy(&show.stdout);

@@ -18,6 +18,7 @@ mod hostile;
 mod invitations;
 mod lockbox;
 mod notify;
+mod output;
 mod race;
 mod shutdown;
 mod store;

@@ -381,11 +381,11 @@ async fn personal_accounts_are_refused_where_the_workspace_takes_work_accounts_o
             active,
             ["lee.gu@contoso.com contoso-emea Active", "sam.researcher@outlook.com contoso-labs Active"]
         );
-        // `get invitations` shows who accepted, and how many attempts each took.
-        let table = stdout(&servicehub(&s, T0, &[], &["get", "invitations"]));
+        // `get invitations -o wide` shows who accepted, and how many attempts each took.
+        let table = stdout(&servicehub(&s, T0, &[], &["get", "invitations", "-o", "wide"]));
         let row = table.lines().find(|l| l.contains("lee.gu@contoso.com")).unwrap_or_else(|| panic!("{table}"));
         let cols: Vec<&str> = row.split_whitespace().collect();
-        assert_eq!(cols[4..7], ["Accepted", "1", "1"], "{table}");
+        assert_eq!((cols[4], &cols[6..8]), ("Accepted", &["1", "1"][..]), "{table}");
         assert!(row.trim_end().ends_with("lee.gu@contoso.com"), "accepted by: {row}");
         assert!(table.lines().next().is_some_and(|h| h.contains("ACCEPTED BY") && h.contains("LAST ERROR")));
         // Used tokens and malformed input are refused with the reason, naming the field.

@@ -24,6 +24,19 @@ pub fn servicehub(args: &[&str]) -> Output {
         .expect("run servicehub")
 }
 
+/// Run the binary in `dir` (so the default store and outbox land there, the outbox as
+/// `dir/outbox`), with no store from the environment and no injected clock.
+pub fn servicehub_in(dir: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("SERVICEHUB_STORE")
+        .env_remove("SERVICEHUB_UNSAFE_TEST_CLOCK")
+        .env("SERVICEHUB_NOTIFY_DIR", dir.join("outbox"))
+        .output()
+        .expect("run servicehub")
+}
+
 /// A directory for the file transport of CLI runs against the store at `url` (outside the
 /// repository; one per store, so a test can count what it delivered).
 pub fn outbox_of(url: &str) -> PathBuf {
