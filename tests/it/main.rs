@@ -20,6 +20,7 @@ mod lockbox;
 mod notify;
 mod output;
 mod race;
+mod readme;
 mod shutdown;
 mod store;
 mod support;
