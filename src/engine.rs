@@ -42,6 +42,9 @@ pub struct ObjectReport {
     pub status: Status,
     /// Refused: the user must change something.
     pub stalled: bool,
+    /// Carries `servicehub.io/paused: "true"`: not planned, nothing written for it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
     /// A store error that stopped this object.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -271,7 +274,10 @@ pub async fn run_with_progress(
             generation: o.meta().generation,
         };
         ids.push(id);
-        groups.entry((o.namespace().to_owned(), o.customer().to_owned())).or_default().push(i);
+        let paused = crate::api::is_paused(o.meta());
+        if !paused {
+            groups.entry((o.namespace().to_owned(), o.customer().to_owned())).or_default().push(i);
+        }
         report.objects.push(ObjectReport {
             file: s.file.clone(),
             kind: o.kind(),
@@ -281,6 +287,7 @@ pub async fn run_with_progress(
             changes: Vec::new(),
             status: Status::None,
             stalled: false,
+            paused,
             error: None,
             also_removes: Vec::new(),
             keeps_unmanaged: Vec::new(),
@@ -417,6 +424,7 @@ pub async fn delete(store: &dyn Store, objects: &[Sourced], opts: &Options) -> R
             changes: Vec::new(),
             status: Status::None,
             stalled: false,
+            paused: false,
             error: None,
             also_removes: Vec::new(),
             keeps_unmanaged: Vec::new(),

@@ -15,6 +15,10 @@ pub const STALLED: &str = "Stalled";
 /// `Pending`, and when it `Failed`, `Expired` or was `Revoked`. The reason is the state.
 pub const INVITED: &str = "Invited";
 
+/// True while the object carries `servicehub.io/paused: "true"` and the operator leaves it
+/// (and what it provisioned) alone.
+pub const PAUSED: &str = "Paused";
+
 /// Set `cond` in `conditions`, keeping the old `lastTransitionTime` when the status did not change.
 pub fn set(conditions: &mut Vec<Condition>, mut cond: Condition) {
     match conditions.iter_mut().find(|c| c.type_ == cond.type_) {

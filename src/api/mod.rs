@@ -30,6 +30,16 @@ pub const VERSION: &str = "v1alpha1";
 /// `apiVersion` as written in YAML.
 pub const API_VERSION: &str = "servicehub.io/v1alpha1";
 
+/// The annotation that pauses an object: with the value `"true"`, the operator writes
+/// nothing for it (store, status, invitations), except a `Paused` condition set once, and
+/// its deletion keeps its rows in the store. Removing it resumes from the current spec.
+pub const PAUSED_ANNOTATION: &str = "servicehub.io/paused";
+
+/// Whether an object carries `servicehub.io/paused: "true"`.
+pub fn is_paused(meta: &kube::api::ObjectMeta) -> bool {
+    meta.annotations.as_ref().and_then(|a| a.get(PAUSED_ANNOTATION)).is_some_and(|v| v == "true")
+}
+
 /// The four kinds, in dependency order (a later kind refers to earlier ones).
 pub const KINDS: [&str; 4] = ["Customer", "Workspace", "Membership", "LockboxPolicy"];
 

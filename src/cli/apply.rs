@@ -307,6 +307,9 @@ fn print_human(
             crate::api::conditions::get(o.status.conditions(), t).map(|c| (c.status.clone(), c.message.clone()))
         };
         let (state, message) = match (&o.error, cond("Ready")) {
+            _ if o.paused => {
+                ("Paused".to_owned(), format!("{}: \"true\": skipped, nothing written", crate::api::PAUSED_ANNOTATION))
+            }
             (Some(e), _) => ("Error".to_owned(), e.clone()),
             (None, Some((s, m))) => (s, m),
             (None, None) => ("Unknown".to_owned(), String::new()),
@@ -350,6 +353,8 @@ fn print_human(
         writeln!(out)?;
     }
     let refused = if refused.is_empty() { String::new() } else { format!(", {} refused", refused.len()) };
+    let paused = r.objects.iter().filter(|o| o.paused).count();
+    let refused = if paused == 0 { refused } else { format!("{refused}, {paused} paused") };
     let n = r.objects.len();
     write!(out, "{n} object(s): {changed} with changes ({total} change(s){planned}), {ready} Ready{refused}. ")?;
     if dry_run {

@@ -97,19 +97,60 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
     tracing::Span::current().record("uid", obj.uid().unwrap_or_default());
     let key = failure_key::<K>(&namespace, &obj.name_any());
     let api: Api<K> = Api::namespaced(ctx.client.clone(), &namespace);
-    let result = finalizer(&api, FINALIZER, obj, |event| async {
-        match event {
-            Finalized::Apply(o) => apply(&api, o, &ctx).await,
-            Finalized::Cleanup(o) => cleanup(o, &ctx).await,
-        }
-    })
-    .await
-    .map_err(|e| Error::Finalizer(Box::new(e)));
+    // A deletion is an explicit instruction and goes through cleanup, paused or not: the
+    // rows follow deletionPolicy (rows kept under a name nobody could reuse would block
+    // creating the object again).
+    let result = if crate::api::is_paused(obj.meta()) && obj.meta().deletion_timestamp.is_none() {
+        paused(&api, obj, &ctx).await
+    } else {
+        finalizer(&api, FINALIZER, obj, |event| async {
+            match event {
+                Finalized::Apply(o) => apply(&api, o, &ctx).await,
+                Finalized::Cleanup(o) => cleanup(o, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| Error::Finalizer(Box::new(e)))
+    };
     ctx.metrics.duration.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
     if result.is_ok() {
         ctx.succeeded(&kind, &key);
     }
     result
+}
+
+/// A paused object: nothing is read or written for it, except a `Paused` condition set
+/// once (a spec change while paused writes nothing).
+async fn paused<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
+    let name = obj.name_any();
+    if conditions::is_true(obj.conditions(), conditions::PAUSED) {
+        return Ok(Action::await_change());
+    }
+    let mut status = obj.status_json().unwrap_or_else(|| serde_json::json!({}));
+    let message = format!(
+        "{}: \"true\": the operator writes nothing for this object (store, status, invitations) until the \
+         annotation is removed",
+        crate::api::PAUSED_ANNOTATION
+    );
+    let mut conds: Vec<Condition> =
+        status.get("conditions").cloned().and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default();
+    conditions::set(
+        &mut conds,
+        conditions::new(conditions::PAUSED, true, "Paused", message.clone(), obj.meta().generation, ctx.now()),
+    );
+    status["conditions"] = serde_json::to_value(&conds).map_err(|e| Error::Invalid(e.to_string()))?;
+    let body = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
+    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+    ctx.metrics.status_writes.get_or_create(&super::metrics::Metrics::kind(&K::kind(&()))).inc();
+    let event = Event {
+        type_: EventType::Normal,
+        reason: "Paused".into(),
+        note: Some(message),
+        action: "Pause".into(),
+        secondary: None,
+    };
+    ctx.publish(obj.as_ref(), event).await;
+    Ok(Action::await_change())
 }
 
 /// The key of an object in the failure counts.
@@ -220,6 +261,10 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
         stalled = false;
     }
 
+    // Resumed: the pause is over (the planner carries the previous conditions over).
+    if let Some(conds) = status.conditions_mut() {
+        conds.retain(|c| c.type_ != conditions::PAUSED);
+    }
     let new = serde_json::to_value(&status).map_err(|e| Error::Invalid(e.to_string()))?;
     if obj.status_json().as_ref() != Some(&new) {
         let body = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": new });

@@ -8,6 +8,16 @@ use std::collections::{HashMap, HashSet};
 
 /// Rules that need only the object itself: individual grants against the matrix.
 pub(super) fn check_alone(object: &Object, push: &mut dyn FnMut(&str, String, Severity)) {
+    // `paused: "yes"` or `"True"` would look paused to a reader and not be.
+    let annotation = crate::api::PAUSED_ANNOTATION;
+    if let Some(v) = object.meta().annotations.as_ref().and_then(|a| a.get(annotation))
+        && v != "true"
+        && v != "false"
+    {
+        let shown = crate::validate::shown(v);
+        let msg = format!("\"{shown}\" is neither \"true\" nor \"false\"; only \"true\" pauses the object");
+        push(&format!("metadata.annotations[{annotation}]"), msg, Severity::Warning);
+    }
     if let Object::Membership(m) = object {
         let scope = if m.spec.workspace_ref.is_some() { Scope::Workspace } else { Scope::Customer };
         for (i, p) in m.spec.permissions.iter().enumerate() {

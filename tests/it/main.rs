@@ -19,6 +19,7 @@ mod invitations;
 mod lockbox;
 mod notify;
 mod output;
+mod pause;
 mod race;
 mod readme;
 mod shutdown;
