@@ -20,8 +20,9 @@
 //!
 //! Simplifications, none of which the operator depends on: list pages read current state
 //! (not a snapshot of the first page's version); in server-side apply, lists are atomic and
-//! update or merge-patch writes do not take field ownership; `managedFields` is not
-//! maintained; there is no OpenAPI document, so kubectl runs with `--validate=false`.
+//! update or merge-patch writes do not take field ownership; `managedFields` has the size
+//! and shape a real server gives it (a client's Update of the spec, the finalizer's Update,
+//! the status Apply) but does not track who wrote what; there is no OpenAPI document, so kubectl runs with `--validate=false`.
 
 pub mod http;
 pub mod registry;

@@ -152,6 +152,92 @@ fn leaves(value: &Value, path: &str, out: &mut BTreeMap<String, Value>) {
     }
 }
 
+/// `metadata.managedFields` as a real API server keeps it for an object that a client wrote
+/// (its labels, annotations and spec: one `Update` entry), that the operator gave its
+/// finalizer (one `Update` entry) and whose status the operator applies (one `Apply` entry
+/// on the status subresource), each with the FieldsV1 set of its fields. The emulation does
+/// not track who wrote what for this (server-side apply ownership is kept apart, in
+/// `owners`); it keeps the size and shape, which is what a client's caches pay for.
+fn managed_fields(object: &Value) -> Value {
+    let api_version = object.get("apiVersion").cloned().unwrap_or(Value::Null);
+    let time = Value::String(now_rfc3339());
+    let entry = |manager: &str, operation: &str, subresource: Option<&str>, fields: Value| {
+        let mut e = json!({
+            "manager": manager, "operation": operation, "apiVersion": api_version, "time": time,
+            "fieldsType": "FieldsV1", "fieldsV1": fields,
+        });
+        if let Some(sub) = subresource {
+            e["subresource"] = Value::String(sub.to_owned());
+        }
+        e
+    };
+    let mut entries = Vec::new();
+    let m = object.get("metadata");
+    let mut main = Map::new();
+    let mut meta_fields = Map::new();
+    for key in ["labels", "annotations"] {
+        if let Some(v) = m.and_then(|m| m.get(key)) {
+            meta_fields.insert(format!("f:{key}"), fields_v1(v));
+        }
+    }
+    if !meta_fields.is_empty() {
+        main.insert("f:metadata".into(), Value::Object(meta_fields));
+    }
+    for (k, v) in object.as_object().into_iter().flatten() {
+        if !matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status") {
+            main.insert(format!("f:{k}"), fields_v1(v));
+        }
+    }
+    if !main.is_empty() {
+        entries.push(entry("kubectl-client-side-apply", "Update", None, Value::Object(main)));
+    }
+    if let Some(f) = m.and_then(|m| m.get("finalizers")) {
+        entries.push(entry("servicehub", "Update", None, json!({ "f:metadata": { "f:finalizers": fields_v1(f) } })));
+    }
+    if let Some(st) = object.get("status").filter(|s| !s.is_null()) {
+        entries.push(entry("servicehub-operator", "Apply", Some("status"), json!({ "f:status": fields_v1(st) })));
+    }
+    Value::Array(entries)
+}
+
+/// The FieldsV1 set of a value: `f:` per map key, `v:` per scalar list item, `k:` per map
+/// list item (keyed by `type`, `name` or `email`, else its first field), `.` for a set container.
+fn fields_v1(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut out = Map::new();
+            if !map.is_empty() {
+                out.insert(".".into(), json!({}));
+            }
+            for (k, v) in map {
+                out.insert(format!("f:{k}"), fields_v1(v));
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => {
+            let mut out = Map::new();
+            out.insert(".".into(), json!({}));
+            for item in items {
+                match item {
+                    Value::Object(o) => {
+                        let key = ["type", "name", "email"]
+                            .iter()
+                            .find_map(|k| o.get(*k).map(|v| json!({ *k: v }).to_string()))
+                            .or_else(|| o.iter().next().map(|(k, v)| json!({ k: v }).to_string()))
+                            .unwrap_or_default();
+                        out.insert(format!("k:{key}"), fields_v1(item));
+                    }
+                    scalar => {
+                        out.insert(format!("v:{scalar}"), json!({}));
+                    }
+                }
+            }
+            Value::Object(out)
+        }
+        _ => json!({}),
+    }
+}
+
 /// Set `value` at a `/`-separated path, creating objects on the way.
 fn set_pointer(doc: &mut Value, path: &str, value: Value) {
     let mut cur = doc;
@@ -431,6 +517,8 @@ impl Registry {
     fn commit(&self, state: &mut State, kind: EventType, resource: &Resource, mut object: Value) -> Value {
         state.rv += 1;
         let rv = state.rv;
+        let fields = managed_fields(&object);
+        meta_mut(&mut object).insert("managedFields".into(), fields);
         meta_mut(&mut object).insert("resourceVersion".into(), Value::String(rv.to_string()));
         let event = Event { rv, kind, resource: resource.clone(), object: object.clone() };
         state.history.push_back(event.clone());
@@ -608,7 +696,9 @@ impl Registry {
         {
             let old_meta = meta(&old).clone();
             let m = meta_mut(&mut merged);
-            for field in ["uid", "creationTimestamp", "generation", "deletionTimestamp", "namespace", "name"] {
+            for field in
+                ["uid", "creationTimestamp", "generation", "deletionTimestamp", "namespace", "name", "managedFields"]
+            {
                 match old_meta.get(field) {
                     Some(v) => m.insert(field.into(), v.clone()),
                     None => m.remove(field),

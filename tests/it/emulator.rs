@@ -181,3 +181,38 @@ fn lists_are_scoped_by_namespace_and_carry_the_list_version() {
     assert!(events.iter().all(|e| e.resource == customers()));
     assert_eq!(r.list(&Resource { plural: "nope".into(), ..customers() }, None).expect_err("unknown").code, 404);
 }
+
+#[test]
+fn objects_carry_managed_fields_as_a_real_server_keeps_them() {
+    let r = registry(100);
+    let spec = json!({ "roles": ["User"], "subject": { "email": "a@b.co" } });
+    let mut o = obj("a", spec);
+    o["metadata"]["finalizers"] = json!(["servicehub.io/cleanup"]);
+    r.create(&customers(), Some("ns"), o, PRUNE).expect("create");
+    let status = json!({ "status": { "conditions": [{ "type": "Ready", "status": "True" }] } });
+    let c = r.merge_patch(&customers(), Some("ns"), "a", &status, Part::Status, PRUNE).expect("status");
+    let entries = c["metadata"]["managedFields"].as_array().expect("managedFields");
+    let shape: Vec<(&str, &str, Option<&str>)> = entries
+        .iter()
+        .map(|e| {
+            (e["manager"].as_str().unwrap_or(""), e["operation"].as_str().unwrap_or(""), e["subresource"].as_str())
+        })
+        .collect();
+    assert_eq!(
+        shape,
+        [
+            ("kubectl-client-side-apply", "Update", None),
+            ("servicehub", "Update", None),
+            ("servicehub-operator", "Apply", Some("status"))
+        ]
+    );
+    assert!(entries[0]["fieldsV1"]["f:spec"]["f:roles"].get("v:\"User\"").is_some(), "{}", entries[0]);
+    assert!(
+        entries[2]["fieldsV1"]["f:status"]["f:conditions"].get("k:{\"type\":\"Ready\"}").is_some(),
+        "{}",
+        entries[2]
+    );
+    // A no-op write still changes nothing (managedFields are the server's).
+    let again = r.merge_patch(&customers(), Some("ns"), "a", &status, Part::Status, PRUNE).expect("again");
+    assert_eq!(rv(&again), rv(&c));
+}
