@@ -281,6 +281,17 @@ fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Acti
     Action::requeue(delay)
 }
 
+/// The controller of a kind over a cache that holds no `managedFields`: the operator never
+/// reads them (status is written by server-side apply with one field manager, finalizers
+/// by a guarded JSON patch), and they are a large share of each cached object's memory
+/// (every manager's field set, for the user's and the operator's writes alike).
+fn cached<K: Managed>(api: Api<K>, wc: watcher::Config) -> Controller<K> {
+    use kube::runtime::WatchStreamExt;
+    let (reader, writer) = kube::runtime::reflector::store();
+    let objects = watcher(api, wc).modify(|o: &mut K| o.managed_fields_mut().clear()).reflect(writer).applied_objects();
+    Controller::for_stream(objects, reader)
+}
+
 fn api<K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>>(
     client: &Client,
     namespace: Option<&str>,
@@ -390,11 +401,11 @@ pub async fn run_controllers(
     let ns = settings.namespace.as_deref();
     let wc = watcher::Config::default();
     let cfg = controller::Config::default().concurrency(settings.concurrency);
-    let customers = Controller::new(api::<Customer>(&client, ns), wc.clone())
-        .with_config(cfg.clone().debounce(Duration::from_secs(1)));
-    let workspaces = Controller::new(api::<Workspace>(&client, ns), wc.clone()).with_config(cfg.clone());
-    let memberships = Controller::new(api::<Membership>(&client, ns), wc.clone()).with_config(cfg.clone());
-    let policies = Controller::new(api::<LockboxPolicy>(&client, ns), wc.clone()).with_config(cfg);
+    let customers =
+        cached(api::<Customer>(&client, ns), wc.clone()).with_config(cfg.clone().debounce(Duration::from_secs(1)));
+    let workspaces = cached(api::<Workspace>(&client, ns), wc.clone()).with_config(cfg.clone());
+    let memberships = cached(api::<Membership>(&client, ns), wc.clone()).with_config(cfg.clone());
+    let policies = cached(api::<LockboxPolicy>(&client, ns), wc.clone()).with_config(cfg);
     let (c_cache, w_cache, m_cache, p_cache) =
         (customers.store(), workspaces.store(), memberships.store(), policies.store());
 
