@@ -7,10 +7,11 @@
 //! Customer waits for its declared default Workspace in the first pass and provisions in
 //! the second), so a second run over the same files plans nothing and writes nothing.
 
-use crate::api::DeletionPolicy;
+use crate::api::{DeletionPolicy, ManagementPolicy, conditions};
 use crate::plan::{self, Context, Identity};
 use crate::store::{Focus, GuardTable, Snapshot, Store, StoreError};
 use crate::validate::{Object, Sourced};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use std::collections::BTreeMap;
 
 /// How to run.
@@ -126,6 +127,18 @@ impl Status {
         }
     }
 
+    /// With `managementPolicy: Observe`: the differences listed, and how many there are.
+    pub fn differences(&self) -> (&[String], i64) {
+        let (list, count) = match self {
+            Status::None => return (&[], 0),
+            Status::Customer(s) => (&s.differences, s.difference_count),
+            Status::Workspace(s) => (&s.differences, s.difference_count),
+            Status::Membership(s) => (&s.differences, s.difference_count),
+            Status::LockboxPolicy(s) => (&s.differences, s.difference_count),
+        };
+        (list, count.unwrap_or(0))
+    }
+
     /// The conditions of the status.
     pub fn conditions(&self) -> &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition] {
         match self {
@@ -164,7 +177,7 @@ pub fn plan_object(
         let (batch, status) = p.into_batch(ctx);
         Planned { batch, status: wrap(status), stalled, requeue_at }
     }
-    match o {
+    let mut planned = match o {
         Object::Customer(c) => {
             out(plan::plan_customer(c, id, declared_default, snapshot, c.status.as_ref(), ctx), ctx, Status::Customer)
         }
@@ -177,7 +190,79 @@ pub fn plan_object(
         Object::LockboxPolicy(p) => {
             out(plan::plan_lockbox_policy(p, id, snapshot, p.status.as_ref(), ctx), ctx, Status::LockboxPolicy)
         }
+    };
+    if management_policy(o) == ManagementPolicy::Observe && !planned.stalled {
+        return observe(o, planned, id, ctx);
     }
+    // Managed (again): the observation is over.
+    if let Some(conds) = planned.status.conditions_mut() {
+        conds.retain(|c| c.type_ != conditions::SYNCED);
+    }
+    planned
+}
+
+/// The management policy an object declares.
+pub fn management_policy(o: &Object) -> ManagementPolicy {
+    match o {
+        Object::Customer(x) => x.spec.management_policy,
+        Object::Workspace(x) => x.spec.management_policy,
+        Object::Membership(x) => x.spec.management_policy,
+        Object::LockboxPolicy(x) => x.spec.management_policy,
+    }
+}
+
+/// Differences listed in status; `differenceCount` has the number of all of them.
+const DIFFERENCES_SHOWN: usize = 20;
+
+/// `managementPolicy: Observe`: write nothing, and report what the plan would change as the
+/// differences between the store and the object. The status is the previous one (what was
+/// last observed or provisioned: nothing changed since) with the differences, `Synced` and
+/// `Ready` set; a refused spec is reported as under `Manage`.
+fn observe(o: &Object, planned: Planned, id: &Identity, ctx: &Context) -> Planned {
+    let Planned { batch, status: _, stalled, requeue_at } = planned;
+    let differences: Vec<String> = batch.steps.iter().map(|s| s.summary.clone()).collect();
+    let previous = match o {
+        Object::Customer(x) => x.status.as_ref().and_then(|s| serde_json::to_value(s).ok()),
+        Object::Workspace(x) => x.status.as_ref().and_then(|s| serde_json::to_value(s).ok()),
+        Object::Membership(x) => x.status.as_ref().and_then(|s| serde_json::to_value(s).ok()),
+        Object::LockboxPolicy(x) => x.status.as_ref().and_then(|s| serde_json::to_value(s).ok()),
+    };
+    let mut v = previous.unwrap_or_else(|| serde_json::json!({}));
+    let mut conds: Vec<Condition> =
+        v.get("conditions").cloned().and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default();
+    let n = differences.len();
+    let (synced, reason, message) = if n == 0 {
+        (true, "InSync", "the store matches this object (managementPolicy: Observe)".to_owned())
+    } else {
+        let message = format!(
+            "{n} difference(s) between the store and this object, listed in status.differences; nothing is \
+             corrected while managementPolicy is Observe"
+        );
+        (false, "DriftDetected", message)
+    };
+    for (type_, status) in [(conditions::SYNCED, synced), (conditions::READY, synced)] {
+        conditions::set(&mut conds, conditions::new(type_, status, reason, message.clone(), id.generation, ctx.now));
+    }
+    for type_ in [conditions::RECONCILING, conditions::STALLED] {
+        if conditions::get(&conds, type_).is_some() {
+            conditions::set(&mut conds, conditions::new(type_, false, reason, message.clone(), id.generation, ctx.now));
+        }
+    }
+    v["observedGeneration"] = serde_json::json!(id.generation);
+    v["conditions"] = serde_json::to_value(&conds).unwrap_or_default();
+    v["differences"] = serde_json::json!(differences.iter().take(DIFFERENCES_SHOWN).collect::<Vec<_>>());
+    v["differenceCount"] = serde_json::json!(n);
+    let typed = |v: serde_json::Value| -> Status {
+        match o {
+            Object::Customer(_) => serde_json::from_value(v).map(Status::Customer),
+            Object::Workspace(_) => serde_json::from_value(v).map(Status::Workspace),
+            Object::Membership(_) => serde_json::from_value(v).map(Status::Membership),
+            Object::LockboxPolicy(_) => serde_json::from_value(v).map(Status::LockboxPolicy),
+        }
+        .unwrap_or(Status::None)
+    };
+    let empty = crate::store::Batch { steps: Vec::new(), ..batch };
+    Planned { batch: empty, status: typed(v), stalled, requeue_at }
 }
 
 /// What the planner of `o` (whose uid is `uid`) reads from the store: the controller loads

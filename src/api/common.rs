@@ -128,6 +128,26 @@ pub enum DeletionPolicy {
     Orphan,
 }
 
+/// Whether the operator makes the store match the object, or only reports how it differs.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum ManagementPolicy {
+    /// Make the store match this object (the default).
+    #[default]
+    Manage,
+    /// Change nothing: report how the store differs from this object (status `differences`,
+    /// condition `Synced=False` with reason `DriftDetected`). Switching to `Manage` applies
+    /// what is reported.
+    Observe,
+}
+
+impl ManagementPolicy {
+    /// Whether this is the default, `Manage` (left out when serializing, so a spec's hash, and
+    /// with it the store's record of the spec, is the same as before the field existed).
+    pub fn is_manage(&self) -> bool {
+        *self == ManagementPolicy::Manage
+    }
+}
+
 /// A duration written as a Go duration string (`12h`, `90m`, `1h30m`), as Kubernetes APIs
 /// write them. The text is kept as the user wrote it, so it round-trips unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -19,6 +19,10 @@ pub const INVITED: &str = "Invited";
 /// (and what it provisioned) alone.
 pub const PAUSED: &str = "Paused";
 
+/// With `managementPolicy: Observe`: True when the store matches the object, False (reason
+/// `DriftDetected`) when it differs. Absent under `Manage`.
+pub const SYNCED: &str = "Synced";
+
 /// Set `cond` in `conditions`, keeping the old `lastTransitionTime` when the status did not change.
 pub fn set(conditions: &mut Vec<Condition>, mut cond: Condition) {
     match conditions.iter_mut().find(|c| c.type_ == cond.type_) {

@@ -1,6 +1,6 @@
 //! `Customer`: one support agreement and the people it names.
 
-use super::common::{AccountType, DeletionPolicy, Email, Person};
+use super::common::{AccountType, DeletionPolicy, Email, ManagementPolicy, Person};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -64,6 +64,10 @@ pub struct CustomerSpec {
     /// removes its workspaces, grants and pending invitations; `Orphan` leaves them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// `Manage` (the default) makes the store match this object; `Observe` changes nothing and
+    /// reports in status how the store differs (`differences`, condition `Synced`).
+    #[serde(default, skip_serializing_if = "ManagementPolicy::is_manage")]
+    pub management_policy: ManagementPolicy,
 }
 
 /// The kind of support agreement.
@@ -224,6 +228,14 @@ pub struct CustomerStatus {
     /// Counts of what the Services Hub holds for this customer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<CustomerCounts>,
+    /// With `managementPolicy: Observe`: how the store differs from this object (the first 20;
+    /// `differenceCount` has them all). Empty when it matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub differences: Vec<String>,
+    /// With `managementPolicy: Observe`: how many differences there are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difference_count: Option<i64>,
 }
 
 /// Counts of what the Services Hub holds for a customer.

@@ -2,7 +2,7 @@
 //! content, who approves, and how long requests and access last.
 
 use super::access::Role;
-use super::common::{Email, GoDuration, LocalRef};
+use super::common::{Email, GoDuration, LocalRef, ManagementPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -58,6 +58,10 @@ pub struct LockboxPolicySpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 50))]
     pub notification_recipients: Vec<Email>,
+    /// `Manage` (the default) makes the store match this object; `Observe` changes nothing and
+    /// reports in status how the store differs (`differences`, condition `Synced`).
+    #[serde(default, skip_serializing_if = "ManagementPolicy::is_manage")]
+    pub management_policy: ManagementPolicy,
 }
 
 fn default_true() -> bool {
@@ -127,4 +131,12 @@ pub struct LockboxPolicyStatus {
     /// The next moment a request expires or its access ends (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_deadline: Option<String>,
+    /// With `managementPolicy: Observe`: how the store differs from this object (the first 20;
+    /// `differenceCount` has them all). Empty when it matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub differences: Vec<String>,
+    /// With `managementPolicy: Observe`: how many differences there are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difference_count: Option<i64>,
 }

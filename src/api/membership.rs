@@ -2,7 +2,7 @@
 //! individually granted permissions.
 
 use super::access::{Permission, Role};
-use super::common::{AccountType, DeletionPolicy, Email, LocalRef};
+use super::common::{AccountType, DeletionPolicy, Email, LocalRef, ManagementPolicy};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -95,6 +95,10 @@ pub struct MembershipSpec {
     /// revokes its grants and cancels a pending invitation; `Orphan` leaves them.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// `Manage` (the default) makes the store match this object; `Observe` changes nothing and
+    /// reports in status how the store differs (`differences`, condition `Synced`).
+    #[serde(default, skip_serializing_if = "ManagementPolicy::is_manage")]
+    pub management_policy: ManagementPolicy,
 }
 
 /// The kind of member.
@@ -166,6 +170,14 @@ pub struct MembershipStatus {
     /// What the member may do in this scope, and where each permission comes from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub effective_permissions: Vec<EffectivePermission>,
+    /// With `managementPolicy: Observe`: how the store differs from this object (the first 20;
+    /// `differenceCount` has them all). Empty when it matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub differences: Vec<String>,
+    /// With `managementPolicy: Observe`: how many differences there are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difference_count: Option<i64>,
 }
 
 /// State of the invitation for a membership.

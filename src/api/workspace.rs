@@ -1,7 +1,7 @@
 //! `Workspace`: one segment of a customer's agreement, with its own administrators and its
 //! own rule on personal (MSA) accounts.
 
-use super::common::{DeletionPolicy, LocalRef, Person};
+use super::common::{DeletionPolicy, LocalRef, ManagementPolicy, Person};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -62,6 +62,10 @@ pub struct WorkspaceSpec {
     /// removes the workspace with its grants and pending invitations; `Orphan` leaves it.
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+    /// `Manage` (the default) makes the store match this object; `Observe` changes nothing and
+    /// reports in status how the store differs (`differences`, condition `Synced`).
+    #[serde(default, skip_serializing_if = "ManagementPolicy::is_manage")]
+    pub management_policy: ManagementPolicy,
 }
 
 /// Observed state of a Workspace, written by the operator.
@@ -81,4 +85,12 @@ pub struct WorkspaceStatus {
     /// Number of members (users and groups) with access to this workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<i64>,
+    /// With `managementPolicy: Observe`: how the store differs from this object (the first 20;
+    /// `differenceCount` has them all). Empty when it matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub differences: Vec<String>,
+    /// With `managementPolicy: Observe`: how many differences there are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difference_count: Option<i64>,
 }

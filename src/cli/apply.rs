@@ -294,8 +294,28 @@ fn print_human(
                 writeln!(out, "  {} {}", sign(&c.summary), c.summary)?;
             }
         }
-        if total == 0 {
-            writeln!(out, "No changes: the store matches the files.")?;
+        for o in &r.objects {
+            let (listed, count) = o.status.differences();
+            if count == 0 {
+                continue;
+            }
+            writeln!(
+                out,
+                "{} {}/{} (managementPolicy Observe: {count} difference(s), not corrected):",
+                o.kind, o.namespace, o.name
+            )?;
+            for d in listed {
+                writeln!(out, "  ! {d}")?;
+            }
+            if count > listed.len() as i64 {
+                writeln!(out, "  ! ... and {} more", count - listed.len() as i64)?;
+            }
+        }
+        let observed = r.objects.iter().any(|o| o.status.differences().1 > 0);
+        match (total, observed) {
+            (0, false) => writeln!(out, "No changes: the store matches the files.")?,
+            (0, true) => writeln!(out, "No changes: what differs is under managementPolicy Observe (listed above).")?,
+            _ => {}
         }
         writeln!(out)?;
     }

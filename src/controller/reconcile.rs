@@ -384,6 +384,25 @@ pub(crate) fn transitions(batch: &Batch, before: &[Condition], status: &Status) 
             secondary: None,
         });
     }
+    // Observe only: drift found, or gone.
+    let synced = |conds: &[Condition]| conditions::get(conds, conditions::SYNCED).map(|c| c.status == "True");
+    match (synced(before), synced(after)) {
+        (b, Some(false)) if b != Some(false) => out.push(Event {
+            type_: EventType::Warning,
+            reason: "DriftDetected".into(),
+            note: conditions::get(after, conditions::SYNCED).map(|c| c.message.chars().take(NOTE_LIMIT).collect()),
+            action: "Observe".into(),
+            secondary: None,
+        }),
+        (Some(false), Some(true)) => out.push(Event {
+            type_: EventType::Normal,
+            reason: "InSync".into(),
+            note: Some("the store matches this object again".into()),
+            action: "Observe".into(),
+            secondary: None,
+        }),
+        _ => {}
+    }
     // The invitation's delivery outcome: failures and expiry warn, acceptance informs.
     let reason_of = |conds: &[Condition]| conditions::get(conds, conditions::INVITED).map(|c| c.reason.clone());
     if let Some(c) = conditions::get(after, conditions::INVITED)

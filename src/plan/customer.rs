@@ -71,7 +71,7 @@ pub fn plan_customer(
         newsletters: serde_json::to_string(&spec.newsletters).unwrap_or_default(),
         phase: phase.as_str().to_owned(),
         deletion_policy: format!("{:?}", spec.deletion_policy),
-        spec_hash: spec_hash(spec),
+        spec_hash: spec_hash(&crate::api::CustomerSpec { management_policy: Default::default(), ..spec.clone() }),
     };
     match &snapshot.customer {
         None => emit(
@@ -231,6 +231,8 @@ fn finish(
         default_workspace,
         next_transition: next.map(|t| t.to_string()),
         counts: Some(counts),
+        differences: Vec::new(),
+        difference_count: None,
     };
     Plan { steps: if stalled { Vec::new() } else { steps }, guard: Some(guard), status, requeue_at: next, stalled }
 }

@@ -43,7 +43,10 @@ pub fn plan_lockbox_policy(
                     max_access_seconds: spec.max_access_duration.seconds(),
                     workloads: serde_json::to_string(&spec.workloads).unwrap_or_default(),
                     recipients: serde_json::to_string(&spec.notification_recipients).unwrap_or_default(),
-                    spec_hash: spec_hash(spec),
+                    spec_hash: spec_hash(&crate::api::LockboxPolicySpec {
+                        management_policy: Default::default(),
+                        ..spec.clone()
+                    }),
                 };
                 match snapshot.policies.get(&id.uid) {
                     None => emit(
@@ -80,6 +83,8 @@ pub fn plan_lockbox_policy(
         pending_requests: previous.and_then(|p| p.pending_requests),
         active_requests: previous.and_then(|p| p.active_requests),
         next_deadline: previous.and_then(|p| p.next_deadline.clone()),
+        differences: Vec::new(),
+        difference_count: None,
     };
     let guard = guard(snapshot, GuardTable::LockboxPolicy, &id.uid);
     Plan { steps, guard: Some(guard), status, requeue_at: None, stalled }

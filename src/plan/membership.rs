@@ -174,6 +174,8 @@ fn finish(
         conditions,
         invitation,
         effective_permissions: effective,
+        differences: Vec::new(),
+        difference_count: None,
     };
     let guard = guard(frame.snapshot, GuardTable::Membership, &id.uid);
     let requeue_at = status

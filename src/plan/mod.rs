@@ -108,7 +108,8 @@ fn guard(snapshot: &Snapshot, table: GuardTable, id: &str) -> Guard {
 }
 
 /// A stable short hash of anything serializable: detects whether a stored row was written
-/// from the same desired state (so a difference in its children is drift).
+/// from the same desired state (so a difference in its children is drift). Specs are
+/// hashed with `managementPolicy` at its default: observing an object is not a difference.
 pub fn spec_hash<T: serde::Serialize>(value: &T) -> String {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     let digest = Sha256::digest(&bytes);

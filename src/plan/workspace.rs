@@ -87,7 +87,7 @@ pub fn plan_workspace(
         personal_allowed,
         support_benefits: serde_json::to_string(&spec.support_benefits).unwrap_or_default(),
         deletion_policy: format!("{:?}", spec.deletion_policy),
-        spec_hash: spec_hash(spec),
+        spec_hash: spec_hash(&crate::api::WorkspaceSpec { management_policy: Default::default(), ..spec.clone() }),
     };
     match &stored {
         None => emit(
@@ -169,6 +169,8 @@ fn finish(
         conditions: conds,
         personal_accounts_allowed: personal_allowed,
         members: personal_allowed.map(|_| members.len() as i64),
+        differences: Vec::new(),
+        difference_count: None,
     };
     let guard = guard(frame.snapshot, GuardTable::Workspace, &id.uid);
     Plan { steps, guard: Some(guard), status, requeue_at: None, stalled }

@@ -18,6 +18,7 @@ mod hostile;
 mod invitations;
 mod lockbox;
 mod notify;
+mod observe;
 mod output;
 mod pause;
 mod race;
