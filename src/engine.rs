@@ -127,6 +127,17 @@ impl Status {
         }
     }
 
+    /// Say in status that the rows are kept under `id` (an adopted store id).
+    pub fn set_store_id(&mut self, id: Option<String>) {
+        match self {
+            Status::None => {}
+            Status::Customer(s) => s.store_id = id,
+            Status::Workspace(s) => s.store_id = id,
+            Status::Membership(s) => s.store_id = id,
+            Status::LockboxPolicy(s) => s.store_id = id,
+        }
+    }
+
     /// With `managementPolicy: Observe`: the differences listed, and how many there are.
     pub fn differences(&self) -> (&[String], i64) {
         let (list, count) = match self {
@@ -349,7 +360,10 @@ pub async fn run_with_progress(
             let uids = store.uids(key.0, &key.1).await?;
             known.insert(key.clone(), uids);
         }
-        let found = o.meta().uid.clone().or_else(|| known.get(&key).and_then(|m| m.get(o.name()).cloned()));
+        let found = crate::api::adopted_id(o.meta())
+            .map(str::to_owned)
+            .or_else(|| o.meta().uid.clone())
+            .or_else(|| known.get(&key).and_then(|m| m.get(o.name()).cloned()));
         minted.push(found.is_none());
         let uid = found.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let id = Identity {

@@ -236,6 +236,10 @@ pub struct CustomerStatus {
     /// With `managementPolicy: Observe`: how many differences there are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub difference_count: Option<i64>,
+    /// The id the store keeps this object's rows under, when it is not `metadata.uid`: the id
+    /// adopted through the `servicehub.io/adopt` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
 }
 
 /// Counts of what the Services Hub holds for a customer.

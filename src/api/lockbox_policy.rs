@@ -139,4 +139,8 @@ pub struct LockboxPolicyStatus {
     /// With `managementPolicy: Observe`: how many differences there are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub difference_count: Option<i64>,
+    /// The id the store keeps this object's rows under, when it is not `metadata.uid`: the id
+    /// adopted through the `servicehub.io/adopt` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
 }

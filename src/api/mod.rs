@@ -40,6 +40,16 @@ pub fn is_paused(meta: &kube::api::ObjectMeta) -> bool {
     meta.annotations.as_ref().and_then(|a| a.get(PAUSED_ANNOTATION)).is_some_and(|v| v == "true")
 }
 
+/// The annotation through which an object takes over the rows the store keeps under another
+/// id (a store prepared by `servicehub apply`, a restored backup, an earlier tool): its value
+/// is that store id, which the object is then keyed by instead of its `metadata.uid`.
+pub const ADOPT_ANNOTATION: &str = "servicehub.io/adopt";
+
+/// The store id an object adopts (`servicehub.io/adopt`), if any.
+pub fn adopted_id(meta: &kube::api::ObjectMeta) -> Option<&str> {
+    meta.annotations.as_ref().and_then(|a| a.get(ADOPT_ANNOTATION)).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
 /// The four kinds, in dependency order (a later kind refers to earlier ones).
 pub const KINDS: [&str; 4] = ["Customer", "Workspace", "Membership", "LockboxPolicy"];
 

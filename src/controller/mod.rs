@@ -119,6 +119,10 @@ pub struct Caches {
     pub customers: Cache<Customer>,
     /// Workspaces.
     pub workspaces: Cache<Workspace>,
+    /// Memberships.
+    pub memberships: Cache<Membership>,
+    /// Lockbox policies.
+    pub policies: Cache<LockboxPolicy>,
 }
 
 /// A parent that exists in the cluster but not yet in the store.
@@ -470,7 +474,12 @@ pub async fn run_controllers(
         store,
         metrics,
         settings,
-        caches: Caches { customers: c_cache.clone(), workspaces: w_cache.clone() },
+        caches: Caches {
+            customers: c_cache.clone(),
+            workspaces: w_cache.clone(),
+            memberships: m_cache.clone(),
+            policies: p_cache.clone(),
+        },
         delivery: delivery.clone(),
         failures: Default::default(),
     });

@@ -48,10 +48,12 @@ pub trait Managed:
     fn status_json(&self) -> Option<serde_json::Value>;
     /// The current conditions.
     fn conditions(&self) -> &[Condition];
+    /// The controller's cache of this kind.
+    fn cache(caches: &super::Caches) -> &kube::runtime::reflector::Store<Self>;
 }
 
 macro_rules! managed {
-    ($t:ident) => {
+    ($t:ident, $cache:ident) => {
         impl Managed for $t {
             fn object(&self) -> Object {
                 Object::$t(Box::new(self.clone()))
@@ -62,13 +64,16 @@ macro_rules! managed {
             fn conditions(&self) -> &[Condition] {
                 self.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default()
             }
+            fn cache(caches: &super::Caches) -> &kube::runtime::reflector::Store<Self> {
+                &caches.$cache
+            }
         }
     };
 }
-managed!(Customer);
-managed!(Workspace);
-managed!(Membership);
-managed!(LockboxPolicy);
+managed!(Customer, customers);
+managed!(Workspace, workspaces);
+managed!(Membership, memberships);
+managed!(LockboxPolicy, policies);
 
 /// How many times a reconcile re-reads and re-plans after losing a store race before it
 /// gives up and backs off.
@@ -158,11 +163,15 @@ pub(super) fn failure_key<K: Managed>(namespace: &str, name: &str) -> String {
     format!("{}/{namespace}/{name}", K::kind(&()))
 }
 
-/// The object's identity for the planner.
+/// The object's identity for the planner: keyed by the store id it adopts (the
+/// `servicehub.io/adopt` annotation, or the id its status says it adopted, for a Workspace
+/// taken over by name), else by its `metadata.uid`.
 fn identity<K: Managed>(obj: &K) -> Result<Identity, Error> {
     let meta = obj.meta();
+    let uid = meta.uid.clone().ok_or(Error::Invalid("the object has no metadata.uid".into()))?;
+    let said = obj.status_json().and_then(|s| s.get("storeId").and_then(|v| v.as_str()).map(str::to_owned));
     Ok(Identity {
-        uid: meta.uid.clone().ok_or(Error::Invalid("the object has no metadata.uid".into()))?,
+        uid: crate::api::adopted_id(meta).map(str::to_owned).or(said).unwrap_or(uid),
         namespace: meta.namespace.clone().unwrap_or_default(),
         name: meta.name.clone().unwrap_or_default(),
         generation: meta.generation,
@@ -213,8 +222,77 @@ where
 /// How soon a child whose parent is still in flight looks again if nothing requeues it.
 const PARENT_IN_FLIGHT_RECHECK: Duration = Duration::from_secs(10);
 
+/// Another object of the same kind that holds `store_id`: keyed by it (its uid), or
+/// adopting it too. An adoption never takes rows from a live object.
+fn owner_of<K: Managed>(obj: &K, store_id: &str, ctx: &Context) -> Option<String> {
+    let me = obj.meta().uid.as_deref();
+    K::cache(&ctx.caches).state().iter().find_map(|other| {
+        let m = other.meta();
+        let holds = m.uid.as_deref() == Some(store_id) || crate::api::adopted_id(m) == Some(store_id);
+        (holds && m.uid.as_deref() != me && m.deletion_timestamp.is_none())
+            .then(|| format!("{} {}/{}", K::kind(&()), m.namespace.as_deref().unwrap_or_default(), other.name_any()))
+    })
+}
+
+/// Refuse an adoption: `Stalled` with the owner named, the rest of the status as it was.
+async fn refuse_adoption<K: Managed>(api: &Api<K>, obj: &K, message: String, ctx: &Context) -> Result<Action, Error> {
+    let mut status = obj.status_json().unwrap_or_else(|| serde_json::json!({}));
+    let mut conds: Vec<Condition> =
+        status.get("conditions").cloned().and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default();
+    let generation = obj.meta().generation;
+    let now = ctx.now();
+    conditions::set(
+        &mut conds,
+        conditions::new(conditions::STALLED, true, "AdoptionRefused", message.clone(), generation, now),
+    );
+    conditions::set(&mut conds, conditions::new(conditions::READY, false, "AdoptionRefused", message, generation, now));
+    status["conditions"] = serde_json::to_value(&conds).map_err(|e| Error::Invalid(e.to_string()))?;
+    status["observedGeneration"] = serde_json::json!(generation);
+    if obj.status_json().as_ref() != Some(&status) {
+        let body = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
+        api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+        ctx.metrics.status_writes.get_or_create(&super::metrics::Metrics::kind(&K::kind(&()))).inc();
+        if let Some(c) = conditions::get(&conds, conditions::STALLED) {
+            let event = Event {
+                type_: EventType::Warning,
+                reason: "AdoptionRefused".into(),
+                note: Some(c.message.chars().take(NOTE_LIMIT).collect()),
+                action: "Adopt".into(),
+                secondary: None,
+            };
+            ctx.publish(obj, event).await;
+        }
+    }
+    Ok(Action::await_change())
+}
+
 async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
-    let id = identity(obj.as_ref())?;
+    let mut id = identity(obj.as_ref())?;
+    let own = obj.meta().uid.clone().unwrap_or_default();
+    let mut adopted = (id.uid != own).then(|| id.uid.clone());
+    // A Workspace whose name the store holds under another id, owned by no live Workspace
+    // (left by an earlier tool, a backup, a released object), is taken over by name.
+    if adopted.is_none() && K::kind(&()) == "Workspace" {
+        let stored = ctx.timed("load", ctx.store.uids(GuardTable::Workspace, &id.namespace)).await?;
+        // (Not the operator's own `<customer>-default`, which a declared default replaces.)
+        if let Some(other) = stored.get(&id.name).filter(|o| **o != own && !o.starts_with("default:"))
+            && owner_of(obj.as_ref(), other, ctx).is_none()
+        {
+            adopted = Some(other.clone());
+            id.uid = other.clone();
+        }
+    }
+    let adopted = adopted.as_deref();
+    if let Some(store_id) = adopted
+        && let Some(owner) = owner_of(obj.as_ref(), store_id, ctx)
+    {
+        let message = format!(
+            "metadata.annotations[{}]: the rows kept under {store_id} belong to {owner}; an object never takes \
+             them from another (delete or release that object first)",
+            crate::api::ADOPT_ANNOTATION
+        );
+        return refuse_adoption(api, obj.as_ref(), message, ctx).await;
+    }
     let o = obj.object();
     let declared = match &o {
         Object::Customer(_) => ctx.declared_default(&id.namespace, &id.name),
@@ -264,6 +342,43 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
     // Resumed: the pause is over (the planner carries the previous conditions over).
     if let Some(conds) = status.conditions_mut() {
         conds.retain(|c| c.type_ != conditions::PAUSED);
+    }
+    // The first pass under an adopted id is the takeover: audited once, then said in status.
+    if let Some(store_id) = adopted
+        && !stalled
+    {
+        let said = obj.status_json().and_then(|s| s.get("storeId").and_then(|v| v.as_str()).map(str::to_owned));
+        // The status may lag a pass behind (a cached copy): the audit log decides.
+        let audited = said.as_deref() == Some(store_id) || {
+            let filter = crate::store::AuditFilter {
+                kind: Some(K::kind(&()).to_string()),
+                object: Some(store_id.to_owned()),
+                ..Default::default()
+            };
+            let uid = obj.meta().uid.clone().unwrap_or_default();
+            let entries = ctx.timed("load", ctx.store.audit(&filter)).await?;
+            entries.iter().any(|e| e.action == "adopt" && e.after.as_deref().is_some_and(|a| a.contains(&uid)))
+        };
+        if !audited {
+            let entry = crate::store::AuditEntry {
+                id: 0,
+                at: now.as_second(),
+                actor: ctx.settings.actor.clone(),
+                action: "adopt".into(),
+                kind: K::kind(&()).to_string(),
+                object: store_id.to_owned(),
+                drift: false,
+                before: None,
+                after: Some(
+                    serde_json::json!({
+                        "namespace": id.namespace, "name": id.name, "uid": obj.meta().uid, "storeId": store_id,
+                    })
+                    .to_string(),
+                ),
+            };
+            ctx.timed("apply", ctx.store.record_adoption(&entry)).await?;
+        }
+        status.set_store_id(Some(store_id.to_owned()));
     }
     let new = serde_json::to_value(&status).map_err(|e| Error::Invalid(e.to_string()))?;
     if obj.status_json().as_ref() != Some(&new) {

@@ -48,9 +48,14 @@ pub fn plan_customer(
         && c.record.uid != uid
     {
         let msg = format!(
-            "the store still holds customer {}/{} with uid {} (a deleted object whose cleanup has not run); \
-             it must be removed before this one can take the name",
-            id.namespace, id.name, c.record.uid
+            "the store holds customer {}/{} under the id {} (another object's, or one whose cleanup has not \
+             run); it must be removed before this one can take the name, or, to take over what it holds, \
+             annotate this object with {}: \"{}\"",
+            id.namespace,
+            id.name,
+            c.record.uid,
+            crate::api::ADOPT_ANNOTATION,
+            c.record.uid
         );
         let verdict = Verdict::Stalled { reason: "NameInUse", message: msg };
         return finish(&frame, Vec::new(), work, phase, None, verdict, None);
@@ -233,6 +238,7 @@ fn finish(
         counts: Some(counts),
         differences: Vec::new(),
         difference_count: None,
+        store_id: None,
     };
     Plan { steps: if stalled { Vec::new() } else { steps }, guard: Some(guard), status, requeue_at: next, stalled }
 }

@@ -85,6 +85,7 @@ pub fn plan_lockbox_policy(
         next_deadline: previous.and_then(|p| p.next_deadline.clone()),
         differences: Vec::new(),
         difference_count: None,
+        store_id: None,
     };
     let guard = guard(snapshot, GuardTable::LockboxPolicy, &id.uid);
     Plan { steps, guard: Some(guard), status, requeue_at: None, stalled }

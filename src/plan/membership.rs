@@ -176,6 +176,7 @@ fn finish(
         effective_permissions: effective,
         differences: Vec::new(),
         difference_count: None,
+        store_id: None,
     };
     let guard = guard(frame.snapshot, GuardTable::Membership, &id.uid);
     let requeue_at = status

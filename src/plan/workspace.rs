@@ -171,6 +171,7 @@ fn finish(
         members: personal_allowed.map(|_| members.len() as i64),
         differences: Vec::new(),
         difference_count: None,
+        store_id: None,
     };
     let guard = guard(frame.snapshot, GuardTable::Workspace, &id.uid);
     Plan { steps, guard: Some(guard), status, requeue_at: None, stalled }

@@ -243,6 +243,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Grants, optionally of one namespace.
     async fn grants(&self, namespace: Option<&str>) -> Result<Vec<GrantRow>>;
 
+    /// Record in the audit log that an object took over the rows kept under `store_id`
+    /// (`servicehub.io/adopt`): by whom, when, and which object (kind, namespace, name, uid).
+    async fn record_adoption(&self, entry: &AuditEntry) -> Result<()>;
+
     /// Users known to each customer (of one namespace), with their memberships.
     async fn users(&self, namespace: Option<&str>) -> Result<Vec<UserRow>>;
 

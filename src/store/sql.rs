@@ -543,6 +543,13 @@ impl Store for SqlStore {
         super::sql_read::grants(&self.pool, namespace).await
     }
 
+    async fn record_adoption(&self, entry: &AuditEntry) -> Result<()> {
+        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        audit_entry(&mut conn, entry).await?;
+        self.rows_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
     async fn users(&self, namespace: Option<&str>) -> Result<Vec<UserRow>> {
         super::sql_read::users(&self.pool, namespace).await
     }

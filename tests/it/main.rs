@@ -1,5 +1,6 @@
 //! All integration tests in one binary (one link, shared helpers), one module per capability.
 
+mod adopt;
 #[path = "../apiserver/mod.rs"]
 mod apiserver;
 mod apply;
