@@ -3,7 +3,7 @@
 //! nothing is corrected until the policy is `Manage` again.
 
 use crate::cluster::{self, eventually};
-use crate::support::{repo, servicehub_in, sqlite_file, stderr, stdout};
+use crate::support::{WITHOUT_LOCKBOX, example_files, servicehub_in, sqlite_file, stderr, stdout};
 use kube::api::{Api, Patch, PatchParams};
 use servicehub_operator::api::{Membership, conditions};
 use std::time::Duration;
@@ -76,11 +76,7 @@ async fn an_observed_membership_reports_drift_and_corrects_nothing_until_managed
 async fn apply_reports_what_an_observed_object_would_change_and_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path();
-    let files = home.join("files");
-    std::fs::create_dir(&files).expect("dir");
-    for f in ["01-customer.yaml", "02-workspaces.yaml", "03-memberships.yaml"] {
-        std::fs::copy(repo("examples").join(f), files.join(f)).expect("copy");
-    }
+    let files = example_files(home, &WITHOUT_LOCKBOX);
     let dir_arg = files.display().to_string();
     assert!(servicehub_in(home, &["apply", "-f", &dir_arg, "--deliver=false"]).status.success());
     let store = sqlite_file(&format!("sqlite://{}", home.join("servicehub.db").display())).await;

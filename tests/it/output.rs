@@ -213,11 +213,7 @@ fn tables_fit_a_terminal_name_objects_and_wide_shows_everything() {
 fn apply_summary_lists_refused_objects_and_quiet_prints_only_the_summary() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path();
-    let files = home.join("files");
-    std::fs::create_dir(&files).expect("dir");
-    for f in ["00-namespace.yaml", "01-customer.yaml", "02-workspaces.yaml", "03-memberships.yaml"] {
-        std::fs::copy(repo("examples").join(f), files.join(f)).expect("copy");
-    }
+    let files = crate::support::example_files(home, &crate::support::WITHOUT_LOCKBOX);
     std::fs::write(
         files.join("05-bad.yaml"),
         "apiVersion: servicehub.io/v1alpha1\nkind: Membership\nmetadata: {name: bad-roles, namespace: contoso}\n\

@@ -3,7 +3,7 @@
 //! current spec when the annotation goes, and a paused object can still be deleted.
 
 use crate::cluster::{self, eventually};
-use crate::support::{repo, servicehub_in, stderr, stdout};
+use crate::support::{WITHOUT_LOCKBOX, example_files, repo, servicehub_in, stderr, stdout};
 use kube::api::{Api, Patch, PatchParams};
 use servicehub_operator::api::{Membership, conditions};
 use std::time::Duration;
@@ -78,11 +78,7 @@ async fn a_paused_membership_writes_nothing_resumes_when_unpaused_and_can_be_del
 fn apply_skips_paused_objects_and_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path();
-    let files = home.join("files");
-    std::fs::create_dir(&files).expect("dir");
-    for f in ["01-customer.yaml", "02-workspaces.yaml", "03-memberships.yaml"] {
-        std::fs::copy(repo("examples").join(f), files.join(f)).expect("copy");
-    }
+    let files = example_files(home, &WITHOUT_LOCKBOX);
     let dir_arg = files.display().to_string();
     let out = servicehub_in(home, &["apply", "-f", &dir_arg, "--deliver=false"]);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -37,6 +37,19 @@ pub fn servicehub_in(dir: &Path, args: &[&str]) -> Output {
         .expect("run servicehub")
 }
 
+/// A copy of the example files `names` in `home/files` (to edit in a test), and its path.
+pub fn example_files(home: &Path, names: &[&str]) -> PathBuf {
+    let files = home.join("files");
+    std::fs::create_dir_all(&files).expect("dir");
+    for f in names {
+        std::fs::copy(repo("examples").join(f), files.join(f)).expect("copy");
+    }
+    files
+}
+
+/// The customer, workspace and membership examples, without the Lockbox policy.
+pub const WITHOUT_LOCKBOX: [&str; 3] = ["01-customer.yaml", "02-workspaces.yaml", "03-memberships.yaml"];
+
 /// A directory for the file transport of CLI runs against the store at `url` (outside the
 /// repository; one per store, so a test can count what it delivered).
 pub fn outbox_of(url: &str) -> PathBuf {
