@@ -271,8 +271,9 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
     let own = obj.meta().uid.clone().unwrap_or_default();
     let mut adopted = (id.uid != own).then(|| id.uid.clone());
     // A Workspace whose name the store holds under another id, owned by no live Workspace
-    // (left by an earlier tool, a backup, a released object), is taken over by name.
-    if adopted.is_none() && K::kind(&()) == "Workspace" {
+    // (left by an earlier tool or a backup), is taken over by name. Looked up until the
+    // Workspace is Ready: one provisioned under its own uid has nothing to take over.
+    if adopted.is_none() && K::kind(&()) == "Workspace" && !conditions::is_true(obj.conditions(), conditions::READY) {
         let stored = ctx.timed("load", ctx.store.uids(GuardTable::Workspace, &id.namespace)).await?;
         // (Not the operator's own `<customer>-default`, which a declared default replaces.)
         if let Some(other) = stored.get(&id.name).filter(|o| **o != own && !o.starts_with("default:"))
