@@ -2,6 +2,7 @@
 //! memberships and Customer Lockbox policies.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod controller;
 pub mod domain;
