@@ -381,8 +381,16 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
         }
         status.set_store_id(Some(store_id.to_owned()));
     }
+    // A Membership whose invitation this pass queued would show it `Pending` only until the
+    // delivery worker sends it, moments later, and refreshes the Membership (`touched`):
+    // its status is written once, with the invitation sent, not twice. Bounded: if delivery
+    // is slow or off, the requeue writes what there is.
+    let just_invited = batch.steps.iter().any(|s| s.change.audit_action().1 == "invitation.issue");
+    let pending = matches!(&status, Status::Membership(st)
+        if st.invitation.as_ref().is_some_and(|i| i.state == crate::store::invitation_state::PENDING));
+    let defer = just_invited && pending && !stalled;
     let new = serde_json::to_value(&status).map_err(|e| Error::Invalid(e.to_string()))?;
-    if obj.status_json().as_ref() != Some(&new) {
+    if !defer && obj.status_json().as_ref() != Some(&new) {
         let body = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": new });
         api.patch_status(&id.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
         ctx.metrics.status_writes.get_or_create(&super::metrics::Metrics::kind(&K::kind(&()))).inc();
@@ -390,8 +398,18 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
     for event in transitions(&batch, obj.conditions(), &status) {
         ctx.publish(obj.as_ref(), event).await;
     }
-    Ok(if stalled { Action::await_change() } else { ctx.requeue_after(now, requeue_at) })
+    Ok(if defer {
+        Action::requeue(INVITATION_SETTLE)
+    } else if stalled {
+        Action::await_change()
+    } else {
+        ctx.requeue_after(now, requeue_at)
+    })
 }
+
+/// How long a Membership whose invitation was just queued waits for its delivery before
+/// writing its status anyway.
+const INVITATION_SETTLE: Duration = Duration::from_secs(5);
 
 async fn cleanup<K: Managed>(obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
     let id = identity(obj.as_ref())?;

@@ -67,6 +67,11 @@ async fn the_examples_become_ready_and_the_store_matches_a_local_apply() {
             "{}: cluster and local apply differ",
             s.name
         );
+        // Created before the operator started, each Membership's status is written once:
+        // not Pending first and Sent a moment later.
+        let n = api_m.list(&Default::default()).await.expect("list").items.len() as u64;
+        let writes = api.stats().writes_to(&["memberships/status"]);
+        assert!(writes <= n, "{}: {writes} status writes for {n} Memberships", s.name);
         op.wait_ready(Duration::from_secs(10)).await;
     }
 }
