@@ -2,7 +2,9 @@
 //! the API server emulation, reconciled by the real `servicehub run` binary on a SQLite
 //! store (and PostgreSQL when `SERVICEHUB_TEST_DATABASE_URL` is set). Prints the time from
 //! the last create to all Ready, API writes per Membership (finalizer + status; Events
-//! counted apart), writes while idle, and the operator's peak RSS. First, a cold start: 2,000
+//! counted apart), writes while idle, the operator's peak RSS, and the ratio of that time to
+//! the API write floor (writes needed / W, W the emulation's own rate for the same kind of
+//! writes from a plain client at the operator's concurrency). First, a cold start: 2,000
 //! Memberships, 20 Workspaces and their Customer created before the operator starts, with
 //! the API writes per object (`SERVICEHUB_BENCH_COLD_ONLY=1` runs only that part).
 //!
@@ -157,6 +159,9 @@ async fn run(label: &str, store_url: &str) {
     let (peak, now) = (memory_mib(child.id(), "VmHWM:"), memory_mib(child.id(), "VmRSS:"));
     let _ = child.kill();
     let _ = child.wait();
+    // The floor: the emulation's own rate for the writes the operator makes, in the same run.
+    let w = status_write_rate(&server, MEMBERSHIPS, OPERATOR_CONCURRENCY).await;
+    let floor = MEMBERSHIPS as f64 * per_object / w;
 
     println!("controller [{label}]: {MEMBERSHIPS} Memberships across {WORKSPACES} Workspaces");
     println!("  created in the emulation in {:.2} s", creating.as_secs_f64());
@@ -165,9 +170,48 @@ async fn run(label: &str, store_url: &str) {
     println!("  Events per Membership: {events:.2} (one per pass that changed something)");
     println!("  API writes in 30 s idle: {idle} (target 0)");
     println!(
+        "  W (a plain client's server-side-apply status patches, {OPERATOR_CONCURRENCY} at once): {w:.0}/s; \
+         write floor {floor:.1} s; time / floor: {:.2} (target <= 1.2)",
+        converge.as_secs_f64() / floor
+    );
+    println!(
         "  operator RSS: peak {peak:.1} MiB (target <= 150), {now:.1} MiB when idle; {baseline:.1} MiB before the Memberships"
     );
     server.stop().await;
+}
+
+/// `servicehub run`'s default `--concurrency` (reconciles at once per kind).
+const OPERATOR_CONCURRENCY: usize = 16;
+
+/// Writes per second the emulation takes of the kind the operator makes (a server-side
+/// apply of a Membership's status over HTTP, forced, as the operator's field manager
+/// does), from a plain kube client with `concurrency` requests in flight: one patch per
+/// Membership (`n`), each changing the status, after the operator has stopped.
+async fn status_write_rate(server: &ApiServer, n: usize, concurrency: usize) -> f64 {
+    use futures::StreamExt;
+    let api: kube::Api<servicehub_operator::api::Membership> = kube::Api::namespaced(server.client(), "bench");
+    let params = kube::api::PatchParams::apply("bench-write-floor").force();
+    let started = Instant::now();
+    let done: Vec<bool> = futures::stream::iter(0..n)
+        .map(|i| {
+            let (api, params) = (api.clone(), params.clone());
+            async move {
+                let body = serde_json::json!({
+                    "apiVersion": "servicehub.io/v1alpha1", "kind": "Membership",
+                    "status": { "observedGeneration": 1, "conditions": [{
+                        "type": "Ready", "status": "True", "reason": "Probe", "message": format!("probe {i}"),
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }]},
+                });
+                api.patch_status(&format!("m-{i}"), &params, &kube::api::Patch::Apply(&body)).await.is_ok()
+            }
+        })
+        .buffer_unordered(concurrency)
+        .collect()
+        .await;
+    let ok = done.iter().filter(|d| **d).count();
+    assert_eq!(ok, n, "every probe write succeeds");
+    n as f64 / started.elapsed().as_secs_f64()
 }
 
 /// Objects created before the operator starts (a restore, a first install over existing
