@@ -329,20 +329,18 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                     let e = &l.entry;
                     // A correction of a change made behind the operator's back says so.
                     let action = if e.drift { format!("{} (drift)", e.action) } else { e.action.clone() };
-                    let mut row = vec![e.id.to_string(), time(Some(e.at)), e.actor.clone(), action];
-                    if wide {
-                        row.push(e.kind.clone());
-                    }
-                    row.push(l.object_name.clone());
-                    row
+                    vec![
+                        e.id.to_string(),
+                        time(Some(e.at)),
+                        e.actor.clone(),
+                        action,
+                        e.kind.clone(),
+                        l.object_name.clone(),
+                    ]
                 })
                 .collect();
-            let mut header = vec!["ID", "AT", "ACTOR", "ACTION"];
-            if wide {
-                header.push("KIND");
-            }
-            header.push("OBJECT");
-            (header, rows, vec![0, WHEN, 18, 26, 46])
+            let header = vec!["ID", "AT", "ACTOR", "ACTION", "KIND", "OBJECT"];
+            (header, rows, vec![0, WHEN, 18, 24, 13, 36])
         }
     };
     let (mut header, mut rows, mut max) = (header, rows, if wide { Vec::new() } else { max });
