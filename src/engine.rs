@@ -127,27 +127,34 @@ impl Status {
         }
     }
 
+    /// What the status reports on observing and adopting.
+    fn tracking_mut(&mut self) -> Option<&mut crate::api::Tracking> {
+        match self {
+            Status::None => None,
+            Status::Customer(s) => Some(&mut s.tracking),
+            Status::Workspace(s) => Some(&mut s.tracking),
+            Status::Membership(s) => Some(&mut s.tracking),
+            Status::LockboxPolicy(s) => Some(&mut s.tracking),
+        }
+    }
+
     /// Say in status that the rows are kept under `id` (an adopted store id).
     pub fn set_store_id(&mut self, id: Option<String>) {
-        match self {
-            Status::None => {}
-            Status::Customer(s) => s.store_id = id,
-            Status::Workspace(s) => s.store_id = id,
-            Status::Membership(s) => s.store_id = id,
-            Status::LockboxPolicy(s) => s.store_id = id,
+        if let Some(t) = self.tracking_mut() {
+            t.store_id = id;
         }
     }
 
     /// With `managementPolicy: Observe`: the differences listed, and how many there are.
     pub fn differences(&self) -> (&[String], i64) {
-        let (list, count) = match self {
+        let t = match self {
             Status::None => return (&[], 0),
-            Status::Customer(s) => (&s.differences, s.difference_count),
-            Status::Workspace(s) => (&s.differences, s.difference_count),
-            Status::Membership(s) => (&s.differences, s.difference_count),
-            Status::LockboxPolicy(s) => (&s.differences, s.difference_count),
+            Status::Customer(s) => &s.tracking,
+            Status::Workspace(s) => &s.tracking,
+            Status::Membership(s) => &s.tracking,
+            Status::LockboxPolicy(s) => &s.tracking,
         };
-        (list, count.unwrap_or(0))
+        (&t.differences, t.difference_count.unwrap_or(0))
     }
 
     /// The conditions of the status.
@@ -230,7 +237,7 @@ const DIFFERENCES_SHOWN: usize = 20;
 /// last observed or provisioned: nothing changed since) with the differences, `Synced` and
 /// `Ready` set; a refused spec is reported as under `Manage`.
 fn observe(o: &Object, planned: Planned, id: &Identity, ctx: &Context) -> Planned {
-    let Planned { batch, status: _, stalled, requeue_at } = planned;
+    let Planned { batch, status: as_planned, stalled, requeue_at } = planned;
     let differences: Vec<String> = batch.steps.iter().map(|s| s.summary.clone()).collect();
     let previous = match o {
         Object::Customer(x) => x.status.as_ref().and_then(|s| serde_json::to_value(s).ok()),
@@ -270,7 +277,9 @@ fn observe(o: &Object, planned: Planned, id: &Identity, ctx: &Context) -> Planne
             Object::Membership(_) => serde_json::from_value(v).map(Status::Membership),
             Object::LockboxPolicy(_) => serde_json::from_value(v).map(Status::LockboxPolicy),
         }
-        .unwrap_or(Status::None)
+        // Every status field has a default, so this holds; if not, report as planned rather
+        // than write an empty status.
+        .unwrap_or(as_planned)
     };
     let empty = crate::store::Batch { steps: Vec::new(), ..batch };
     Planned { batch: empty, status: typed(v), stalled, requeue_at }

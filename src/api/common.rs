@@ -148,6 +148,25 @@ impl ManagementPolicy {
     }
 }
 
+/// The status fields every kind shares (flattened into each status): how an observed object
+/// differs from the store, and the store id an adopted object is kept under.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tracking {
+    /// With `managementPolicy: Observe`: how the store differs from this object (the first 20;
+    /// `differenceCount` has them all). Empty when it matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    pub differences: Vec<String>,
+    /// With `managementPolicy: Observe`: how many differences there are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difference_count: Option<i64>,
+    /// The id the store keeps this object's rows under, when it is not `metadata.uid`: the id
+    /// adopted through the `servicehub.io/adopt` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_id: Option<String>,
+}
+
 /// A duration written as a Go duration string (`12h`, `90m`, `1h30m`), as Kubernetes APIs
 /// write them. The text is kept as the user wrote it, so it round-trips unchanged.
 #[derive(Clone, Debug, PartialEq, Eq)]

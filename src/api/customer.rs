@@ -1,6 +1,6 @@
 //! `Customer`: one support agreement and the people it names.
 
-use super::common::{AccountType, DeletionPolicy, Email, ManagementPolicy, Person};
+use super::common::{AccountType, DeletionPolicy, Email, ManagementPolicy, Person, Tracking};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -228,18 +228,9 @@ pub struct CustomerStatus {
     /// Counts of what the Services Hub holds for this customer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counts: Option<CustomerCounts>,
-    /// With `managementPolicy: Observe`: how the store differs from this object (the first 20;
-    /// `differenceCount` has them all). Empty when it matches.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20))]
-    pub differences: Vec<String>,
-    /// With `managementPolicy: Observe`: how many differences there are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub difference_count: Option<i64>,
-    /// The id the store keeps this object's rows under, when it is not `metadata.uid`: the id
-    /// adopted through the `servicehub.io/adopt` annotation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub store_id: Option<String>,
+    /// What the status reports on observing (`managementPolicy: Observe`) and adopting.
+    #[serde(flatten)]
+    pub tracking: Tracking,
 }
 
 /// Counts of what the Services Hub holds for a customer.

@@ -2,7 +2,7 @@
 //! content, who approves, and how long requests and access last.
 
 use super::access::Role;
-use super::common::{Email, GoDuration, LocalRef, ManagementPolicy};
+use super::common::{Email, GoDuration, LocalRef, ManagementPolicy, Tracking};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -131,16 +131,7 @@ pub struct LockboxPolicyStatus {
     /// The next moment a request expires or its access ends (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_deadline: Option<String>,
-    /// With `managementPolicy: Observe`: how the store differs from this object (the first 20;
-    /// `differenceCount` has them all). Empty when it matches.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20))]
-    pub differences: Vec<String>,
-    /// With `managementPolicy: Observe`: how many differences there are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub difference_count: Option<i64>,
-    /// The id the store keeps this object's rows under, when it is not `metadata.uid`: the id
-    /// adopted through the `servicehub.io/adopt` annotation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub store_id: Option<String>,
+    /// What the status reports on observing (`managementPolicy: Observe`) and adopting.
+    #[serde(flatten)]
+    pub tracking: Tracking,
 }

@@ -2,7 +2,7 @@
 //! individually granted permissions.
 
 use super::access::{Permission, Role};
-use super::common::{AccountType, DeletionPolicy, Email, LocalRef, ManagementPolicy};
+use super::common::{AccountType, DeletionPolicy, Email, LocalRef, ManagementPolicy, Tracking};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -170,18 +170,9 @@ pub struct MembershipStatus {
     /// What the member may do in this scope, and where each permission comes from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub effective_permissions: Vec<EffectivePermission>,
-    /// With `managementPolicy: Observe`: how the store differs from this object (the first 20;
-    /// `differenceCount` has them all). Empty when it matches.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20))]
-    pub differences: Vec<String>,
-    /// With `managementPolicy: Observe`: how many differences there are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub difference_count: Option<i64>,
-    /// The id the store keeps this object's rows under, when it is not `metadata.uid`: the id
-    /// adopted through the `servicehub.io/adopt` annotation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub store_id: Option<String>,
+    /// What the status reports on observing (`managementPolicy: Observe`) and adopting.
+    #[serde(flatten)]
+    pub tracking: Tracking,
 }
 
 /// State of the invitation for a membership.

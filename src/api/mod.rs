@@ -14,7 +14,9 @@ pub mod membership;
 pub mod workspace;
 
 pub use access::{Permission, Role};
-pub use common::{AccountType, DeletionPolicy, EMAIL_RULE, Email, GoDuration, LocalRef, ManagementPolicy, Person};
+pub use common::{
+    AccountType, DeletionPolicy, EMAIL_RULE, Email, GoDuration, LocalRef, ManagementPolicy, Person, Tracking,
+};
 pub use customer::{Customer, CustomerSpec, CustomerStatus};
 pub use lockbox_policy::{LockboxPolicy, LockboxPolicySpec, LockboxPolicyStatus};
 pub use membership::{Membership, MembershipSpec, MembershipStatus};

@@ -1,7 +1,7 @@
 //! `Workspace`: one segment of a customer's agreement, with its own administrators and its
 //! own rule on personal (MSA) accounts.
 
-use super::common::{DeletionPolicy, LocalRef, ManagementPolicy, Person};
+use super::common::{DeletionPolicy, LocalRef, ManagementPolicy, Person, Tracking};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
@@ -85,16 +85,7 @@ pub struct WorkspaceStatus {
     /// Number of members (users and groups) with access to this workspace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<i64>,
-    /// With `managementPolicy: Observe`: how the store differs from this object (the first 20;
-    /// `differenceCount` has them all). Empty when it matches.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 20))]
-    pub differences: Vec<String>,
-    /// With `managementPolicy: Observe`: how many differences there are.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub difference_count: Option<i64>,
-    /// The id the store keeps this object's rows under, when it is not `metadata.uid`: the id
-    /// adopted through the `servicehub.io/adopt` annotation.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub store_id: Option<String>,
+    /// What the status reports on observing (`managementPolicy: Observe`) and adopting.
+    #[serde(flatten)]
+    pub tracking: Tracking,
 }

@@ -50,6 +50,8 @@ pub trait Managed:
     fn conditions(&self) -> &[Condition];
     /// The controller's cache of this kind.
     fn cache(caches: &super::Caches) -> &kube::runtime::reflector::Store<Self>;
+    /// The store id the status says this object adopted.
+    fn store_id(&self) -> Option<&str>;
 }
 
 macro_rules! managed {
@@ -66,6 +68,9 @@ macro_rules! managed {
             }
             fn cache(caches: &super::Caches) -> &kube::runtime::reflector::Store<Self> {
                 &caches.$cache
+            }
+            fn store_id(&self) -> Option<&str> {
+                self.status.as_ref().and_then(|s| s.tracking.store_id.as_deref())
             }
         }
     };
@@ -127,26 +132,19 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
 /// A paused object: nothing is read or written for it, except a `Paused` condition set
 /// once (a spec change while paused writes nothing).
 async fn paused<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<Action, Error> {
-    let name = obj.name_any();
     if conditions::is_true(obj.conditions(), conditions::PAUSED) {
         return Ok(Action::await_change());
     }
-    let mut status = obj.status_json().unwrap_or_else(|| serde_json::json!({}));
     let message = format!(
         "{}: \"true\": the operator writes nothing for this object (store, status, invitations) until the \
          annotation is removed",
         crate::api::PAUSED_ANNOTATION
     );
-    let mut conds: Vec<Condition> =
-        status.get("conditions").cloned().and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default();
-    conditions::set(
-        &mut conds,
-        conditions::new(conditions::PAUSED, true, "Paused", message.clone(), obj.meta().generation, ctx.now()),
-    );
-    status["conditions"] = serde_json::to_value(&conds).map_err(|e| Error::Invalid(e.to_string()))?;
-    let body = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
-    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
-    ctx.metrics.status_writes.get_or_create(&super::metrics::Metrics::kind(&K::kind(&()))).inc();
+    let (generation, now) = (obj.meta().generation, ctx.now());
+    let status = with_conditions(obj.as_ref(), |conds| {
+        conditions::set(conds, conditions::new(conditions::PAUSED, true, "Paused", message.clone(), generation, now));
+    })?;
+    write_status(api, obj.as_ref(), &status, ctx).await?;
     let event = Event {
         type_: EventType::Normal,
         reason: "Paused".into(),
@@ -156,6 +154,30 @@ async fn paused<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<
     };
     ctx.publish(obj.as_ref(), event).await;
     Ok(Action::await_change())
+}
+
+/// The object's current status as JSON with its conditions changed by `change`: for the
+/// writes that report on an object without planning it (paused, adoption refused).
+fn with_conditions<K: Managed>(obj: &K, change: impl FnOnce(&mut Vec<Condition>)) -> Result<serde_json::Value, Error> {
+    let mut conds = obj.conditions().to_vec();
+    change(&mut conds);
+    let mut status = obj.status_json().unwrap_or_else(|| serde_json::json!({}));
+    status["conditions"] = serde_json::to_value(&conds).map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(status)
+}
+
+/// Write `status` by server-side apply with the operator's field manager (forced: it owns
+/// status), and count it.
+async fn write_status<K: Managed>(
+    api: &Api<K>,
+    obj: &K,
+    status: &serde_json::Value,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let body = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
+    api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
+    ctx.metrics.status_writes.get_or_create(&super::metrics::Metrics::kind(&K::kind(&()))).inc();
+    Ok(())
 }
 
 /// The key of an object in the failure counts.
@@ -169,9 +191,8 @@ pub(super) fn failure_key<K: Managed>(namespace: &str, name: &str) -> String {
 fn identity<K: Managed>(obj: &K) -> Result<Identity, Error> {
     let meta = obj.meta();
     let uid = meta.uid.clone().ok_or(Error::Invalid("the object has no metadata.uid".into()))?;
-    let said = obj.status_json().and_then(|s| s.get("storeId").and_then(|v| v.as_str()).map(str::to_owned));
     Ok(Identity {
-        uid: crate::api::adopted_id(meta).map(str::to_owned).or(said).unwrap_or(uid),
+        uid: crate::api::adopted_id(meta).or(obj.store_id()).map_or(uid, str::to_owned),
         namespace: meta.namespace.clone().unwrap_or_default(),
         name: meta.name.clone().unwrap_or_default(),
         generation: meta.generation,
@@ -236,33 +257,31 @@ fn owner_of<K: Managed>(obj: &K, store_id: &str, ctx: &Context) -> Option<String
 
 /// Refuse an adoption: `Stalled` with the owner named, the rest of the status as it was.
 async fn refuse_adoption<K: Managed>(api: &Api<K>, obj: &K, message: String, ctx: &Context) -> Result<Action, Error> {
-    let mut status = obj.status_json().unwrap_or_else(|| serde_json::json!({}));
-    let mut conds: Vec<Condition> =
-        status.get("conditions").cloned().and_then(|c| serde_json::from_value(c).ok()).unwrap_or_default();
-    let generation = obj.meta().generation;
-    let now = ctx.now();
-    conditions::set(
-        &mut conds,
-        conditions::new(conditions::STALLED, true, "AdoptionRefused", message.clone(), generation, now),
-    );
-    conditions::set(&mut conds, conditions::new(conditions::READY, false, "AdoptionRefused", message, generation, now));
-    status["conditions"] = serde_json::to_value(&conds).map_err(|e| Error::Invalid(e.to_string()))?;
-    status["observedGeneration"] = serde_json::json!(generation);
-    if obj.status_json().as_ref() != Some(&status) {
-        let body = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
-        api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
-        ctx.metrics.status_writes.get_or_create(&super::metrics::Metrics::kind(&K::kind(&()))).inc();
-        if let Some(c) = conditions::get(&conds, conditions::STALLED) {
-            let event = Event {
-                type_: EventType::Warning,
-                reason: "AdoptionRefused".into(),
-                note: Some(c.message.chars().take(NOTE_LIMIT).collect()),
-                action: "Adopt".into(),
-                secondary: None,
-            };
-            ctx.publish(obj, event).await;
-        }
+    let (generation, now) = (obj.meta().generation, ctx.now());
+    let already = conditions::get(obj.conditions(), conditions::STALLED).is_some_and(|c| {
+        c.status == "True"
+            && c.reason == "AdoptionRefused"
+            && c.message == message
+            && c.observed_generation == generation
+    });
+    if already {
+        return Ok(Action::await_change());
     }
+    let mut status = with_conditions(obj, |conds| {
+        let refused = |t: &str, on: bool| conditions::new(t, on, "AdoptionRefused", message.clone(), generation, now);
+        conditions::set(conds, refused(conditions::STALLED, true));
+        conditions::set(conds, refused(conditions::READY, false));
+    })?;
+    status["observedGeneration"] = serde_json::json!(generation);
+    write_status(api, obj, &status, ctx).await?;
+    let event = Event {
+        type_: EventType::Warning,
+        reason: "AdoptionRefused".into(),
+        note: Some(message.chars().take(NOTE_LIMIT).collect()),
+        action: "Adopt".into(),
+        secondary: None,
+    };
+    ctx.publish(obj, event).await;
     Ok(Action::await_change())
 }
 
@@ -348,9 +367,8 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
     if let Some(store_id) = adopted
         && !stalled
     {
-        let said = obj.status_json().and_then(|s| s.get("storeId").and_then(|v| v.as_str()).map(str::to_owned));
         // The status may lag a pass behind (a cached copy): the audit log decides.
-        let audited = said.as_deref() == Some(store_id) || {
+        let audited = obj.store_id() == Some(store_id) || {
             let filter = crate::store::AuditFilter {
                 kind: Some(K::kind(&()).to_string()),
                 object: Some(store_id.to_owned()),
@@ -391,9 +409,7 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
     let defer = just_invited && pending && !stalled;
     let new = serde_json::to_value(&status).map_err(|e| Error::Invalid(e.to_string()))?;
     if !defer && obj.status_json().as_ref() != Some(&new) {
-        let body = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": new });
-        api.patch_status(&id.name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
-        ctx.metrics.status_writes.get_or_create(&super::metrics::Metrics::kind(&K::kind(&()))).inc();
+        write_status(api, obj.as_ref(), &new, ctx).await?;
     }
     for event in transitions(&batch, obj.conditions(), &status) {
         ctx.publish(obj.as_ref(), event).await;

@@ -236,9 +236,7 @@ fn finish(
         default_workspace,
         next_transition: next.map(|t| t.to_string()),
         counts: Some(counts),
-        differences: Vec::new(),
-        difference_count: None,
-        store_id: None,
+        tracking: Default::default(),
     };
     Plan { steps: if stalled { Vec::new() } else { steps }, guard: Some(guard), status, requeue_at: next, stalled }
 }

@@ -83,9 +83,7 @@ pub fn plan_lockbox_policy(
         pending_requests: previous.and_then(|p| p.pending_requests),
         active_requests: previous.and_then(|p| p.active_requests),
         next_deadline: previous.and_then(|p| p.next_deadline.clone()),
-        differences: Vec::new(),
-        difference_count: None,
-        store_id: None,
+        tracking: Default::default(),
     };
     let guard = guard(snapshot, GuardTable::LockboxPolicy, &id.uid);
     Plan { steps, guard: Some(guard), status, requeue_at: None, stalled }

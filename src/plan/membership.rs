@@ -174,9 +174,7 @@ fn finish(
         conditions,
         invitation,
         effective_permissions: effective,
-        differences: Vec::new(),
-        difference_count: None,
-        store_id: None,
+        tracking: Default::default(),
     };
     let guard = guard(frame.snapshot, GuardTable::Membership, &id.uid);
     let requeue_at = status

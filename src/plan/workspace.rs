@@ -169,9 +169,7 @@ fn finish(
         conditions: conds,
         personal_accounts_allowed: personal_allowed,
         members: personal_allowed.map(|_| members.len() as i64),
-        differences: Vec::new(),
-        difference_count: None,
-        store_id: None,
+        tracking: Default::default(),
     };
     let guard = guard(frame.snapshot, GuardTable::Workspace, &id.uid);
     Plan { steps, guard: Some(guard), status, requeue_at: None, stalled }

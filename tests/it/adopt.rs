@@ -17,14 +17,7 @@ use std::time::Duration;
 const CONVERGE: Duration = Duration::from_secs(60);
 
 fn cli(dir: &std::path::Path, url: &str, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))
-        .args(args)
-        .args(["--store", url])
-        .current_dir(dir)
-        .env_remove("SERVICEHUB_UNSAFE_TEST_CLOCK")
-        .env("SERVICEHUB_NOTIFY_DIR", dir.join("outbox"))
-        .output()
-        .expect("servicehub")
+    crate::support::servicehub_in(dir, &[args, &["--store", url]].concat())
 }
 
 /// `Kind/name` -> the id the store keeps the object's rows under.
@@ -131,11 +124,14 @@ async fn a_cluster_takes_over_a_store_prepared_by_apply_without_inviting_anyone_
     assert_eq!(count("SELECT COUNT(*) FROM audit WHERE action = 'adopt'").await, 13, "each takeover audited once");
     let ws: Api<servicehub_operator::api::Workspace> = Api::namespaced(api.client(), "contoso");
     let emea = ws.get("contoso-emea").await.expect("get");
-    assert_eq!(emea.status.as_ref().and_then(|s| s.store_id.as_deref()), Some(ids["Workspace/contoso-emea"].as_str()));
+    assert_eq!(
+        emea.status.as_ref().and_then(|s| s.tracking.store_id.as_deref()),
+        Some(ids["Workspace/contoso-emea"].as_str())
+    );
     let mbr: Api<Membership> = Api::namespaced(api.client(), "contoso");
     let adele = mbr.get("adele-emea-admin").await.expect("get");
     assert_eq!(
-        adele.status.as_ref().and_then(|s| s.store_id.as_deref()),
+        adele.status.as_ref().and_then(|s| s.tracking.store_id.as_deref()),
         Some(ids["Membership/adele-emea-admin"].as_str())
     );
 

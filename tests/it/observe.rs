@@ -39,8 +39,12 @@ async fn an_observed_membership_reports_drift_and_corrects_nothing_until_managed
         let st = m.status.as_ref().expect("status");
         let synced = conditions::get(&st.conditions, conditions::SYNCED);
         synced.is_some_and(|c| c.status == "False" && c.reason == "DriftDetected")
-            && st.difference_count == Some(1)
-            && st.differences.iter().any(|d| d.contains("grant ManageUsers") && d.contains("adele.vance@contoso.com"))
+            && st.tracking.difference_count == Some(1)
+            && st
+                .tracking
+                .differences
+                .iter()
+                .any(|d| d.contains("grant ManageUsers") && d.contains("adele.vance@contoso.com"))
             && !conditions::is_true(&st.conditions, conditions::READY)
     })
     .await;
@@ -66,7 +70,7 @@ async fn an_observed_membership_reports_drift_and_corrects_nothing_until_managed
         st.observed_generation == Some(3)
             && conditions::is_true(&st.conditions, conditions::READY)
             && conditions::get(&st.conditions, conditions::SYNCED).is_none()
-            && st.differences.is_empty()
+            && st.tracking.differences.is_empty()
     })
     .await;
     assert_eq!(s.store.count(ADELES_MANAGE_USERS).await.expect("count"), 1, "the grant is back");
