@@ -59,7 +59,13 @@ async fn main() {
     let report = validate::validate_documents(scenario(), References::InSet);
     assert!(!report.has_errors(), "{:?}", report.problems.first());
     let validated = start.elapsed();
-    let opts = Options { dry_run: false, ctx: Context { now: jiff::Timestamp::now(), actor: "bench".into() } };
+    let opts = Options {
+        dry_run: false,
+        ctx: Context {
+            now: jiff::Timestamp::now(),
+            actor: servicehub_operator::domain::actor::Actor::cli(None, "bench", "host"),
+        },
+    };
 
     let start = Instant::now();
     let dry = Options { dry_run: true, ..opts.clone() };

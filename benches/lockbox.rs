@@ -45,7 +45,10 @@ async fn run(label: &str, url: &str) {
     let store = SqlStore::connect(url.parse().expect("url")).await.expect("connect");
     store.migrate().await.expect("migrate");
     let report = validate::validate_paths(&["examples".into()], References::InSet);
-    let ctx = Context { now: jiff::Timestamp::from_second(T).expect("t"), actor: "bench".into() };
+    let ctx = Context {
+        now: jiff::Timestamp::from_second(T).expect("t"),
+        actor: servicehub_operator::domain::actor::Actor::cli(None, "bench", "host"),
+    };
     engine::run(&store, &report.objects, &Options { dry_run: false, ctx }).await.expect("apply");
     let (uid, _) = store.lockbox_policy("contoso", "contoso").await.expect("policy").expect("customer");
     let pg = label == "postgres";

@@ -71,6 +71,7 @@ fn config(transport: TransportConfig) -> Config {
         transport,
         from: "Services Hub <hub@bench.example>".parse().expect("from"),
         link_base: "https://hub.bench.example/accept".parse().expect("url"),
+        signin_link_base: "https://hub.bench.example/signin/email".parse().expect("url"),
         validity: Duration::from_secs(14 * 86_400),
         max_attempts: 3,
         retry_base: Duration::from_secs(30),
@@ -96,7 +97,10 @@ async fn main() {
                 servicehub_operator::store::sql::SqlStore::connect(url.parse().expect("url")).await.expect("store"),
             );
             store.migrate().await.expect("migrate");
-            let ctx = Context { now: jiff::Timestamp::now(), actor: "bench".into() };
+            let ctx = Context {
+                now: jiff::Timestamp::now(),
+                actor: servicehub_operator::domain::actor::Actor::cli(None, "bench", "host"),
+            };
             engine::run(store.as_ref(), &objects, &Options { dry_run: false, ctx }).await.expect("apply");
             let smtp = TransportConfig::Smtp {
                 host: "127.0.0.1".into(),

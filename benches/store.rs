@@ -36,7 +36,12 @@ fn step(change: Change) -> Step {
 }
 
 fn batch(guard: Option<Guard>, steps: Vec<Step>) -> Batch {
-    Batch { actor: "bench".into(), at: 1_700_000_000, guard, steps }
+    Batch {
+        actor: servicehub_operator::domain::actor::Actor::cli(None, "bench", "host"),
+        at: 1_700_000_000,
+        guard,
+        steps,
+    }
 }
 
 async fn run(name: &str, store: SqlStore) {

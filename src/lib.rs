@@ -15,3 +15,4 @@ pub mod plan;
 pub mod store;
 pub mod telemetry;
 pub mod validate;
+pub mod web;

@@ -4,8 +4,15 @@
 //! Requests live in the store only: they are not desired state and never appear in GitOps
 //! YAML. Every transition is one guarded transaction with its audit entry and notification.
 
+use crate::domain::actor::{Actor, Channel};
 use crate::domain::lockbox::{self, Action, NewRequest, Refusal, Request};
 use crate::store::{Store, StoreError};
+
+/// The expiry of requests past their deadline (the operator's sweep, or a late decision that
+/// closes the request first): recorded as `lockbox-expiry` through the operator channel.
+fn expiry() -> Actor {
+    Actor { name: "lockbox-expiry".into(), channel: Channel::Operator, subject: crate::telemetry::host() }
+}
 
 /// Why an operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -30,15 +37,16 @@ pub async fn request(
     namespace: &str,
     customer: &str,
     new: NewRequest,
+    by: &Actor,
     now: i64,
 ) -> Result<Request, Error> {
     let (uid, policy) = store
         .lockbox_policy(namespace, customer)
         .await?
         .ok_or_else(|| Error::UnknownCustomer(format!("{namespace}/{customer}")))?;
-    let actor = new.requester.trim().to_ascii_lowercase();
+    let new = NewRequest { requester: by.name.clone(), ..new };
     let mut r = lockbox::open(policy.as_ref(), &uid, new, now)?;
-    r.id = store.lockbox_insert(&r, &actor).await?;
+    r.id = store.lockbox_insert(&r, by).await?;
     Ok(r)
 }
 
@@ -48,7 +56,7 @@ pub async fn act(
     store: &dyn Store,
     id: i64,
     action: Action,
-    actor: &str,
+    actor: &Actor,
     reason: Option<String>,
     now: i64,
 ) -> Result<Request, Error> {
@@ -56,13 +64,13 @@ pub async fn act(
     // A request already past its deadline is closed first, as the sweep would have: the
     // caller then sees why the action is refused.
     if let Some(expired) = lockbox::expire(&before, now) {
-        match store.lockbox_transition(&before, &expired, "lockbox-expiry", now).await {
+        match store.lockbox_transition(&before, &expired, &expiry(), now).await {
             Ok(()) | Err(StoreError::Conflict(_)) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    let after = lockbox::decide(&before, action, actor, reason, now)?;
-    store.lockbox_transition(&before, &after, &actor.trim().to_ascii_lowercase(), now).await?;
+    let after = lockbox::decide(&before, action, &actor.name, reason, now)?;
+    store.lockbox_transition(&before, &after, actor, now).await?;
     Ok(Request { version: before.version + 1, ..after })
 }
 
@@ -102,7 +110,7 @@ pub async fn sweep(
         let mut progressed = false;
         for before in &page {
             let Some(after) = lockbox::expire(before, at) else { continue };
-            match store.lockbox_transition(before, &after, "lockbox-expiry", at).await {
+            match store.lockbox_transition(before, &after, &expiry(), at).await {
                 Ok(()) => {
                     progressed = true;
                     out.push(Swept { before: before.clone(), after });

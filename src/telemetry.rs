@@ -10,3 +10,19 @@ pub fn init(filter: &str, json: bool, colour: bool) {
     // A second init (tests) is not an error worth failing for.
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
+
+/// This machine's name (the pod name in a cluster), for the audit log's subject of the
+/// operator's and the CLI's writes: `HOSTNAME`, else `/etc/hostname`, else `unknown`.
+pub fn host() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+/// The operating-system user running this process: `USER`, else `LOGNAME`, else `unknown`.
+pub fn os_user() -> String {
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| "unknown".into())
+}

@@ -95,7 +95,7 @@ async fn prepare(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<Prepare
         print_problems(&report.problems)?;
     }
     let (db, scratch) = if dry_run { preview_store(&store).await? } else { (open_store(&store).await?, None) };
-    let actor = actor.unwrap_or_else(|| format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".into())));
+    let actor = super::cli_actor(actor.as_deref());
     let ctx = Context { now, actor };
     Ok(Prepared { report, db, opts: Options { dry_run, ctx }, output, _scratch: scratch })
 }

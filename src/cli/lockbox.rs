@@ -168,8 +168,7 @@ fn detail(r: &Request, history: &[crate::store::AuditEntry], now: i64) -> String
         .map(|e| {
             let state = e.action.strip_prefix("lockbox.").unwrap_or(&e.action).to_owned();
             // The CLI takes the actor's word (`--as`); the console authenticates people.
-            let channel = if e.actor == "operator" { "operator" } else { "cli (not authenticated)" };
-            vec![rfc3339(e.at), state, e.actor.clone(), channel.to_owned()]
+            vec![rfc3339(e.at), state, e.actor.clone(), e.channel.describe().to_owned()]
         })
         .collect();
     out.push_str(&table::render(&["TIME", "STATE", "ACTOR", "CHANNEL"], &rows));
@@ -228,16 +227,18 @@ pub async fn run(args: LockboxArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let decision =
-        |d: Decision, action: Action| async move { lockbox::act(db, d.id, action, &d.actor, d.reason, now).await };
+    let decision = |d: Decision, action: Action| async move {
+        lockbox::act(db, d.id, action, &super::cli_actor(Some(&d.actor)), d.reason, now).await
+    };
     match command {
         LockboxCommand::Request { customer, workload, case_id, reason, duration, actor } => {
             let Some((ns, name)) = customer.split_once('/') else {
                 eprintln!("refused: --customer: give the customer as NAMESPACE/NAME, not {customer:?}");
                 return Ok(ExitCode::FAILURE);
             };
+            let by = super::cli_actor(Some(&actor));
             let new = NewRequest { requester: actor, workload, case_id, reason, duration: duration.seconds() };
-            decided(lockbox::request(db, ns, name, new, now).await)
+            decided(lockbox::request(db, ns, name, new, &by, now).await)
         }
         LockboxCommand::Approve(d) => decided(decision(d, Action::Approve).await),
         LockboxCommand::Deny(d) => decided(decision(d, Action::Deny).await),

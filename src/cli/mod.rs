@@ -1,6 +1,7 @@
 //! Command-line interface: `clap` derive, one subcommand per front door.
 
 mod apply;
+pub mod console;
 mod explain;
 mod get;
 mod lockbox;
@@ -54,7 +55,7 @@ impl Cli {
     pub fn log_filter(&self) -> &str {
         match (&self.log, &self.command) {
             (Some(l), _) => l,
-            (None, Command::Run(_)) => "info",
+            (None, Command::Run(_) | Command::Serve(_)) => "info",
             (None, _) => "warn",
         }
     }
@@ -80,10 +81,16 @@ impl LogFormat {
 }
 
 /// Subcommands.
+// Parsed once per process: the size of `run`'s flags does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the Kubernetes controller: reconcile the four kinds in the cluster against the store.
     Run(run::RunArgs),
+    /// Serve the web console over the local store, without a cluster (sign in, accept invitations).
+    Serve(console::ServeArgs),
+    /// Console sessions: list them, revoke a person's.
+    Session(console::SessionArgs),
     /// Customer Lockbox requests: request, approve, deny, revoke, complete, list, show, sweep.
     Lockbox(lockbox::LockboxArgs),
     /// Print the four CustomResourceDefinitions as multi-document YAML.
@@ -161,6 +168,8 @@ impl Cli {
         let Self { log: _, log_format: _, command } = self;
         match command {
             Command::Run(args) => run::run(args).await,
+            Command::Serve(args) => console::serve(args).await,
+            Command::Session(args) => console::session(args).await,
             Command::Lockbox(args) => lockbox::run(args).await,
             Command::Crd(args) => crd(args),
             Command::Explain(args) => explain::explain(args),
@@ -298,4 +307,10 @@ fn validate(args: ValidateArgs) -> anyhow::Result<ExitCode> {
         report.ignored
     );
     Ok(if errors > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Who a CLI run acts as in the audit log: the `--as`/`--actor` name if given (the CLI cannot
+/// prove it; it is shown as not authenticated), with the OS user and host beside it.
+pub(crate) fn cli_actor(claimed: Option<&str>) -> crate::domain::actor::Actor {
+    crate::domain::actor::Actor::cli(claimed, &crate::telemetry::os_user(), &crate::telemetry::host())
 }

@@ -82,6 +82,14 @@ pub struct NotifyArgs {
     pub webhook_secret: Option<String>,
 }
 
+/// The page completing an emailed sign-in: on the console the invitation links point at.
+pub fn signin_link(invitation_link_base: &url::Url) -> url::Url {
+    let mut u = invitation_link_base.clone();
+    u.set_path("/signin/email");
+    u.set_query(None);
+    u
+}
+
 impl NotifyArgs {
     /// The delivery settings, or `None` for `--notify-transport none`. Errors name the flag.
     pub fn into_config(self) -> Result<Option<notify::Config>, String> {
@@ -120,6 +128,7 @@ impl NotifyArgs {
         Ok(Some(notify::Config {
             transport,
             from,
+            signin_link_base: signin_link(&self.invitation_link_base),
             link_base: self.invitation_link_base,
             validity: self.invitation_validity,
             max_attempts: self.notify_max_attempts,
@@ -256,7 +265,9 @@ pub async fn invitation(args: InvitationArgs) -> anyhow::Result<ExitCode> {
     };
     let db = open_store(&a.store).await?;
     let req = notify::accept::Request { token, account: a.account, account_type: a.account_type };
-    match notify::accept::accept(db.as_ref(), &req, now).await {
+    // An administrator's tool: the account is taken as given, and the audit says so.
+    let by = super::cli_actor(None);
+    match notify::accept::accept(db.as_ref(), &req, by, true, now).await {
         Ok(accepted) => {
             let mut out = std::io::stdout().lock();
             if !super::output::one(&mut out, a.output, &accepted)? {

@@ -37,6 +37,16 @@ pub struct RunArgs {
     /// Delivery of invitations and notifications (the leader delivers).
     #[command(flatten)]
     pub notify: super::notify::NotifyArgs,
+    /// Serve the web console (sign-in, the invitation page) on `--console-addr`, on every
+    /// replica; it needs a sign-in method (OpenID Connect, or `--console-email-signin`).
+    #[arg(long, env = "SERVICEHUB_CONSOLE", default_value_t = false, action = clap::ArgAction::Set)]
+    pub console: bool,
+    /// Address of the console (its own port: never the metrics port).
+    #[arg(long, env = "SERVICEHUB_CONSOLE_ADDR", default_value = "0.0.0.0:8090")]
+    pub console_addr: SocketAddr,
+    /// The console's settings.
+    #[command(flatten)]
+    pub console_args: super::console::ConsoleArgs,
 }
 
 /// Leader election flags.
@@ -83,8 +93,27 @@ pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
 impl RunArgs {
     /// Resolve the flags into the operator's configuration.
     pub fn into_config(self) -> Result<Config, String> {
-        let Self { store, namespace, concurrency, resync, http_addr, shutdown_timeout, lease, notify } = self;
-        let notify = notify.into_config()?;
+        let Self {
+            store,
+            namespace,
+            concurrency,
+            resync,
+            http_addr,
+            shutdown_timeout,
+            lease,
+            notify,
+            console,
+            console_addr,
+            console_args,
+        } = self;
+        let console = match console {
+            true => Some((console_addr, console_args.into_setup(false)?)),
+            false => None,
+        };
+        let mut notify = notify.into_config()?;
+        if let (Some(n), Some((_, setup))) = (notify.as_mut(), console.as_ref()) {
+            n.signin_link_base = setup.config.base_url.join("/signin/email").map_err(|e| e.to_string())?;
+        }
         let LeaseArgs {
             leader_elect,
             lease_name,
@@ -115,8 +144,9 @@ impl RunArgs {
             renew_deadline,
             retry_period,
         });
-        let settings = Settings { namespace, concurrency, resync, actor: "operator".into(), identity };
-        Ok(Config { store_url: store.url, settings, lease, http_addr, notify, shutdown_timeout })
+        let actor = crate::domain::actor::Actor::operator(&crate::telemetry::host());
+        let settings = Settings { namespace, concurrency, resync, actor, identity };
+        Ok(Config { store_url: store.url, settings, lease, http_addr, notify, shutdown_timeout, console })
     }
 }
 

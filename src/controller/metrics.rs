@@ -83,6 +83,19 @@ pub struct Metrics {
     pub lockbox_expired: Family<StateLabels, Counter>,
     /// Outbox deliveries and invitation outcomes, by kind and outcome.
     pub notifications: Family<OutcomeLabels, Counter>,
+    /// Console and API requests refused before anyone was identified, by endpoint and reason
+    /// (`unknown_token`, `malformed`, `rate_limited`, `csrf`): guessing is counted here, and
+    /// only summarised in the audit log.
+    pub console_refusals: Family<RefusalLabels, Counter>,
+}
+
+/// Labels of a refused console request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// `signin`, `signin_link`, `invitation`, `api_invitation`, `oidc_callback`.
+    pub endpoint: String,
+    /// `unknown_token`, `malformed`, `rate_limited`, `csrf`.
+    pub reason: String,
 }
 
 /// Labels of a Lockbox transition.
@@ -108,6 +121,7 @@ impl Default for Metrics {
             leader: Gauge::default(),
             lockbox_expired: Family::default(),
             notifications: Family::default(),
+            console_refusals: Family::default(),
             registry: Registry::default(),
         };
         registry.register("reconciles", "Reconciles started", m.reconciles.clone());
@@ -125,6 +139,11 @@ impl Default for Metrics {
             "notifications",
             "Outbox deliveries (sent, retried, failed) and invitation outcomes, by kind",
             m.notifications.clone(),
+        );
+        registry.register(
+            "console_refusals",
+            "Console and API requests refused before anyone was identified, by endpoint and reason",
+            m.console_refusals.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -150,6 +169,12 @@ impl Metrics {
             let labels = OutcomeLabels { kind: kind.to_owned(), outcome: outcome.to_owned() };
             self.notifications.get_or_create(&labels).inc_by(n);
         }
+    }
+
+    /// Count a refused console request.
+    pub fn refused(&self, endpoint: &str, reason: &str) {
+        let labels = RefusalLabels { endpoint: endpoint.to_owned(), reason: reason.to_owned() };
+        self.console_refusals.get_or_create(&labels).inc();
     }
 
     /// Labels for `kind`.

@@ -107,7 +107,7 @@ pub struct Settings {
     /// Every object is reconciled at least this often, to correct drift in the store.
     pub resync: Duration,
     /// The actor recorded in the audit log.
-    pub actor: String,
+    pub actor: crate::domain::actor::Actor,
     /// This replica's identity (pod name), for Events and the lease.
     pub identity: String,
 }

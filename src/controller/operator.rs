@@ -35,6 +35,8 @@ pub struct Config {
     pub notify: Option<crate::notify::Config>,
     /// After a signal, how long in-flight work may take before it is abandoned.
     pub shutdown_timeout: Duration,
+    /// The web console's address and settings, when it is served.
+    pub console: Option<(SocketAddr, crate::cli::console::ConsoleSetup)>,
 }
 
 /// Wait for SIGTERM or SIGINT, then cancel `token`.
@@ -112,7 +114,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn run_with(config: Config, kube_config: kube::Config) -> anyhow::Result<()> {
-    let Config { store_url, settings, lease, http_addr, notify, shutdown_timeout } = config;
+    let Config { store_url, settings, lease, http_addr, notify, shutdown_timeout, console } = config;
     let client = Client::try_from(kube_config)?;
     let metrics = Arc::new(Metrics::default());
     let shutdown = CancellationToken::new();
@@ -147,6 +149,35 @@ async fn run_with(config: Config, kube_config: kube::Config) -> anyhow::Result<(
         None => None,
     };
     let delivery = super::delivery::Delivery::new(notifier);
+    // The console runs on every replica (the store is shared); a sign-in link queued on a
+    // standby is delivered by the leader's worker within its poll interval.
+    let console_server = match console {
+        Some((addr, setup)) => {
+            let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot listen on {addr} (choose another with --console-addr or SERVICEHUB_CONSOLE_ADDR): {e}"
+                )
+            })?;
+            let task = crate::cli::console::start(
+                setup,
+                listener,
+                store.clone(),
+                crate::web::Clock::system(),
+                metrics.clone(),
+                Some(delivery.wake.clone()),
+                http_stop.clone(),
+            );
+            Some(tokio::spawn(
+                async move {
+                    if let Err(e) = task.await {
+                        tracing::error!(error = %e, "the console stopped");
+                    }
+                }
+                .in_current_span(),
+            ))
+        }
+        None => None,
+    };
 
     // The elector has its own stop signal: it releases the lease only after the
     // controllers have finished their in-flight work.
@@ -218,6 +249,9 @@ async fn run_with(config: Config, kube_config: kube::Config) -> anyhow::Result<(
     http_stop.cancel();
     // Open keep-alive connections (a prober's) must not hold the exit up.
     let _ = tokio::time::timeout(Duration::from_secs(2), server).await;
+    if let Some(c) = console_server {
+        let _ = tokio::time::timeout(Duration::from_secs(2), c).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

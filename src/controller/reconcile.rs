@@ -379,23 +379,20 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
             entries.iter().any(|e| e.action == "adopt" && e.after.as_deref().is_some_and(|a| a.contains(&uid)))
         };
         if !audited {
-            let entry = crate::store::AuditEntry {
-                id: 0,
-                at: now.as_second(),
-                actor: ctx.settings.actor.clone(),
-                action: "adopt".into(),
-                kind: K::kind(&()).to_string(),
-                object: store_id.to_owned(),
-                drift: false,
-                before: None,
-                after: Some(
-                    serde_json::json!({
-                        "namespace": id.namespace, "name": id.name, "uid": obj.meta().uid, "storeId": store_id,
-                    })
-                    .to_string(),
-                ),
-            };
-            ctx.timed("apply", ctx.store.record_adoption(&entry)).await?;
+            let after = serde_json::json!({
+                "namespace": id.namespace, "name": id.name, "uid": obj.meta().uid, "storeId": store_id,
+            });
+            let kind = K::kind(&()).to_string();
+            let entry = crate::store::AuditEntry::new(
+                now.as_second(),
+                &ctx.settings.actor,
+                "adopt",
+                &kind,
+                store_id,
+                None,
+                Some(after.to_string()),
+            );
+            ctx.timed("apply", ctx.store.record_audit(&entry)).await?;
         }
         status.set_store_id(Some(store_id.to_owned()));
     }

@@ -1,6 +1,7 @@
 //! The operator's HTTP server (axum): `/healthz` (the process is alive), `/readyz` (the
 //! store and the API server answer, and a leader's caches are synced) and `/metrics`
-//! (Prometheus text). Served by every replica, leader or standby.
+//! (Prometheus text). Served by every replica, leader or standby. People never reach this
+//! port: invitations are accepted on the console's (see [`crate::web`]).
 
 use crate::controller::metrics::Metrics;
 use crate::store::Store;
@@ -65,69 +66,12 @@ async fn metrics(State(h): State<Arc<Health>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], h.metrics.render())
 }
 
-/// `POST /v1/invitations/accept` with `{"token", "account", "accountType"}`. The token is
-/// read from the body only (never from the URL, so it stays out of access logs) and never
-/// echoed: errors name the field and the rule, not the value.
-async fn accept(State(h): State<Arc<Health>>, body: axum::body::Bytes) -> axum::response::Response {
-    use crate::notify::accept::{self, Error};
-    use crate::store::AcceptRefusal;
-    let reply = |code: StatusCode, body: serde_json::Value| (code, axum::Json(body)).into_response();
-    let req: accept::Request = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            // The position and class only: serde's message may quote the input.
-            let msg = format!(
-                "the body must be JSON with token, account and accountType ({:?} error at column {})",
-                e.classify(),
-                e.column()
-            );
-            return reply(StatusCode::BAD_REQUEST, serde_json::json!({ "reason": "BadRequest", "message": msg }));
-        }
-    };
-    let Some(store) = h.store.get() else {
-        let body = serde_json::json!({ "reason": "Unavailable", "message": "the store is not open yet" });
-        return reply(StatusCode::SERVICE_UNAVAILABLE, body);
-    };
-    match accept::accept(store.as_ref(), &req, jiff::Timestamp::now().as_second()).await {
-        Ok(a) => {
-            // The leader's delivery worker finds the acceptance and refreshes the Membership,
-            // whichever replica served this request.
-            h.metrics.notified("invitation", "accepted", 1);
-            let mut body = serde_json::to_value(&a).unwrap_or_default();
-            body["state"] = "Accepted".into();
-            reply(StatusCode::OK, body)
-        }
-        Err(Error::Invalid(e)) => {
-            let body = serde_json::json!({ "reason": "Invalid", "field": e.field, "message": e.to_string() });
-            reply(StatusCode::BAD_REQUEST, body)
-        }
-        Err(Error::Refused(r)) => {
-            h.metrics.notified("invitation", "refused", 1);
-            let code = match r {
-                AcceptRefusal::UnknownToken => StatusCode::NOT_FOUND,
-                AcceptRefusal::Used(_) | AcceptRefusal::Superseded(_) => StatusCode::CONFLICT,
-                AcceptRefusal::Expired(_) | AcceptRefusal::Revoked => StatusCode::GONE,
-                AcceptRefusal::PersonalNotAllowed { .. } | AcceptRefusal::PersonalNotAllowedAtCustomer { .. } => {
-                    StatusCode::FORBIDDEN
-                }
-            };
-            reply(code, serde_json::json!({ "reason": r.reason(), "message": r.to_string() }))
-        }
-        Err(Error::Store(e)) => {
-            tracing::warn!(error = %e, "invitation acceptance failed");
-            let body = serde_json::json!({ "reason": "StoreError", "message": e.to_string() });
-            reply(StatusCode::SERVICE_UNAVAILABLE, body)
-        }
-    }
-}
-
 /// The router.
 pub fn router(health: Arc<Health>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/v1/invitations/accept", axum::routing::post(accept))
         .with_state(health)
 }
 

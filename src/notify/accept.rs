@@ -1,6 +1,7 @@
 //! Accepting an invitation: the checks shared by `servicehub invitation accept` and
 //! `POST /v1/invitations/accept`. The token is hashed at once and never logged or stored.
 
+use crate::domain::actor::Actor;
 use crate::store::{AcceptRefusal, Acceptance, Accepted, Store, StoreError};
 
 /// What a caller gives.
@@ -46,8 +47,9 @@ pub enum Error {
     Store(#[from] StoreError),
 }
 
-/// Check the request's shape: a 43-character URL-safe token, an email, a known account type.
-pub fn check(r: &Request) -> Result<Acceptance, InvalidRequest> {
+/// Check the request's shape: a 43-character URL-safe token, an email, a known account type;
+/// the acceptance is made `by` that actor.
+pub fn check(r: &Request, by: Actor) -> Result<Acceptance, InvalidRequest> {
     let token = r.token.trim();
     if token.len() != 43 || !token.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
         return Err(InvalidRequest {
@@ -62,12 +64,25 @@ pub fn check(r: &Request) -> Result<Acceptance, InvalidRequest> {
     if r.account_type != "WorkOrSchool" && r.account_type != "Personal" {
         return Err(InvalidRequest { field: "accountType", rule: "must be WorkOrSchool or Personal" });
     }
-    Ok(Acceptance { token_hash: super::token::hash(token), account, account_type: r.account_type.clone() })
+    Ok(Acceptance {
+        token_hash: super::token::hash(token),
+        account,
+        account_type: r.account_type.clone(),
+        by,
+        audit_unknown: true,
+    })
 }
 
-/// Accept at `now` (Unix seconds).
-pub async fn accept(store: &dyn Store, r: &Request, now: i64) -> Result<Accepted, Error> {
-    let acceptance = check(r)?;
+/// Accept at `now` (Unix seconds) as `by`. When `audit_unknown` is false, an unknown token is
+/// refused without an audit entry (the caller counts it; see [`Acceptance::audit_unknown`]).
+pub async fn accept(
+    store: &dyn Store,
+    r: &Request,
+    by: Actor,
+    audit_unknown: bool,
+    now: i64,
+) -> Result<Accepted, Error> {
+    let acceptance = Acceptance { audit_unknown, ..check(r, by)? };
     let accepted = store.invitation_accept(&acceptance, now).await??;
     tracing::info!(account = %accepted.account, email = %accepted.email, customer = %accepted.customer,
         workspace = ?accepted.workspace, "invitation accepted");
@@ -82,14 +97,18 @@ mod tests {
         Request { token: token.into(), account: account.into(), account_type: kind.into() }
     }
 
+    fn check_(r: &Request) -> Result<Acceptance, InvalidRequest> {
+        check(r, Actor::cli(None, "test", "host"))
+    }
+
     #[test]
     fn malformed_requests_name_the_field() {
         let good = "a".repeat(43);
-        assert_eq!(check(&req("short", "lee@contoso.com", "Personal")).expect_err("invalid").field, "token");
-        assert_eq!(check(&req(&"+".repeat(43), "lee@contoso.com", "Personal")).expect_err("invalid").field, "token");
-        assert_eq!(check(&req(&good, "not an email", "Personal")).expect_err("invalid").field, "account");
-        assert_eq!(check(&req(&good, "lee@contoso.com", "MSA")).expect_err("invalid").field, "accountType");
-        let ok = check(&req(&good, " Lee@Contoso.com ", "WorkOrSchool")).expect("valid");
+        assert_eq!(check_(&req("short", "lee@contoso.com", "Personal")).expect_err("invalid").field, "token");
+        assert_eq!(check_(&req(&"+".repeat(43), "lee@contoso.com", "Personal")).expect_err("invalid").field, "token");
+        assert_eq!(check_(&req(&good, "not an email", "Personal")).expect_err("invalid").field, "account");
+        assert_eq!(check_(&req(&good, "lee@contoso.com", "MSA")).expect_err("invalid").field, "accountType");
+        let ok = check_(&req(&good, " Lee@Contoso.com ", "WorkOrSchool")).expect("valid");
         assert_eq!(ok.account, "lee@contoso.com");
         assert_eq!(ok.token_hash, super::super::token::hash(&good));
     }

@@ -66,15 +66,14 @@ pub fn invitation(id: &str, c: &InvitationContent, l: &InvitationLink<'_>) -> Me
     let greeting = if c.display_name.is_empty() { "Hello".to_owned() } else { format!("Hello {}", c.display_name) };
     let text = format!(
         "{greeting},\n\n{by} invited you to {scope} of {customer} in Services Hub, with the roles: {roles}.\n\n\
-         Accept the invitation here:\n{link}\n\n\
-         Or, with the servicehub CLI:\n  servicehub invitation accept --token {token} --account YOUR-EMAIL --account-type WorkOrSchool\n\n\
+         Accept the invitation here, signed in as {email}:\n{link}\n\n\
          The invitation can be used once and expires on {expires}.\n\
          A workspace may accept only work or school accounts; if yours refuses a personal account, sign in with \
          your organisation's account.\n",
         by = c.invited_by,
         customer = c.customer,
+        email = c.email,
         link = l.link,
-        token = l.token,
     );
     let html = format!(
         "<!DOCTYPE html>\n<html><body>\n<p>{greeting},</p>\n\
@@ -99,6 +98,28 @@ pub fn invitation(id: &str, c: &InvitationContent, l: &InvitationLink<'_>) -> Me
         "expiresAt": expires,
     });
     Message { id: id.to_owned(), kind: "invitation".into(), to: vec![c.email.clone()], subject, text, html, data }
+}
+
+/// Render an emailed sign-in link for `email`, valid until `expires_at`.
+pub fn signin(id: &str, email: &str, link: &str, expires_at: i64) -> Message {
+    let expires = crate::domain::time::rfc3339(expires_at);
+    let subject = "Sign in to Services Hub".to_owned();
+    let text = format!(
+        "Hello,\n\nSomeone (we hope you) asked to sign in to the Services Hub console as {email}.\n\n\
+         Sign in here:\n{link}\n\n\
+         The link can be used once and works until {expires} (15 minutes). If you did not ask for it, \
+         ignore this message: nobody can sign in without the link.\n"
+    );
+    let html = format!(
+        "<!DOCTYPE html>\n<html><body>\n<p>Someone (we hope you) asked to sign in to the Services Hub console as \
+         <strong>{e}</strong>.</p>\n<p><a href=\"{l}\">Sign in to Services Hub</a></p>\n\
+         <p>The link can be used once and works until {expires} (15 minutes). If you did not ask for it, ignore \
+         this message.</p>\n</body></html>\n",
+        e = escape(email),
+        l = escape(link),
+    );
+    let data = serde_json::json!({ "email": email, "signInUrl": link, "expiresAt": expires });
+    Message { id: id.to_owned(), kind: "signin".into(), to: vec![email.to_owned()], subject, text, html, data }
 }
 
 /// Render a Lockbox notification (`{to, subject, request}` as the store queued it).
@@ -156,9 +177,28 @@ pub fn message_id(id: &str, from_domain: &str) -> String {
     format!("<{left}@{from_domain}>")
 }
 
+/// A body whose lines reach the reader as written: 7bit when it is ASCII, else 8bit, and
+/// quoted-printable only for lines longer than SMTP allows (998 octets). Quoted-printable
+/// would break a link's line with soft line breaks and show its `=` as `=3D`, so a token
+/// copied from the raw message would not work. (`lettre` would choose quoted-printable for
+/// any line of 76 characters or more, which every acceptance link is.)
+fn body(text: String) -> lettre::message::Body {
+    use lettre::message::Body;
+    use lettre::message::header::ContentTransferEncoding as Cte;
+    let text = text.replace("\r\n", "\n");
+    let fits = text.split('\n').all(|l| l.len() <= 998 && !l.contains('\r'));
+    let crlf = || text.replace('\n', "\r\n").into_bytes();
+    match (fits, text.is_ascii()) {
+        (true, true) => Body::dangerous_pre_encoded(crlf(), Cte::SevenBit),
+        (true, false) => Body::dangerous_pre_encoded(crlf(), Cte::EightBit),
+        (false, _) => Body::new(text),
+    }
+}
+
 /// The message as RFC 5322 bytes: multipart/alternative with the text and HTML bodies.
 pub fn rfc5322(m: &Message, from: &lettre::message::Mailbox) -> Result<lettre::Message, String> {
-    use lettre::message::MultiPart;
+    use lettre::message::header::ContentType;
+    use lettre::message::{MultiPart, SinglePart};
     let mut b = lettre::Message::builder()
         .from(from.clone())
         .subject(m.subject.clone())
@@ -167,7 +207,9 @@ pub fn rfc5322(m: &Message, from: &lettre::message::Mailbox) -> Result<lettre::M
     for to in &m.to {
         b = b.to(to.parse().map_err(|e| format!("recipient {to:?}: {e}"))?);
     }
-    b.multipart(MultiPart::alternative_plain_html(m.text.clone(), m.html.clone())).map_err(|e| e.to_string())
+    let text = SinglePart::builder().header(ContentType::TEXT_PLAIN).body(body(m.text.clone()));
+    let html = SinglePart::builder().header(ContentType::TEXT_HTML).body(body(m.html.clone()));
+    b.multipart(MultiPart::alternative().singlepart(text).singlepart(html)).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -211,5 +253,25 @@ mod tests {
         let raw = String::from_utf8(rfc5322(&m, &from).expect("message").formatted()).expect("utf-8");
         assert!(raw.contains("Message-ID: <invitation/c1/sa/c1/1@contoso.example>"), "{raw}");
         assert!(raw.contains("To: lee@contoso.com") && raw.contains("multipart/alternative"), "{raw}");
+    }
+
+    #[test]
+    fn a_long_link_reaches_the_raw_message_whole_on_one_line() {
+        let from: lettre::message::Mailbox = "Services Hub <hub@contoso.example>".parse().expect("mailbox");
+        let token = "TDg5R23qDzE1zw39IYrF_GCSIlI43GYgfes8EvrspTo";
+        let url = format!("https://servicehub.contoso.example/invitations/accept?token={token}");
+        let link = InvitationLink { link: &url, token, expires_at: 0 };
+        let mut c = content();
+        c.display_name = "Lee Müller".into();
+        for m in [invitation("invitation/c1/ws/1", &content(), &link), invitation("invitation/c1/ws/2", &c, &link)] {
+            let raw = String::from_utf8(rfc5322(&m, &from).expect("message").formatted()).expect("utf-8");
+            assert!(!raw.contains("quoted-printable") && !raw.contains("=3D"), "{raw}");
+            assert!(raw.lines().any(|l| l.trim_end() == url), "the link is a line of its own: {raw}");
+            assert!(raw.contains("\r\n") && !raw.replace("\r\n", "").contains('\n'), "CRLF line ends only");
+        }
+        let long = "x".repeat(1200);
+        let m = Message { text: long.clone(), html: long, ..invitation("invitation/c1/ws/3", &content(), &link) };
+        let raw = String::from_utf8(rfc5322(&m, &from).expect("message").formatted()).expect("utf-8");
+        assert!(raw.lines().all(|l| l.len() <= 998), "a line past SMTP's limit is encoded");
     }
 }

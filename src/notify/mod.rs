@@ -35,6 +35,8 @@ pub struct Config {
     pub from: Mailbox,
     /// The acceptance page; the token is added as the `token` query parameter.
     pub link_base: url::Url,
+    /// The console page that completes an emailed sign-in; the token is added as `token`.
+    pub signin_link_base: url::Url,
     /// How long an invitation can be accepted after it is first sent.
     pub validity: Duration,
     /// Attempts before an invitation is `Failed`.
@@ -163,7 +165,7 @@ impl Notifier {
     async fn deliver(&self, entry: &OutboxEntry, now: i64, report: &mut Report) -> Result<(), StoreError> {
         let attempt = u32::try_from(entry.attempts + 1).unwrap_or(u32::MAX);
         let retry_at = now + self.retry_after(attempt);
-        let token = (entry.kind == "invitation").then(token::Token::generate);
+        let token = matches!(entry.kind.as_str(), "invitation" | "signin").then(token::Token::generate);
         let validity = i64::try_from(self.config.validity.as_secs()).unwrap_or(i64::MAX / 2);
         let claim =
             self.store.outbox_claim(entry, now, retry_at, token.as_ref().map(|t| t.hash.as_str()), validity).await?;
@@ -227,6 +229,14 @@ impl Notifier {
                     expires_at: expires_at.unwrap_or_default(),
                 };
                 Ok(message::invitation(&entry.key, &content, &link))
+            }
+            ("signin", Some(token)) => {
+                let payload: serde_json::Value =
+                    serde_json::from_str(&entry.payload).map_err(|e| format!("sign-in content: {e}"))?;
+                let mut link = self.config.signin_link_base.clone();
+                link.query_pairs_mut().append_pair("token", &token.secret);
+                let email = payload["email"].as_str().unwrap_or_default();
+                Ok(message::signin(&entry.key, email, link.as_str(), expires_at.unwrap_or_default()))
             }
             ("lockbox", _) => {
                 let payload: serde_json::Value =

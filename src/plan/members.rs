@@ -97,7 +97,9 @@ struct InvitationPayload<'a> {
     email: &'a str,
     display_name: &'a str,
     roles: Vec<&'static str>,
-    invited_by: &'a str,
+    /// The object whose spec invites, and who applied it: `Membership contoso/lee (applied by
+    /// operator)`. The CLI's name is not proven, the object is.
+    invited_by: String,
 }
 
 impl DesiredMembership {
@@ -262,7 +264,10 @@ impl DesiredMembership {
                     email,
                     display_name: &self.display_name,
                     roles: self.roles.iter().map(|r| r.as_str()).collect(),
-                    invited_by: &ctx.actor,
+                    invited_by: format!(
+                        "{} {}/{} (applied by {})",
+                        self.origin, self.namespace, self.name, ctx.actor.name
+                    ),
                 };
                 let invitation = InvitationRecord {
                     customer_uid: customer_uid.to_owned(),

@@ -32,8 +32,8 @@ use sha2::{Digest, Sha256};
 pub struct Context {
     /// The time the plan is made for.
     pub now: jiff::Timestamp,
-    /// Who acts, for the audit log: `operator` in the cluster, `cli:<user>` locally.
-    pub actor: String,
+    /// Who acts, for the audit log: the operator in the cluster, the CLI locally.
+    pub actor: crate::domain::actor::Actor,
 }
 
 /// Identity of the object being planned: the store keys rows by uid.

@@ -7,7 +7,7 @@ use crate::store::{Change, GuardTable, Snapshot, invitation_state};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
 fn at(s: &str) -> Context {
-    Context { now: s.parse().expect("timestamp"), actor: "test".into() }
+    Context { now: s.parse().expect("timestamp"), actor: crate::domain::actor::Actor::cli(None, "test", "host") }
 }
 
 fn now() -> Context {

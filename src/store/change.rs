@@ -238,8 +238,8 @@ pub struct Guard {
 /// One object's plan, applied in one transaction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Batch {
-    /// Who makes the change, for the audit log: `operator`, `cli:<user>`.
-    pub actor: String,
+    /// Who makes the change, for the audit log.
+    pub actor: crate::domain::actor::Actor,
     /// When (Unix seconds).
     pub at: i64,
     /// The version check; `None` for batches that own no row.

@@ -10,6 +10,7 @@ mod change;
 mod records;
 mod snapshot;
 pub mod sql;
+mod sql_console;
 mod sql_lockbox;
 mod sql_outbox;
 mod sql_read;
@@ -19,6 +20,7 @@ pub use change::{Batch, Change, Guard, GuardTable, Step};
 pub use records::*;
 pub use snapshot::{Snapshot, Versioned};
 pub use sql::invitation_key;
+pub use sql_console::{InvitationView, OIDC_LOGIN_VALIDITY, PendingLogin, SIGNIN_VALIDITY, Session};
 pub use url::StoreUrl;
 
 use async_trait::async_trait;
@@ -243,9 +245,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Grants, optionally of one namespace.
     async fn grants(&self, namespace: Option<&str>) -> Result<Vec<GrantRow>>;
 
-    /// Record in the audit log that an object took over the rows kept under `store_id`
-    /// (`servicehub.io/adopt`): by whom, when, and which object (kind, namespace, name, uid).
-    async fn record_adoption(&self, entry: &AuditEntry) -> Result<()>;
+    /// Write one audit entry on its own: an adoption (`servicehub.io/adopt`: by whom, when,
+    /// which object), a console sign-in or sign-out, a summary of refused guesses.
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<()>;
 
     /// Users known to each customer (of one namespace), with their memberships.
     async fn users(&self, namespace: Option<&str>) -> Result<Vec<UserRow>>;
@@ -282,7 +284,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Store a new Lockbox request, its audit entry and its notification in one
     /// transaction; its id.
-    async fn lockbox_insert(&self, request: &crate::domain::lockbox::Request, actor: &str) -> Result<i64>;
+    async fn lockbox_insert(
+        &self,
+        request: &crate::domain::lockbox::Request,
+        actor: &crate::domain::actor::Actor,
+    ) -> Result<i64>;
 
     /// Move a request from `before` (as read) to `after` at `at`, with its audit entry and
     /// notification. `Conflict` if someone moved it first: of two concurrent decisions,
@@ -291,7 +297,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         &self,
         before: &crate::domain::lockbox::Request,
         after: &crate::domain::lockbox::Request,
-        actor: &str,
+        actor: &crate::domain::actor::Actor,
         at: i64,
     ) -> Result<()>;
 
@@ -362,6 +368,42 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         acceptance: &Acceptance,
         at: i64,
     ) -> Result<std::result::Result<Accepted, AcceptRefusal>>;
+
+    /// What the invitation page shows about a token (by its hash), before anyone signs in.
+    async fn invitation_view(&self, token_hash: &str) -> Result<Option<InvitationView>>;
+
+    /// Store a new console session and audit the sign-in (`session.start`) as `by`.
+    async fn session_insert(&self, session: &Session, by: &crate::domain::actor::Actor) -> Result<()>;
+
+    /// The live session whose id hashes to `id_hash` at `now`, seen within `idle` seconds.
+    async fn session_find(&self, id_hash: &str, now: i64, idle: i64) -> Result<Option<Session>>;
+
+    /// End one session (by id hash) or every live session of `email`, auditing each with
+    /// `action` (`session.end` for a sign-out, `session.revoke`) as `by`; how many ended.
+    async fn sessions_end(
+        &self,
+        id_hash: Option<&str>,
+        email: Option<&str>,
+        at: i64,
+        by: &crate::domain::actor::Actor,
+        action: &str,
+    ) -> Result<u64>;
+
+    /// Sessions not ended and before their absolute end at `now`, optionally of one email.
+    async fn sessions(&self, email: Option<&str>, now: i64) -> Result<Vec<Session>>;
+
+    /// Queue an emailed sign-in link for `email`, leading to `return_to` (a console path).
+    async fn signin_request(&self, email: &str, return_to: &str, at: i64) -> Result<()>;
+
+    /// Use a sign-in token (by hash) at `at`: its email and `return_to`, once, within its
+    /// 15 minutes.
+    async fn signin_consume(&self, token_hash: &str, at: i64) -> Result<Option<(String, String)>>;
+
+    /// Store an authorization request sent to the OpenID provider.
+    async fn oidc_begin(&self, login: &PendingLogin) -> Result<()>;
+
+    /// Take the authorization request with this `state` hash, once, if it has not run out.
+    async fn oidc_take(&self, state_hash: &str, at: i64) -> Result<Option<PendingLogin>>;
 }
 
 /// Open the store at `url` and apply migrations.

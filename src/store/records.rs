@@ -367,8 +367,13 @@ pub struct AuditEntry {
     /// When (Unix seconds; RFC 3339 in JSON).
     #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
     pub at: i64,
-    /// Who: `operator`, `cli:<user>`, or an approver's email.
+    /// Who: `operator`, `cli:<user>`, or a person's email.
     pub actor: String,
+    /// The front door the change came through.
+    pub channel: crate::domain::actor::Channel,
+    /// What that channel authenticated: OIDC `issuer#sub`, the signed-in email, the OS user
+    /// and host of a CLI run, the operator's pod.
+    pub subject: String,
     /// What was done, e.g. `grant.add`.
     pub action: String,
     /// The kind of object touched.
@@ -383,6 +388,33 @@ pub struct AuditEntry {
     /// The state after, as JSON.
     #[serde(serialize_with = "nested_json_opt")]
     pub after: Option<String>,
+}
+
+impl AuditEntry {
+    /// An entry to write (its id is assigned by the store).
+    pub fn new(
+        at: i64,
+        actor: &crate::domain::actor::Actor,
+        action: &str,
+        kind: &str,
+        object: &str,
+        before: Option<String>,
+        after: Option<String>,
+    ) -> AuditEntry {
+        AuditEntry {
+            id: 0,
+            at,
+            actor: actor.name.clone(),
+            channel: actor.channel,
+            subject: actor.subject.clone(),
+            action: action.to_owned(),
+            kind: kind.to_owned(),
+            object: object.to_owned(),
+            drift: false,
+            before,
+            after,
+        }
+    }
 }
 
 /// One member of a workspace with what they may do there.
@@ -475,6 +507,14 @@ pub struct Acceptance {
     pub account: String,
     /// `WorkOrSchool` or `Personal`.
     pub account_type: String,
+    /// Who accepts, through which channel. When the channel authenticated them (the console,
+    /// a bearer token), the account must be the invited address: an invitation is bound to
+    /// the person it was sent to. The CLI is an administrator's tool and is not bound.
+    pub by: crate::domain::actor::Actor,
+    /// Whether an unknown token gets an audit entry. Unauthenticated front doors audit only
+    /// the first unknown token per client address and window (and count the rest), so that
+    /// guessing cannot grow the append-only log without bound.
+    pub audit_unknown: bool,
 }
 
 /// An accepted invitation.
@@ -516,6 +556,15 @@ pub enum AcceptRefusal {
     /// Not accepted in time.
     #[error("this invitation expired on {0}; ask the workspace administrator to invite you again")]
     Expired(String),
+    /// Signed in as someone other than the invitee.
+    #[error(
+        "this invitation was sent to {invited}; you are signed in as someone else. Sign out and sign in as \
+         {invited}, or ask the administrator to invite the address you signed in with"
+    )]
+    WrongAccount {
+        /// The invited address.
+        invited: String,
+    },
     /// A personal account where the workspace takes work or school accounts only.
     #[error(
         "workspace {workspace} does not accept personal (Microsoft) accounts: it belongs to a Unified agreement, \
@@ -546,6 +595,7 @@ impl AcceptRefusal {
             AcceptRefusal::Revoked => "Revoked",
             AcceptRefusal::Superseded(_) => "Superseded",
             AcceptRefusal::Expired(_) => "Expired",
+            AcceptRefusal::WrongAccount { .. } => "WrongAccount",
             AcceptRefusal::PersonalNotAllowed { .. } | AcceptRefusal::PersonalNotAllowedAtCustomer { .. } => {
                 "PersonalAccountNotAllowed"
             }

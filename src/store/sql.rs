@@ -12,6 +12,7 @@ use super::records::*;
 use super::snapshot::{Snapshot, Versioned};
 use super::{AuditFilter, Backend, Focus, MigrationReport, Result, Store, StoreError, StoreUrl};
 use crate::api::{Permission, Role};
+use crate::domain::actor::Actor;
 use crate::domain::matrix;
 use crate::domain::rules::Source;
 use async_trait::async_trait;
@@ -348,7 +349,7 @@ impl Store for SqlStore {
         super::sql_lockbox::policy(&self.pool, namespace, customer).await
     }
 
-    async fn lockbox_insert(&self, request: &crate::domain::lockbox::Request, actor: &str) -> Result<i64> {
+    async fn lockbox_insert(&self, request: &crate::domain::lockbox::Request, actor: &Actor) -> Result<i64> {
         let id = super::sql_lockbox::insert(&self.pool, self.url.backend(), request, actor).await?;
         self.rows_written.fetch_add(2, Ordering::Relaxed);
         Ok(id)
@@ -358,7 +359,7 @@ impl Store for SqlStore {
         &self,
         before: &crate::domain::lockbox::Request,
         after: &crate::domain::lockbox::Request,
-        actor: &str,
+        actor: &Actor,
         at: i64,
     ) -> Result<()> {
         super::sql_lockbox::transition(&self.pool, self.url.backend(), before, after, actor, at).await?;
@@ -449,6 +450,58 @@ impl Store for SqlStore {
     ) -> Result<std::result::Result<Accepted, AcceptRefusal>> {
         self.rows_written.fetch_add(1, Ordering::Relaxed);
         super::sql_outbox::accept(&self.pool, self.backend(), acceptance, at).await
+    }
+
+    async fn invitation_view(&self, token_hash: &str) -> Result<Option<super::InvitationView>> {
+        super::sql_console::invitation_view(&self.pool, token_hash).await
+    }
+
+    async fn session_insert(&self, session: &super::Session, by: &Actor) -> Result<()> {
+        super::sql_console::session_insert(&self.pool, self.backend(), session, by).await?;
+        self.rows_written.fetch_add(2, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn session_find(&self, id_hash: &str, now: i64, idle: i64) -> Result<Option<super::Session>> {
+        super::sql_console::session_find(&self.pool, id_hash, now, idle).await
+    }
+
+    async fn sessions_end(
+        &self,
+        id_hash: Option<&str>,
+        email: Option<&str>,
+        at: i64,
+        by: &Actor,
+        action: &str,
+    ) -> Result<u64> {
+        let n = super::sql_console::sessions_end(&self.pool, self.backend(), id_hash, email, at, by, action).await?;
+        self.rows_written.fetch_add(2 * n, Ordering::Relaxed);
+        Ok(n)
+    }
+
+    async fn sessions(&self, email: Option<&str>, now: i64) -> Result<Vec<super::Session>> {
+        super::sql_console::sessions(&self.pool, email, now).await
+    }
+
+    async fn signin_request(&self, email: &str, return_to: &str, at: i64) -> Result<()> {
+        super::sql_console::signin_request(&self.pool, self.backend(), email, return_to, at).await?;
+        self.rows_written.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    async fn signin_consume(&self, token_hash: &str, at: i64) -> Result<Option<(String, String)>> {
+        let email = super::sql_console::signin_consume(&self.pool, token_hash, at).await?;
+        self.rows_written.fetch_add(u64::from(email.is_some()), Ordering::Relaxed);
+        Ok(email)
+    }
+
+    async fn oidc_begin(&self, login: &super::PendingLogin) -> Result<()> {
+        self.rows_written.fetch_add(1, Ordering::Relaxed);
+        super::sql_console::oidc_begin(&self.pool, login).await
+    }
+
+    async fn oidc_take(&self, state_hash: &str, at: i64) -> Result<Option<super::PendingLogin>> {
+        super::sql_console::oidc_take(&self.pool, state_hash, at).await
     }
 
     async fn load(&self, namespace: &str, name: &str, focus: &Focus) -> Result<Snapshot> {
@@ -543,7 +596,7 @@ impl Store for SqlStore {
         super::sql_read::grants(&self.pool, namespace).await
     }
 
-    async fn record_adoption(&self, entry: &AuditEntry) -> Result<()> {
+    async fn record_audit(&self, entry: &AuditEntry) -> Result<()> {
         let mut conn = self.pool.acquire().await.map_err(map_err)?;
         audit_entry(&mut conn, entry).await?;
         self.rows_written.fetch_add(1, Ordering::Relaxed);
@@ -607,13 +660,17 @@ async fn insert_audit(
     backend: Backend,
     entries: &[(&Batch, &Step)],
 ) -> Result<u64> {
-    let mut qb =
-        Sql::for_backend(backend, "INSERT INTO audit (at, actor, action, kind, object, drift, before, after) ");
+    let mut qb = Sql::for_backend(
+        backend,
+        "INSERT INTO audit (at, actor, channel, subject, action, kind, object, drift, before, after) ",
+    );
     qb.values(entries, |(batch, step)| {
         let (kind, action) = step.change.audit_action();
         vec![
             batch.at.into(),
-            batch.actor.as_str().into(),
+            batch.actor.name.as_str().into(),
+            batch.actor.channel.as_str().into(),
+            batch.actor.subject.as_str().into(),
             action.into(),
             kind.into(),
             step.change.object_key().into(),
@@ -1119,11 +1176,13 @@ pub(super) async fn enqueue(
 /// the multi-row `insert_audit` instead).
 pub(super) async fn audit_entry(conn: &mut sqlx::AnyConnection, e: &AuditEntry) -> Result<()> {
     sqlx::query(
-        "INSERT INTO audit (at, actor, action, kind, object, drift, before, after) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO audit (at, actor, channel, subject, action, kind, object, drift, before, after) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(e.at)
     .bind(&e.actor)
+    .bind(e.channel.as_str())
+    .bind(&e.subject)
     .bind(&e.action)
     .bind(&e.kind)
     .bind(&e.object)

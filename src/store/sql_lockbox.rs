@@ -6,6 +6,7 @@
 use super::sql::{audit_entry, begin, enqueue, get, map_err};
 use super::{AuditEntry, Backend, LockboxFilter, LockboxSummary, Result, StoreError};
 use crate::api::lockbox_policy::Approvers;
+use crate::domain::actor::Actor;
 use crate::domain::lockbox::{Policy, Request, State};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
@@ -109,21 +110,19 @@ fn recipients(r: &Request) -> Vec<String> {
 async fn record(
     tx: &mut Transaction<'static, Any>,
     r: &Request,
-    actor: &str,
+    actor: &Actor,
     at: i64,
     before: Option<&Request>,
 ) -> Result<()> {
-    let entry = AuditEntry {
-        id: 0,
+    let entry = AuditEntry::new(
         at,
-        actor: actor.to_owned(),
-        action: format!("lockbox.{}", r.state.as_str().to_ascii_lowercase()),
-        kind: "lockbox".to_owned(),
-        object: r.id.to_string(),
-        drift: false,
-        before: before.and_then(|b| serde_json::to_string(b).ok()),
-        after: serde_json::to_string(r).ok(),
-    };
+        actor,
+        &format!("lockbox.{}", r.state.as_str().to_ascii_lowercase()),
+        "lockbox",
+        &r.id.to_string(),
+        before.and_then(|b| serde_json::to_string(b).ok()),
+        serde_json::to_string(r).ok(),
+    );
     audit_entry(tx, &entry).await?;
     let mut to = recipients(r);
     // The policy's notificationRecipients hear about every request and decision.
@@ -152,7 +151,7 @@ async fn record(
 }
 
 /// Store a new request with its audit entry and notification; its id.
-pub(super) async fn insert(pool: &AnyPool, backend: Backend, r: &Request, actor: &str) -> Result<i64> {
+pub(super) async fn insert(pool: &AnyPool, backend: Backend, r: &Request, actor: &Actor) -> Result<i64> {
     let mut tx = begin(pool, backend).await?;
     let row = sqlx::query(
         "INSERT INTO lockbox_requests (customer_uid, requester, workload, case_id, reason, requested_seconds, approvers, \
@@ -187,7 +186,7 @@ pub(super) async fn transition(
     backend: Backend,
     before: &Request,
     after: &Request,
-    actor: &str,
+    actor: &Actor,
     at: i64,
 ) -> Result<()> {
     let mut tx = begin(pool, backend).await?;

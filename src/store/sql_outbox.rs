@@ -9,6 +9,7 @@
 use super::records::*;
 use super::sql::{audit_entry, begin, enqueue, get, invitation_key, map_err};
 use super::{Backend, Result};
+use crate::domain::actor::Actor;
 use sqlx::{Any, AnyPool, Transaction};
 
 /// Due entries, oldest deadline first, through the `outbox_due` partial index.
@@ -101,6 +102,11 @@ pub(super) async fn claim(
             .map_err(map_err)?;
         }
         expires = Some(expires_at);
+    } else if entry.kind == "signin" {
+        // The link's token is made for this attempt; only its hash is kept.
+        if let Some(hash) = token_hash {
+            expires = Some(super::sql_console::signin_token(&mut tx, entry, hash, at).await?);
+        }
     }
     // Guarded by the attempt count as read: of two workers claiming the same attempt, one wins
     // (on PostgreSQL the loser waits on the invitation row above, then finds the count moved).
@@ -140,27 +146,22 @@ async fn membership_of(tx: &mut Transaction<'static, Any>, invitation_id: i64) -
     .transpose()
 }
 
-/// An invitation's audit entry (kind `Invitation`, actor `actor`), in `tx`.
+/// An invitation's audit entry (kind `Invitation`), in `tx`.
 async fn audit(
     tx: &mut Transaction<'static, Any>,
     at: i64,
-    actor: &str,
+    actor: &Actor,
     action: &str,
     object: &str,
     after: serde_json::Value,
 ) -> Result<()> {
-    let entry = AuditEntry {
-        id: 0,
-        at,
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        kind: "Invitation".to_owned(),
-        object: object.to_owned(),
-        drift: false,
-        before: None,
-        after: Some(after.to_string()),
-    };
+    let entry = AuditEntry::new(at, actor, action, "Invitation", object, None, Some(after.to_string()));
     audit_entry(tx, &entry).await
+}
+
+/// The operator's delivery worker, for the audit entries of deliveries and expiries.
+fn operator() -> Actor {
+    Actor::operator(&crate::telemetry::host())
 }
 
 /// Mark an entry delivered; an invitation becomes `Sent` (once: a re-send after a crash
@@ -193,7 +194,7 @@ pub(super) async fn sent(
         .await
         .map_err(map_err)?;
         if marked.rows_affected() == 1 {
-            audit(&mut tx, at, "operator", "invitation.send", &entry.key, serde_json::json!({ "state": "Sent" }))
+            audit(&mut tx, at, &operator(), "invitation.send", &entry.key, serde_json::json!({ "state": "Sent" }))
                 .await?;
             touched = membership_of(&mut tx, id).await?;
         }
@@ -237,7 +238,7 @@ pub(super) async fn failed(
                 .map_err(map_err)?;
         if retry_at.is_none() && gave_up.rows_affected() == 1 {
             let after = serde_json::json!({ "state": "Failed", "attempts": entry.attempts + 1, "error": error });
-            audit(&mut tx, at, "operator", "invitation.fail", &entry.key, after).await?;
+            audit(&mut tx, at, &operator(), "invitation.fail", &entry.key, after).await?;
             touched = membership_of(&mut tx, id).await?;
         }
     }
@@ -315,7 +316,7 @@ pub(super) async fn expire(
         if ended {
             after["reason"] = "the agreement has ended".into();
         }
-        audit(&mut tx, at, "operator", action, &old_key, after).await?;
+        audit(&mut tx, at, &operator(), action, &old_key, after).await?;
         let membership = membership_of(&mut tx, id).await?;
         tx.commit().await.map_err(map_err)?;
         out.push(ExpiredInvitation { email, reissued: reissue, issue: new_issue, membership });
@@ -372,10 +373,12 @@ pub(super) async fn accept(
     .map_err(map_err)?;
     let attempt = serde_json::json!({ "account": who.account, "accountType": who.account_type });
     let Some(row) = row else {
-        let after =
-            serde_json::json!({ "account": who.account, "accountType": who.account_type, "refused": "UnknownToken" });
-        audit(&mut tx, at, &who.account, "invitation.refuse", "unknown token", after).await?;
-        tx.commit().await.map_err(map_err)?;
+        if who.audit_unknown {
+            let after = serde_json::json!({ "account": who.account, "accountType": who.account_type,
+                "refused": "UnknownToken" });
+            audit(&mut tx, at, &who.by, "invitation.refuse", "unknown token", after).await?;
+            tx.commit().await.map_err(map_err)?;
+        }
         return Ok(Err(AcceptRefusal::UnknownToken));
     };
     let id: i64 = get(&row, "id")?;
@@ -387,7 +390,10 @@ pub(super) async fn accept(
     let expires_at: Option<i64> = get(&row, "expires_at")?;
     let workspace: Option<String> = get(&row, "workspace")?;
     let customer: String = get(&row, "customer")?;
-    let refusal = if token_issue < issue {
+    let invited: String = get(&row, "email")?;
+    let refusal = if who.by.channel.authenticated() && !invited.eq_ignore_ascii_case(&who.account) {
+        Some(AcceptRefusal::WrongAccount { invited: invited.clone() })
+    } else if token_issue < issue {
         Some(AcceptRefusal::Superseded(issue))
     } else if state == invitation_state::ACCEPTED {
         let when: Option<i64> = get(&row, "accepted_at")?;
@@ -412,7 +418,7 @@ pub(super) async fn accept(
     if let Some(refusal) = refusal {
         let mut after = attempt;
         after["refused"] = refusal.reason().into();
-        audit(&mut tx, at, &who.account, "invitation.refuse", &object, after).await?;
+        audit(&mut tx, at, &who.by, "invitation.refuse", &object, after).await?;
         tx.commit().await.map_err(map_err)?;
         return Ok(Err(refusal));
     }
@@ -453,13 +459,13 @@ pub(super) async fn accept(
     }
     let mut after = attempt;
     after["state"] = "Accepted".into();
-    audit(&mut tx, at, &who.account, "invitation.accept", &object, after).await?;
+    audit(&mut tx, at, &who.by, "invitation.accept", &object, after).await?;
     tx.commit().await.map_err(map_err)?;
     Ok(Ok(Accepted {
         namespace: get(&row, "namespace")?,
         customer,
         workspace,
-        email: get(&row, "email")?,
+        email: invited,
         account: who.account.clone(),
         accepted_at: at,
     }))

@@ -460,7 +460,7 @@ pub(super) async fn policies(pool: &AnyPool, namespace: Option<&str>) -> Result<
 
 pub(super) async fn audit(pool: &AnyPool, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
     let mut qb = Sql::new(
-        "SELECT id, at, actor, action, kind, object, CASE WHEN drift THEN 1 ELSE 0 END AS drift, before, after \
+        "SELECT id, at, actor, channel, subject, action, kind, object, CASE WHEN drift THEN 1 ELSE 0 END AS drift, before, after \
          FROM audit WHERE 1 = 1",
     );
     if let Some(kind) = &filter.kind {
@@ -492,6 +492,8 @@ pub(super) async fn audit(pool: &AnyPool, filter: &AuditFilter) -> Result<Vec<Au
                 id: get(r, "id")?,
                 at: get(r, "at")?,
                 actor: get(r, "actor")?,
+                channel: crate::domain::actor::Channel::parse(&get::<String>(r, "channel")?),
+                subject: get(r, "subject")?,
                 action: get(r, "action")?,
                 kind: get(r, "kind")?,
                 object: get(r, "object")?,

@@ -499,14 +499,20 @@ async fn the_leader_expires_lockbox_requests_at_their_deadline_and_catches_up_af
     let now = jiff::Timestamp::now().as_second();
     // Opened two days ago: one never decided, one approved for an hour. Both overdue.
     let two_days = now - 2 * 86_400;
-    let stale = lockbox::request(db, "contoso", "contoso", ask("a@microsoft.com"), two_days).await.expect("request");
-    let approved = lockbox::request(db, "contoso", "contoso", ask("b@microsoft.com"), two_days).await.expect("request");
-    lockbox::act(db, approved.id, Action::Approve, "megan.bowen@contoso.com", None, two_days + 60)
+    let stale = lockbox::request(db, "contoso", "contoso", ask("a@microsoft.com"), &by("a@microsoft.com"), two_days)
+        .await
+        .expect("request");
+    let approved = lockbox::request(db, "contoso", "contoso", ask("b@microsoft.com"), &by("b@microsoft.com"), two_days)
+        .await
+        .expect("request");
+    lockbox::act(db, approved.id, Action::Approve, &by("megan.bowen@contoso.com"), None, two_days + 60)
         .await
         .expect("approve");
     // And one whose 12 h pending deadline falls three seconds from now.
     let soon =
-        lockbox::request(db, "contoso", "contoso", ask("c@microsoft.com"), now - 43_200 + 3).await.expect("request");
+        lockbox::request(db, "contoso", "contoso", ask("c@microsoft.com"), &by("c@microsoft.com"), now - 43_200 + 3)
+            .await
+            .expect("request");
     let deadline = soon.pending_deadline.expect("deadline");
 
     eventually(&op, Duration::from_secs(30), "every request closed", || async {
@@ -585,4 +591,9 @@ async fn children_of_a_stuck_parent_say_what_they_wait_for() {
     let workspaces: Api<Workspace> = Api::namespaced(client.clone(), "contoso");
     workspaces.patch("stuck", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("patch");
     wait_all_ready(&client, &op, CONVERGE).await;
+}
+
+/// A CLI actor (the store trusts it; the console authenticates people).
+fn by(email: &str) -> servicehub_operator::domain::actor::Actor {
+    servicehub_operator::domain::actor::Actor::cli(Some(email), "test", "host")
 }

@@ -8,7 +8,10 @@ use servicehub_operator::store::Store;
 use servicehub_operator::validate::{self, Object, References, Sourced};
 
 fn ctx() -> Context {
-    Context { now: "2026-11-22T12:00:00Z".parse().expect("time"), actor: "test".into() }
+    Context {
+        now: "2026-11-22T12:00:00Z".parse().expect("time"),
+        actor: servicehub_operator::domain::actor::Actor::cli(None, "test", "host"),
+    }
 }
 
 /// Every object's plan against its focused load equals its plan against the full load.

@@ -27,7 +27,10 @@ async fn scenario(s: &TestStore, policy: impl Fn(&mut servicehub_operator::api::
             o
         })
         .collect();
-    let ctx = Context { now: jiff::Timestamp::from_second(T).expect("time"), actor: "test".into() };
+    let ctx = Context {
+        now: jiff::Timestamp::from_second(T).expect("time"),
+        actor: servicehub_operator::domain::actor::Actor::cli(None, "test", "host"),
+    };
     let report = engine::run(s.store.as_ref(), &objects, &Options { dry_run: false, ctx }).await.expect("apply");
     assert!(!report.has_failures(), "{:?}", report.objects);
 }
@@ -43,7 +46,9 @@ fn ask(requester: &str, hours: i64) -> NewRequest {
 }
 
 async fn open(s: &TestStore, requester: &str, hours: i64, at: i64) -> Request {
-    lockbox::request(s.store.as_ref(), "contoso", "contoso", ask(requester, hours), at).await.expect("request")
+    lockbox::request(s.store.as_ref(), "contoso", "contoso", ask(requester, hours), &by(requester), at)
+        .await
+        .expect("request")
 }
 
 async fn state(s: &TestStore, id: i64) -> Request {
@@ -86,7 +91,8 @@ async fn a_pending_request_expires_exactly_at_its_deadline() {
             s.name
         );
         // A decision now is refused with the reason.
-        let late = refusal(lockbox::act(s.store.as_ref(), r.id, Action::Approve, GA, None, T + 12 * HOUR + 5).await);
+        let late =
+            refusal(lockbox::act(s.store.as_ref(), r.id, Action::Approve, &by(GA), None, T + 12 * HOUR + 5).await);
         assert!(late.contains("is Expired; it cannot be approved (only Pending requests can)"), "{late}");
 
         // A shorter pendingTtl is honoured.
@@ -104,15 +110,16 @@ async fn approved_access_is_time_bound_and_refusals_are_clear() {
         scenario(&s, |_| {}).await;
         let db = s.store.as_ref();
         let r = open(&s, "eng@microsoft.com", 4, T).await;
-        let stranger = refusal(lockbox::act(db, r.id, Action::Approve, "someone@contoso.com", None, T + 60).await);
+        let stranger = refusal(lockbox::act(db, r.id, Action::Approve, &by("someone@contoso.com"), None, T + 60).await);
         assert!(
             stranger.contains("someone@contoso.com may not approve request")
                 && stranger.contains("only the policy's approvers"),
             "{stranger}"
         );
-        let own = refusal(lockbox::act(db, r.id, Action::Approve, "eng@microsoft.com", None, T + 60).await);
+        let own = refusal(lockbox::act(db, r.id, Action::Approve, &by("eng@microsoft.com"), None, T + 60).await);
         assert!(own.contains("a requester can never decide their own request"), "{own}");
-        let a = lockbox::act(db, r.id, Action::Approve, GA, Some("go ahead".into()), T + 600).await.expect("approve");
+        let a =
+            lockbox::act(db, r.id, Action::Approve, &by(GA), Some("go ahead".into()), T + 600).await.expect("approve");
         assert_eq!((a.state, a.access_deadline), (State::Approved, Some(T + 600 + 4 * HOUR)), "{}", s.name);
         assert!(lockbox::sweep(db, T + 600 + 4 * HOUR - 1, None, false).await.expect("sweep").is_empty());
         lockbox::sweep(db, T + 600 + 4 * HOUR, None, false).await.expect("sweep");
@@ -121,21 +128,24 @@ async fn approved_access_is_time_bound_and_refusals_are_clear() {
 
         // Completed ends it early; then nothing is due.
         let r2 = open(&s, "eng@microsoft.com", 4, T).await;
-        lockbox::act(db, r2.id, Action::Approve, APPROVER, None, T + 60).await.expect("approve");
+        lockbox::act(db, r2.id, Action::Approve, &by(APPROVER), None, T + 60).await.expect("approve");
         let done =
-            lockbox::act(db, r2.id, Action::Complete, "eng@microsoft.com", None, T + 120).await.expect("complete");
+            lockbox::act(db, r2.id, Action::Complete, &by("eng@microsoft.com"), None, T + 120).await.expect("complete");
         assert_eq!((done.state, done.closed_at), (State::Completed, Some(T + 120)));
         assert!(lockbox::sweep(db, T + 10 * HOUR, None, false).await.expect("sweep").is_empty(), "{}", s.name);
 
         // Refused at request time: too long, or a workload the policy does not cover.
-        let too_long = lockbox::request(db, "contoso", "contoso", ask("eng@microsoft.com", 9), T).await;
+        let too_long =
+            lockbox::request(db, "contoso", "contoso", ask("eng@microsoft.com", 9), &by("eng@microsoft.com"), T).await;
         assert_eq!(
             refusal(too_long),
             "requested access of 9h exceeds the policy's maxAccessDuration of 8h; ask for 8h or less"
         );
         scenario(&s, |p| p.workloads = vec![servicehub_operator::api::lockbox_policy::Workload::SharePointOnline])
             .await;
-        let uncovered = refusal(lockbox::request(db, "contoso", "contoso", ask("eng@microsoft.com", 1), T).await);
+        let uncovered = refusal(
+            lockbox::request(db, "contoso", "contoso", ask("eng@microsoft.com", 1), &by("eng@microsoft.com"), T).await,
+        );
         assert!(uncovered.contains("workload ExchangeOnline is not covered"), "{uncovered}");
         // The whole history is audited.
         let audit = db
@@ -157,19 +167,19 @@ async fn after_two_days_down_every_due_transition_is_applied_once_in_order_and_n
         // Requests in every state, opened an hour apart.
         let pending = open(&s, "a@microsoft.com", 1, T).await;
         let approved = open(&s, "b@microsoft.com", 2, T + HOUR).await;
-        lockbox::act(db, approved.id, Action::Approve, GA, None, T + HOUR + 60).await.expect("approve");
+        lockbox::act(db, approved.id, Action::Approve, &by(GA), None, T + HOUR + 60).await.expect("approve");
         let denied = open(&s, "c@microsoft.com", 1, T + 2 * HOUR).await;
-        lockbox::act(db, denied.id, Action::Deny, APPROVER, Some("not needed".into()), T + 2 * HOUR + 60)
+        lockbox::act(db, denied.id, Action::Deny, &by(APPROVER), Some("not needed".into()), T + 2 * HOUR + 60)
             .await
             .expect("deny");
         let completed = open(&s, "d@microsoft.com", 1, T + 3 * HOUR).await;
-        lockbox::act(db, completed.id, Action::Approve, GA, None, T + 3 * HOUR + 60).await.expect("approve");
-        lockbox::act(db, completed.id, Action::Complete, "d@microsoft.com", None, T + 3 * HOUR + 120)
+        lockbox::act(db, completed.id, Action::Approve, &by(GA), None, T + 3 * HOUR + 60).await.expect("approve");
+        lockbox::act(db, completed.id, Action::Complete, &by("d@microsoft.com"), None, T + 3 * HOUR + 120)
             .await
             .expect("complete");
         let revoked = open(&s, "e@microsoft.com", 1, T + 4 * HOUR).await;
-        lockbox::act(db, revoked.id, Action::Approve, GA, None, T + 4 * HOUR + 60).await.expect("approve");
-        lockbox::act(db, revoked.id, Action::Revoke, APPROVER, None, T + 4 * HOUR + 120).await.expect("revoke");
+        lockbox::act(db, revoked.id, Action::Approve, &by(GA), None, T + 4 * HOUR + 60).await.expect("approve");
+        lockbox::act(db, revoked.id, Action::Revoke, &by(APPROVER), None, T + 4 * HOUR + 120).await.expect("revoke");
         let outbox_before = s.store.count("SELECT COUNT(*) FROM outbox WHERE kind = 'lockbox'").await.expect("count");
 
         // Two days later the operator starts and sweeps once.
@@ -219,7 +229,7 @@ async fn disabling_the_policy_keeps_pending_requests_decidable_and_new_ones_need
         let after = open(&s, "eng@microsoft.com", 2, T + 60).await;
         assert_eq!((after.state, after.access_deadline), (State::NotRequired, Some(T + 60 + 2 * HOUR)), "{}", s.name);
         assert_eq!(state(&s, before.id).await.state, State::Pending, "{}: untouched by the change", s.name);
-        let a = lockbox::act(db, before.id, Action::Approve, GA, None, T + 120).await.expect("still decidable");
+        let a = lockbox::act(db, before.id, Action::Approve, &by(GA), None, T + 120).await.expect("still decidable");
         assert_eq!(a.state, State::Approved);
         // Not-required access is still time-bound.
         lockbox::sweep(db, T + 60 + 2 * HOUR, None, false).await.expect("sweep");
@@ -235,11 +245,12 @@ async fn of_two_concurrent_decisions_exactly_one_wins() {
             let r = open(&s, "eng@microsoft.com", 1, T + round).await;
             let (db1, db2) = (s.store.clone(), s.store.clone());
             let approve =
-                tokio::spawn(async move { lockbox::act(db1.as_ref(), r.id, Action::Approve, GA, None, T + 100).await });
-            let deny =
                 tokio::spawn(
-                    async move { lockbox::act(db2.as_ref(), r.id, Action::Deny, APPROVER, None, T + 100).await },
+                    async move { lockbox::act(db1.as_ref(), r.id, Action::Approve, &by(GA), None, T + 100).await },
                 );
+            let deny = tokio::spawn(async move {
+                lockbox::act(db2.as_ref(), r.id, Action::Deny, &by(APPROVER), None, T + 100).await
+            });
             let results = [approve.await.expect("join"), deny.await.expect("join")];
             let won = results.iter().filter(|r| r.is_ok()).count();
             assert_eq!(won, 1, "{}: {results:?}", s.name);
@@ -338,4 +349,9 @@ async fn the_cli_requests_decides_lists_and_previews_a_sweep() {
         history[1].contains("approved") && history[1].contains(GA) && history[1].contains("not authenticated"),
         "{text}"
     );
+}
+
+/// A CLI actor (the store trusts it; the console authenticates people).
+fn by(email: &str) -> servicehub_operator::domain::actor::Actor {
+    servicehub_operator::domain::actor::Actor::cli(Some(email), "test", "host")
 }

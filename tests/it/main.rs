@@ -8,6 +8,7 @@ mod cel_cost;
 mod chart;
 mod cli;
 mod cluster;
+mod console;
 mod controller;
 mod crash;
 mod crds;

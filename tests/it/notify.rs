@@ -544,46 +544,58 @@ async fn has_event(client: &kube::Client, reason: &str, name: &str) -> bool {
     })
 }
 
-async fn post_accept(op: &Operator, body: &str) -> (u16, serde_json::Value) {
-    let res = reqwest::Client::new()
-        .post(format!("http://{}/v1/invitations/accept", op.http))
-        .header("content-type", "application/json")
-        .body(body.to_owned())
-        .send()
-        .await
-        .expect("POST");
-    let code = res.status().as_u16();
-    (code, res.json().await.unwrap_or_default())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_delivers_and_accepts_over_http_and_the_membership_shows_it() {
-    let (s, api, op) = cluster::ready_scenario(&["--leader-elect=false"]).await;
+    // The console runs beside the controller, on its own port; email-link sign-in is on.
+    let console = cluster::free_addr();
+    let base = format!("http://{console}");
+    let (s, api, op) = cluster::ready_scenario(&[
+        "--leader-elect=false",
+        "--console=true",
+        "--console-email-signin=true",
+        "--console-addr",
+        &console.to_string(),
+        "--console-base-url",
+        &base,
+    ])
+    .await;
     let client = api.client();
     cluster::eventually(&op, Duration::from_secs(30), "invitations sent", || async {
         s.store.count("SELECT COUNT(*) FROM invitations WHERE state = 'Sent'").await.unwrap_or(0) == 13
     })
     .await;
     let token = token_for(&op.outbox(), "lee.gu@contoso.com", 1);
-    let body = |account: &str, kind: &str| {
-        serde_json::json!({ "token": token, "account": account, "accountType": kind }).to_string()
-    };
-    // A personal account in a workspace without the exception: 403, with the reason and the fix.
-    let (code, reply) = post_accept(&op, &body("lee.gu@outlook.com", "Personal")).await;
-    assert_eq!(code, 403, "{reply}");
-    assert_eq!(reply["reason"], "PersonalAccountNotAllowed");
-    assert!(reply["message"].as_str().is_some_and(|m| m.contains("allowPersonalAccounts")), "{reply}");
+    let body = serde_json::json!({ "token": token }).to_string();
+    // The metrics port serves no acceptance: people never reach it.
+    let res =
+        reqwest::Client::new().post(format!("http://{}/v1/invitations/accept", op.http)).body(body.clone()).send();
+    assert_eq!(res.await.expect("POST").status().as_u16(), 404);
+    // Without a sign-in: 401.
+    let mut anon = crate::console::Browser::new(&base);
+    assert_eq!(anon.post_json("/v1/invitations/accept", &body, &[]).await.status, 401);
+    // Signed in (the leader delivers the link) as someone else: 403, naming the invitee.
+    let mut other = crate::console::Browser::new(&base);
+    let home = other.sign_in_by_email(&op.outbox(), "lee.gu@outlook.com").await;
+    let r = other.post_json("/v1/invitations/accept", &body, &[("x-csrf-token", &home.csrf())]).await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let reply: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!(reply["reason"], "WrongAccount");
+    assert!(reply["message"].as_str().is_some_and(|m| m.contains("lee.gu@contoso.com")), "{reply}");
     // Malformed bodies name the field and never echo the token.
-    let (code, reply) = post_accept(&op, &body("not an email", "WorkOrSchool")).await;
-    assert_eq!((code, reply["field"].as_str()), (400, Some("account")), "{reply}");
-    let (code, reply) = post_accept(&op, r#"{"token": 5}"#).await;
-    assert_eq!(code, 400, "{reply}");
+    let mut lee = crate::console::Browser::new(&base);
+    let home = lee.sign_in_by_email(&op.outbox(), "lee.gu@contoso.com").await;
+    let csrf = home.csrf();
+    let r = lee.post_json("/v1/invitations/accept", r#"{"token": 5}"#, &[("x-csrf-token", &csrf)]).await;
+    assert_eq!(r.status, 400, "{}", r.body);
     // Accepted, then the same token again: 409.
-    let (code, reply) = post_accept(&op, &body("lee.gu@contoso.com", "WorkOrSchool")).await;
-    assert_eq!(code, 200, "{reply}");
+    let r = lee.post_json("/v1/invitations/accept", &body, &[("x-csrf-token", &csrf)]).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let reply: serde_json::Value = serde_json::from_str(&r.body).expect("json");
     assert_eq!((reply["state"].as_str(), reply["workspace"].as_str()), (Some("Accepted"), Some("contoso-emea")));
-    let (code, reply) = post_accept(&op, &body("lee.gu@contoso.com", "WorkOrSchool")).await;
-    assert_eq!((code, reply["reason"].as_str()), (409, Some("AlreadyAccepted")), "{reply}");
+    assert!(!r.body.contains(&token));
+    let r = lee.post_json("/v1/invitations/accept", &body, &[("x-csrf-token", &csrf)]).await;
+    let reply: serde_json::Value = serde_json::from_str(&r.body).expect("json");
+    assert_eq!((r.status, reply["reason"].as_str()), (409, Some("AlreadyAccepted")), "{reply}");
     // The Membership shows it at once (not at the 10-minute resync), with an Event.
     cluster::eventually(&op, Duration::from_secs(15), "Membership shows Accepted", || async {
         invited(&client, "lee-emea-support").await.is_some_and(|(state, c)| {

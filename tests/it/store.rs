@@ -75,7 +75,12 @@ pub fn step(change: Change) -> Step {
 }
 
 pub fn batch(guard: Option<Guard>, changes: Vec<Change>) -> Batch {
-    Batch { actor: "test".into(), at: 1_700_000_000, guard, steps: changes.into_iter().map(step).collect() }
+    Batch {
+        actor: servicehub_operator::domain::actor::Actor::cli(None, "test", "host"),
+        at: 1_700_000_000,
+        guard,
+        steps: changes.into_iter().map(step).collect(),
+    }
 }
 
 fn g(p: Permission, s: Source) -> Grant {
@@ -164,7 +169,15 @@ async fn an_upgraded_store_ends_with_the_same_schema_as_a_fresh_one() {
         // queued delivery as version 1 wrote them (no delivery columns yet).
         let mut rows = seed("c1");
         rows.steps.retain(|s| !matches!(s.change, Change::IssueInvitation { .. }));
+        // Today's code writes the audit's channel and subject (migration 6): the columns exist
+        // only while it writes, so the old schema is what the upgrade starts from.
+        for sql in ["ALTER TABLE audit ADD COLUMN channel TEXT", "ALTER TABLE audit ADD COLUMN subject TEXT"] {
+            old.store.execute_raw(sql).await.expect("add");
+        }
         old.store.apply(&rows).await.expect("data under the old schema");
+        for sql in ["ALTER TABLE audit DROP COLUMN channel", "ALTER TABLE audit DROP COLUMN subject"] {
+            old.store.execute_raw(sql).await.expect("drop");
+        }
         old.store
             .execute_raw(
                 "INSERT INTO invitations (customer_uid, membership_id, scope_key, subject_key, email, issue, state, \

@@ -1,0 +1,346 @@
+//! The invitation acceptance page and `POST /v1/invitations/accept`.
+//!
+//! The link in an invitation (`/invitations/accept?token=…`) puts the token in a short-lived
+//! `HttpOnly` cookie and redirects to the same page without it (`Referrer-Policy:
+//! no-referrer`), so neither proxies nor the browser history keep it. The page shows what
+//! the invitation gives and asks the person to sign in; acceptance is bound to the signed-in
+//! identity (the invited address, the account type the sign-in proved).
+
+use super::pages::{self, Head};
+use super::signin::{MaybeSigned, Signed};
+use super::{Console, Peer, form};
+use crate::auth::session::{Cookie, is_token};
+use crate::notify::accept::{self, Error};
+use crate::notify::token;
+use crate::store::{AcceptRefusal, InvitationView};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the token waits in its cookie between the link and the acceptance.
+const COOKIE_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+fn invitation_cookie<'h>(c: &Console, headers: &'h HeaderMap) -> Option<&'h str> {
+    let h = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    Cookie::Invitation.find(h, c.config.secure()).filter(|t| is_token(t))
+}
+
+/// What stands between this person and accepting, if anything (the store checks it again).
+fn obstacle(view: &InvitationView, email: &str, account_type: &str, now: i64) -> Option<String> {
+    if view.superseded {
+        Some("This invitation was replaced by a newer one: use the link in the newest message.".into())
+    } else if view.state == "Accepted" {
+        Some("This invitation was already accepted; each invitation can be used once.".into())
+    } else if view.state == "Revoked" {
+        Some(
+            "This invitation was revoked: the membership was removed. Ask the administrator to invite you again."
+                .into(),
+        )
+    } else if view.state == "Expired" || view.expires_at.is_none_or(|t| t <= now) {
+        Some("This invitation has expired. Ask the administrator to invite you again.".into())
+    } else if !view.email.eq_ignore_ascii_case(email) {
+        Some(AcceptRefusal::WrongAccount { invited: view.email.clone() }.to_string())
+    } else if account_type == "Personal" && !view.personal_allowed {
+        Some(match &view.workspace {
+            Some(w) => AcceptRefusal::PersonalNotAllowed { workspace: w.clone() }.to_string(),
+            None => AcceptRefusal::PersonalNotAllowedAtCustomer { customer: view.customer.clone() }.to_string(),
+        })
+    } else {
+        None
+    }
+}
+
+fn render(
+    c: &Console,
+    view: InvitationView,
+    session: Option<&crate::store::Session>,
+    refusal: Option<String>,
+) -> Response {
+    let now = c.clock.now();
+    let scope =
+        view.workspace.as_ref().map_or("All workspaces (customer level)".to_owned(), |w| format!("Workspace {w}"));
+    let roles = if view.roles.is_empty() { "User".to_owned() } else { view.roles.join(", ") };
+    let expires = view.expires_at.map(crate::domain::time::rfc3339).unwrap_or_else(|| "-".into());
+    let accounts = if view.personal_allowed {
+        "Work or school accounts and personal Microsoft accounts".to_owned()
+    } else {
+        "Work or school accounts only".to_owned()
+    };
+    let refusal = refusal.or_else(|| match session {
+        Some(s) => obstacle(&view, &s.email, &s.account_type, now),
+        None => obstacle(&view, &view.email, "WorkOrSchool", now),
+    });
+    let can_accept = session.is_some() && refusal.is_none();
+    let page = pages::Invitation {
+        head: Head::new("Your invitation", session.map(|s| s.me())),
+        view,
+        scope,
+        roles,
+        expires,
+        accounts,
+        refusal,
+        can_accept,
+    };
+    pages::html(StatusCode::OK, &page)
+}
+
+/// `GET /invitations/accept[?token=…]`.
+pub async fn page(
+    State(c): State<Arc<Console>>,
+    peer: Peer,
+    MaybeSigned(s): MaybeSigned,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let q: std::collections::HashMap<String, String> =
+        url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
+    if let Some(t) = q.get("token") {
+        if let Err(r) = c.limit("invitation", &peer.0, false) {
+            return r;
+        }
+        if !is_token(t) {
+            c.refused_token("invitation", "malformed", &peer.0).await;
+            return not_valid();
+        }
+        let keep = Cookie::Invitation.set(t, COOKIE_LIFETIME, c.config.secure());
+        return pages::see_other("/invitations/accept", &[keep]);
+    }
+    let Some(t) = invitation_cookie(&c, &headers) else {
+        return pages::message(
+            StatusCode::BAD_REQUEST,
+            "Your invitation",
+            s.map(|s| s.me()),
+            "note",
+            "Open the link from your invitation message to see the invitation.",
+            None,
+        );
+    };
+    match c.store.invitation_view(&token::hash(t)).await {
+        Ok(Some(view)) => render(&c, view, s.as_ref(), None),
+        Ok(None) => {
+            c.refused_token("invitation", "unknown_token", &peer.0).await;
+            not_valid()
+        }
+        Err(e) => pages::server_error("reading an invitation failed", &e),
+    }
+}
+
+fn not_valid() -> Response {
+    pages::message(
+        StatusCode::NOT_FOUND,
+        "Invitation not found",
+        None,
+        "error",
+        "This invitation link is not valid: check that it was copied whole from the newest invitation message.",
+        None,
+    )
+}
+
+/// `POST /invitations/accept`: accept as the signed-in person.
+pub async fn accept(
+    State(c): State<Arc<Console>>,
+    peer: Peer,
+    Signed(s): Signed,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let f = form(&body, &["csrf"]).unwrap_or_default();
+    if !s.csrf_ok(f.get("csrf")) {
+        c.metrics.refused("invitation", "csrf");
+        return pages::message(
+            StatusCode::FORBIDDEN,
+            "Form expired",
+            Some(s.me()),
+            "error",
+            "This form could not be verified (its security token is missing or wrong). Nothing was changed.",
+            Some("Reload the invitation page and accept again.".into()),
+        );
+    }
+    let Some(t) = invitation_cookie(&c, &headers) else {
+        return pages::message(
+            StatusCode::BAD_REQUEST,
+            "Your invitation",
+            Some(s.me()),
+            "error",
+            "Open the link from your invitation message again: it is needed to accept.",
+            None,
+        );
+    };
+    let req = accept::Request { token: t.to_owned(), account: s.email.clone(), account_type: s.account_type.clone() };
+    let clear = Cookie::Invitation.clear(c.config.secure());
+    match accept::accept(c.store.as_ref(), &req, s.actor(), false, c.clock.now()).await {
+        Ok(a) => {
+            c.metrics.notified("invitation", "accepted", 1);
+            let scope = a.workspace.as_ref().map_or("customer level".to_owned(), |w| format!("workspace {w}"));
+            let res = pages::message(
+                StatusCode::OK,
+                "Invitation accepted",
+                Some(s.me()),
+                "success",
+                format!("You are now active in {scope} of customer {}.", a.customer),
+                None,
+            );
+            pages::with_cookies(res, &[clear])
+        }
+        Err(Error::Refused(AcceptRefusal::UnknownToken)) | Err(Error::Invalid(_)) => {
+            c.refused_token("invitation", "unknown_token", &peer.0).await;
+            not_valid()
+        }
+        Err(Error::Refused(r)) => {
+            c.metrics.notified("invitation", "refused", 1);
+            match c.store.invitation_view(&token::hash(t)).await {
+                Ok(Some(view)) => render(&c, view, Some(&s), Some(r.to_string())),
+                _ => pages::message(
+                    StatusCode::FORBIDDEN,
+                    "Invitation refused",
+                    Some(s.me()),
+                    "error",
+                    r.to_string(),
+                    None,
+                ),
+            }
+        }
+        Err(Error::Store(e)) => pages::server_error("accepting an invitation failed", &e),
+    }
+}
+
+/// A JSON error with a field.
+fn json_error(code: StatusCode, reason: &str, field: Option<&str>, message: String) -> Response {
+    let mut body = serde_json::json!({ "reason": reason, "message": message });
+    if let Some(f) = field {
+        body["field"] = f.into();
+    }
+    (code, axum::Json(body)).into_response()
+}
+
+/// The request body of the JSON endpoint: the token only. The account and its type come
+/// from the authentication, never from the body.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ApiRequest {
+    token: String,
+}
+
+/// `POST /v1/invitations/accept` (and `/api/v1/…`): `{"token"}`, authenticated by
+/// `Authorization: Bearer <ID token>` or by the console session with `X-CSRF-Token`.
+pub async fn api_accept(
+    State(c): State<Arc<Console>>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if let Err(r) = c.limit("api_invitation", &peer.0, true) {
+        return r;
+    }
+    let (email, account_type, actor) = match authenticate(&c, &headers).await {
+        Ok(who) => who,
+        Err(r) => return r,
+    };
+    let req: ApiRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            // The class and position only: serde's message may quote the input.
+            let field = ["account", "accountType"].into_iter().find(|f| e.to_string().contains(&format!("`{f}`")));
+            let message = match field {
+                Some(f) => format!("{f}: comes from the sign-in (the bearer token or session), not from the body"),
+                None => format!(
+                    "the body must be JSON {{\"token\": \"…\"}} ({:?} error at column {})",
+                    e.classify(),
+                    e.column()
+                ),
+            };
+            return json_error(StatusCode::BAD_REQUEST, "Invalid", Some(field.unwrap_or("token")), message);
+        }
+    };
+    let r = accept::Request { token: req.token, account: email, account_type };
+    match accept::accept(c.store.as_ref(), &r, actor, false, c.clock.now()).await {
+        Ok(a) => {
+            c.metrics.notified("invitation", "accepted", 1);
+            let mut body = serde_json::to_value(&a).unwrap_or_default();
+            body["state"] = "Accepted".into();
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        Err(Error::Invalid(e)) => {
+            c.refused_token("api_invitation", "malformed", &peer.0).await;
+            json_error(StatusCode::BAD_REQUEST, "Invalid", Some(e.field), e.to_string())
+        }
+        Err(Error::Refused(r)) => {
+            let code = match r {
+                AcceptRefusal::UnknownToken => {
+                    c.refused_token("api_invitation", "unknown_token", &peer.0).await;
+                    StatusCode::NOT_FOUND
+                }
+                AcceptRefusal::Used(_) | AcceptRefusal::Superseded(_) => StatusCode::CONFLICT,
+                AcceptRefusal::Expired(_) | AcceptRefusal::Revoked => StatusCode::GONE,
+                AcceptRefusal::WrongAccount { .. }
+                | AcceptRefusal::PersonalNotAllowed { .. }
+                | AcceptRefusal::PersonalNotAllowedAtCustomer { .. } => StatusCode::FORBIDDEN,
+            };
+            if code != StatusCode::NOT_FOUND {
+                c.metrics.notified("invitation", "refused", 1);
+            }
+            json_error(code, r.reason(), None, r.to_string())
+        }
+        Err(Error::Store(e)) => {
+            tracing::warn!(error = %e, "invitation acceptance failed");
+            json_error(StatusCode::SERVICE_UNAVAILABLE, "StoreError", None, "the store is not available; retry".into())
+        }
+    }
+}
+
+/// Who calls the API: a verified bearer ID token, or the console session with its CSRF token
+/// in `X-CSRF-Token`. (email, account type, actor)
+async fn authenticate(
+    c: &Console,
+    headers: &HeaderMap,
+) -> Result<(String, String, crate::domain::actor::Actor), Response> {
+    let unauthorized = |msg: String| {
+        let mut res = json_error(StatusCode::UNAUTHORIZED, "Unauthorized", None, msg);
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        res
+    };
+    if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let Some(raw) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) else {
+            return Err(unauthorized("Authorization: only Bearer ID tokens are accepted".into()));
+        };
+        let Some(provider) = &c.oidc else {
+            return Err(unauthorized(
+                "Authorization: bearer tokens need OpenID Connect configured on this console".into(),
+            ));
+        };
+        return match provider.verify_bearer(raw).await {
+            Ok(v) => {
+                let actor = crate::domain::actor::Actor::person(
+                    &v.person.email,
+                    crate::domain::actor::Channel::ApiBearer,
+                    &v.subject,
+                );
+                Ok((v.person.email, v.person.account_type.as_str().to_owned(), actor))
+            }
+            Err(e) => {
+                c.metrics.refused("api_invitation", "bad_bearer");
+                Err(unauthorized(format!("Authorization: {e}")))
+            }
+        };
+    }
+    match super::signin::session_of(c, headers).await? {
+        Some(s) => {
+            let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            if !s.csrf_ok(given.as_ref()) {
+                c.metrics.refused("api_invitation", "csrf");
+                return Err(json_error(
+                    StatusCode::FORBIDDEN,
+                    "CsrfTokenMissing",
+                    Some("X-CSRF-Token"),
+                    "X-CSRF-Token: the session's CSRF token is required with a session cookie".into(),
+                ));
+            }
+            Ok((s.email.clone(), s.account_type.clone(), s.actor()))
+        }
+        None => Err(unauthorized(
+            "sign in: send Authorization: Bearer <ID token>, or the console's session cookie with X-CSRF-Token".into(),
+        )),
+    }
+}
