@@ -396,14 +396,20 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
         }
         status.set_store_id(Some(store_id.to_owned()));
     }
-    // A Membership whose invitation this pass queued would show it `Pending` only until the
-    // delivery worker sends it, moments later, and refreshes the Membership (`touched`):
-    // its status is written once, with the invitation sent, not twice. Bounded: if delivery
-    // is slow or off, the requeue writes what there is.
+    // A Membership whose invitation is queued and not yet tried would show it `Pending` only
+    // until the delivery worker sends it, moments later, and refreshes the Membership
+    // (`touched`): its status is written once, with the invitation sent, not twice. That
+    // holds for the pass that queued it and for any pass before the first attempt (a
+    // parent's status change triggers one), as long as no status with the invitation was
+    // written yet. Bounded: once delivery has tried (or when it is off), the status is
+    // written as it is; the requeue writes what there is if the worker is slow.
     let just_invited = batch.steps.iter().any(|s| s.change.audit_action().1 == "invitation.issue");
-    let pending = matches!(&status, Status::Membership(st)
-        if st.invitation.as_ref().is_some_and(|i| i.state == crate::store::invitation_state::PENDING));
-    let defer = just_invited && pending && !stalled;
+    let untried = matches!(&status, Status::Membership(st)
+        if st.invitation.as_ref().is_some_and(|i| i.state == crate::store::invitation_state::PENDING
+            && i.attempts.unwrap_or(0) == 0 && i.last_error.is_none()));
+    let unshown = obj.status_json().is_none_or(|s| s.get("invitation").is_none_or(serde_json::Value::is_null));
+    let delivering = ctx.delivery.notifier.is_some();
+    let defer = untried && !stalled && (just_invited || (unshown && delivering));
     let new = serde_json::to_value(&status).map_err(|e| Error::Invalid(e.to_string()))?;
     if !defer && obj.status_json().as_ref() != Some(&new) {
         write_status(api, obj.as_ref(), &new, ctx).await?;
