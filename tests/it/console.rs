@@ -31,12 +31,24 @@ impl Drop for Served {
 impl Served {
     /// Start `serve` over `store_url` with extra flags, and wait until it answers.
     pub async fn start(store_url: &str, extra: &[&str]) -> Served {
+        Served::start_with_env(store_url, extra, &[], None).await
+    }
+
+    /// [`Served::start`] with environment variables, on `addr` if given.
+    pub async fn start_with_env(
+        store_url: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        addr: Option<SocketAddr>,
+    ) -> Served {
         let dir = tempfile::tempdir().expect("tempdir");
-        let addr: SocketAddr = crate::cluster::free_addr();
+        let addr: SocketAddr = addr.unwrap_or_else(crate::cluster::free_addr);
         let base = format!("http://{addr}");
         let outbox = dir.path().join("outbox");
         let log = dir.path().join("serve.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_servicehub"))
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_servicehub"));
+        cmd.envs(env.iter().copied());
+        let child = cmd
             .args(["serve", "--store", store_url, "--http-addr", &addr.to_string(), "--console-base-url", &base])
             .args(["--invitation-link-base", &format!("{base}/invitations/accept")])
             .args(extra)
@@ -71,8 +83,10 @@ impl Served {
 pub struct Browser {
     http: reqwest::Client,
     base: String,
-    /// Cookies by name.
+    /// Cookies of the console, by name.
     pub cookies: HashMap<String, String>,
+    /// Cookies of other origins (an identity provider), by origin and name.
+    others: HashMap<String, HashMap<String, String>>,
     /// The `Set-Cookie` headers of the last response.
     pub set_cookies: Vec<String>,
 }
@@ -110,24 +124,46 @@ impl Browser {
     pub fn new(base: &str) -> Browser {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Browser { http, base: base.to_owned(), cookies: HashMap::new(), set_cookies: Vec::new() }
+        Browser {
+            http,
+            base: base.to_owned(),
+            cookies: HashMap::new(),
+            others: HashMap::new(),
+            set_cookies: Vec::new(),
+        }
     }
 
-    fn cookie_header(&self) -> String {
-        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    fn origin(url: &str) -> String {
+        url::Url::parse(url).map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+    }
+
+    fn jar(&mut self, url: &str) -> &mut HashMap<String, String> {
+        let origin = Browser::origin(url);
+        if origin == Browser::origin(&self.base) { &mut self.cookies } else { self.others.entry(origin).or_default() }
     }
 
     async fn send(&mut self, req: reqwest::RequestBuilder) -> Page {
-        let res = req.header("cookie", self.cookie_header()).send().await.expect("request");
+        let req = req.build().expect("request");
+        let url = req.url().to_string();
+        let header = self.jar(&url).iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        let mut req = req;
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(&header) {
+            req.headers_mut().insert("cookie", v);
+        }
+        let res = self.http.execute(req).await.expect("request");
         self.set_cookies =
             res.headers().get_all("set-cookie").iter().filter_map(|v| v.to_str().ok()).map(str::to_owned).collect();
-        for c in &self.set_cookies {
+        let set = self.set_cookies.clone();
+        let jar = self.jar(&url);
+        for c in &set {
             let (pair, attrs) = c.split_once(';').unwrap_or((c, ""));
             if let Some((k, v)) = pair.split_once('=') {
-                if v.is_empty() || attrs.contains("Max-Age=0") {
-                    self.cookies.remove(k);
+                let expired = attrs.to_ascii_lowercase().contains("max-age=0")
+                    || attrs.to_ascii_lowercase().contains("expires=thu, 01 jan 1970");
+                if v.is_empty() || expired {
+                    jar.remove(k);
                 } else {
-                    self.cookies.insert(k.to_owned(), v.to_owned());
+                    jar.insert(k.to_owned(), v.to_owned());
                 }
             }
         }
@@ -160,6 +196,20 @@ impl Browser {
             req = req.header(*k, *v);
         }
         self.send(req).await
+    }
+
+    /// Follow redirects from `page` (across origins, as a browser does) until one answers
+    /// without a redirect; that page and its URL.
+    pub async fn follow(&mut self, mut page: Page, mut at: String) -> (Page, String) {
+        for _ in 0..20 {
+            if !(300..400).contains(&page.status) {
+                return (page, at);
+            }
+            let to = url::Url::parse(&at).expect("url").join(page.header("location")).expect("location").to_string();
+            page = self.get(&to).await;
+            at = to;
+        }
+        panic!("too many redirects, last at {at}");
     }
 
     /// Sign in as `email` through the emailed link in `outbox`; the home page.

@@ -21,6 +21,7 @@ mod invitations;
 mod lockbox;
 mod notify;
 mod observe;
+mod oidc;
 mod output;
 mod pause;
 mod race;
