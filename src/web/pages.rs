@@ -11,8 +11,15 @@ pub struct Me {
     pub email: String,
     /// `WorkOrSchool` or `Personal`.
     pub account_type: String,
+    /// The account type for people.
+    pub account_label: &'static str,
     /// The session's CSRF token (for the sign-out form).
     pub csrf: String,
+}
+
+/// An account type as people read it.
+pub fn account_label(account_type: &str) -> &'static str {
+    if account_type == "Personal" { "Personal Microsoft account" } else { "Work or school account" }
 }
 
 /// What every page's layout needs.
@@ -84,6 +91,7 @@ pub struct Home {
     pub head: Head,
     pub email: String,
     pub account_type: String,
+    pub account_label: &'static str,
     pub method: String,
     pub expires: String,
     pub access: Vec<Access>,

@@ -75,7 +75,12 @@ impl FromRequestParts<Arc<Console>> for Signed {
 impl Session {
     /// The page header's view of the person.
     pub fn me(&self) -> Me {
-        Me { email: self.email.clone(), account_type: self.account_type.clone(), csrf: self.csrf.clone() }
+        Me {
+            email: self.email.clone(),
+            account_type: self.account_type.clone(),
+            account_label: pages::account_label(&self.account_type),
+            csrf: self.csrf.clone(),
+        }
     }
 
     /// The audit actor of this session's requests.
@@ -205,6 +210,7 @@ pub async fn home(
         head: Head::new("Welcome", Some(s.me())),
         email: s.email.clone(),
         account_type: s.account_type.clone(),
+        account_label: pages::account_label(&s.account_type),
         method: if s.method == "oidc" { "OpenID Connect".into() } else { "an emailed link".into() },
         expires: crate::domain::time::rfc3339(s.expires_at),
         access,

@@ -301,7 +301,7 @@ async fn email_sign_in_starts_a_server_side_session_with_strict_cookies_and_sign
         let home = b.sign_in_by_email(&served.outbox, "Lee.Gu@Contoso.com").await;
         assert_eq!(home.status, 200, "{}", home.body);
         assert_eq!(home.text_of("signed-in-as").as_deref(), Some("lee.gu@contoso.com"));
-        assert_eq!(home.text_of("account-type").as_deref(), Some("WorkOrSchool"));
+        assert_eq!(home.text_of("account-type").as_deref(), Some("Work or school account"));
         assert!(home.body.contains("Workspace contoso-emea"), "where they have access: {}", home.body);
         // The session cookie: HttpOnly, SameSite=Lax, not Secure on http; its id is not stored.
         let session: Vec<&String> = b.set_cookies.iter().filter(|c| c.starts_with("servicehub-session=")).collect();
@@ -400,7 +400,7 @@ async fn an_invitation_is_accepted_only_by_the_signed_in_invitee_with_the_accoun
         // The invitee with a personal account (the sign-in says so): refused with the fix.
         let mut lee_msa = Browser::new(&personal.base);
         let home = lee_msa.sign_in_by_email(&personal.outbox, "lee.gu@contoso.com").await;
-        assert_eq!(home.text_of("account-type").as_deref(), Some("Personal"));
+        assert_eq!(home.text_of("account-type").as_deref(), Some("Personal Microsoft account"));
         lee_msa.get(&format!("{}/invitations/accept?token={token}", personal.base)).await;
         let page = lee_msa.get("/invitations/accept").await;
         let refusal = page.text_of("refusal").expect("refused");

@@ -4,6 +4,7 @@ mod adopt;
 #[path = "../apiserver/mod.rs"]
 mod apiserver;
 mod apply;
+mod browser;
 mod cel_cost;
 mod chart;
 mod cli;

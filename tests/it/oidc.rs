@@ -11,9 +11,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 /// The provider, running.
-struct Provider {
+pub(crate) struct Provider {
     child: Child,
-    issuer: String,
+    pub(crate) issuer: String,
 }
 
 impl Drop for Provider {
@@ -25,7 +25,7 @@ impl Drop for Provider {
 
 impl Provider {
     /// Start it for a console whose callback is `redirect`.
-    async fn start(redirect: &str) -> Provider {
+    pub(crate) async fn start(redirect: &str) -> Provider {
         let dir = repo("tests/oidc");
         assert!(
             dir.join("node_modules/oidc-provider").exists(),
@@ -51,7 +51,7 @@ impl Provider {
     }
 
     /// The account that signs in next (the person typing their password).
-    async fn login_as(&self, account: &str) {
+    pub(crate) async fn login_as(&self, account: &str) {
         reqwest::get(format!("{}/test/login-as/{account}", self.issuer)).await.expect("login-as");
     }
 
@@ -111,7 +111,7 @@ async fn sign_in_round_trips_through_a_real_provider_and_the_token_decides_the_a
     let (home, at) = sign_in(&mut b, &base, "/").await;
     assert_eq!(at, format!("{base}/"), "back on the console");
     assert_eq!(home.text_of("signed-in-as").as_deref(), Some("lee.gu@contoso.com"), "{}", home.body);
-    assert_eq!(home.text_of("account-type").as_deref(), Some("WorkOrSchool"));
+    assert_eq!(home.text_of("account-type").as_deref(), Some("Work or school account"));
     assert!(home.body.contains("OpenID Connect"));
     let row = s.store.strings("SELECT method || ' ' || subject || ' ' || groups FROM sessions").await.expect("row");
     assert_eq!(row, vec![format!("oidc {}#lee [\"6f1c5d2e-0000-4000-8000-00000000c0de\"]", provider.issuer)]);
@@ -123,7 +123,7 @@ async fn sign_in_round_trips_through_a_real_provider_and_the_token_decides_the_a
     let mut m = Browser::new(&base);
     let (home, _) = sign_in(&mut m, &base, "/").await;
     assert_eq!(home.text_of("signed-in-as").as_deref(), Some("lee.gu@contoso.com"));
-    assert_eq!(home.text_of("account-type").as_deref(), Some("Personal"));
+    assert_eq!(home.text_of("account-type").as_deref(), Some("Personal Microsoft account"));
 
     // A token without a tenant identifies nobody: refused, naming the claim; no session.
     provider.login_as("notenant").await;
