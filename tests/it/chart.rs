@@ -49,6 +49,8 @@ fn the_schema_rejects_wrong_values() {
         json!({ "notifications": { "transport": "smtp", "smtp": { "host": "smtp.example.com", "existingSecret": "s" } } }),
         json!({ "notifications": { "transport": "webhook", "webhook": { "url": "https://h.example/x", "existingSecret": "w" } } }),
         json!({ "notifications": { "transport": "none", "invitationValidity": "30d" } }),
+        json!({ "console": { "enabled": true, "emailSignIn": true } }),
+        json!({ "console": { "enabled": true, "oidc": { "issuer": "https://id.example/v2.0", "clientId": "a", "existingSecret": "s" } } }),
     ];
     for patch in ok {
         let v = values_with(patch.clone());
@@ -69,6 +71,13 @@ fn the_schema_rejects_wrong_values() {
         (json!({ "controller": { "concurrency": 0 } }), "no concurrency"),
         (json!({ "watchNamespace": "Team_A" }), "an invalid namespace name"),
         (json!({ "httpPort": 80 }), "a privileged port"),
+        (json!({ "console": { "enabled": true } }), "a console without a sign-in method"),
+        (
+            json!({ "console": { "enabled": true, "oidc": { "issuer": "https://id.example" } } }),
+            "OIDC without its client",
+        ),
+        (json!({ "console": { "baseUrl": "hub.contoso.com" } }), "a base URL without a scheme"),
+        (json!({ "console": { "sessionIdle": "an hour" } }), "a session lifetime in words"),
         (json!({ "replicas": 2 }), "an unknown key (a typo of replicaCount)"),
         (json!({ "serviceAccount": { "create": "yes" } }), "a string for a boolean"),
         (json!({ "notifications": { "transport": "smtp" } }), "SMTP without a host"),
@@ -317,7 +326,7 @@ async fn the_chart_grants_every_call_the_controller_makes() {
 fn every_environment_variable_the_deployment_sets_is_one_the_binary_reads() {
     let deployment = std::fs::read_to_string(chart("templates/deployment.yaml")).expect("deployment");
     let help = crate::support::stdout(&crate::support::servicehub(&["run", "--help"]));
-    let sources: String = ["src/cli/notify.rs", "src/cli/mod.rs", "src/cli/run.rs"]
+    let sources: String = ["src/cli/notify.rs", "src/cli/mod.rs", "src/cli/run.rs", "src/cli/console.rs"]
         .iter()
         .map(|p| std::fs::read_to_string(crate::support::repo(p)).expect("source"))
         .collect();
@@ -328,7 +337,7 @@ fn every_environment_variable_the_deployment_sets_is_one_the_binary_reads() {
         .collect();
     assert!(names.len() > 20, "{names:?}");
     for name in names {
-        // Flags show their variable in --help; the two secrets are read from the environment only.
+        // Flags show their variable in --help; the secrets are read from the environment only.
         let shown = help.contains(&format!("env: {name}=")) || help.contains(&format!("env: {name}]"));
         let read = shown || sources.contains(&format!("std::env::var(\"{name}\")"));
         assert!(read, "the chart sets {name}, which servicehub run does not read");

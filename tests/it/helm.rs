@@ -47,6 +47,18 @@ fn combinations() -> Vec<(&'static str, Value)> {
         ("none", json!({ "notifications": { "transport": "none" } })),
         ("network-policy", json!({ "networkPolicy": { "enabled": true, "apiServerCIDRs": ["10.0.0.1/32"] } })),
         (
+            "console",
+            json!({
+                "console": {
+                    "enabled": true,
+                    "baseUrl": "https://hub.contoso.com",
+                    "oidc": { "issuer": "https://login.microsoftonline.com/t/v2.0", "clientId": "app", "existingSecret": "oidc" },
+                    "ingress": { "enabled": true, "className": "nginx", "tlsSecretName": "hub-tls" },
+                },
+                "networkPolicy": { "enabled": true, "consoleNamespaceSelector": { "name": "ingress" } },
+            }),
+        ),
+        (
             "service-monitor",
             json!({ "metrics": { "serviceMonitor": { "enabled": true, "labels": { "release": "prom" } } } }),
         ),
@@ -245,6 +257,30 @@ fn helm_template_renders_what_each_combination_promises() {
                 .filter_map(|p| p["port"].as_i64())
                 .collect();
             assert_eq!(ports, vec![8080], "{name}: ingress only to the HTTP port");
+        }
+        // The console: its own port and Service, the Ingress for the base URL's host, the
+        // policy opening its port to the ingress controller's namespace; off by default.
+        let console = values["console"]["enabled"] == true;
+        let services: Vec<&str> =
+            find(&objects, "Service").iter().filter_map(|s| s["metadata"]["name"].as_str()).collect();
+        assert_eq!(services.contains(&"rel-servicehub-operator-console"), console, "{name}: {services:?}");
+        assert_eq!(env(d, "SERVICEHUB_CONSOLE").is_some(), console, "{name}");
+        if console {
+            assert_eq!(env(d, "SERVICEHUB_CONSOLE_ADDR"), Some(json!("0.0.0.0:8090")), "{name}");
+            assert_eq!(env(d, "SERVICEHUB_CONSOLE_BASE_URL"), Some(json!("https://hub.contoso.com")), "{name}");
+            let secret = env_of(d).into_iter().find(|(n, _)| n == "SERVICEHUB_OIDC_CLIENT_SECRET").expect("secret");
+            assert_eq!(secret.1["secretKeyRef"]["name"], "oidc", "{name}");
+            let ports = &d["spec"]["template"]["spec"]["containers"][0]["ports"];
+            assert!(ports.as_array().is_some_and(|p| p.iter().any(|p| p["name"] == "console")), "{name}: {ports}");
+            let ingress = find(&objects, "Ingress");
+            assert_eq!(ingress.len(), 1, "{name}");
+            assert_eq!(ingress[0]["spec"]["rules"][0]["host"], "hub.contoso.com", "{name}");
+            assert_eq!(ingress[0]["spec"]["tls"][0]["secretName"], "hub-tls", "{name}");
+            let p = policy.first().expect("policy");
+            assert_eq!(p["spec"]["ingress"][1]["ports"][0]["port"], 8090, "{name}");
+            assert_eq!(p["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]["name"], "ingress");
+        } else {
+            assert!(find(&objects, "Ingress").is_empty(), "{name}");
         }
         let monitors = find(&objects, "ServiceMonitor");
         assert_eq!(monitors.len(), usize::from(values["metrics"]["serviceMonitor"]["enabled"] == true), "{name}");
