@@ -329,17 +329,27 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                     let e = &l.entry;
                     // A correction of a change made behind the operator's back says so.
                     let action = if e.drift { format!("{} (drift)", e.action) } else { e.action.clone() };
-                    vec![
+                    let mut row = vec![
                         e.id.to_string(),
                         time(Some(e.at)),
                         e.actor.clone(),
                         action,
                         e.kind.clone(),
                         l.object_name.clone(),
-                    ]
+                    ];
+                    // How they acted, and what that proved (`-o wide`): the CLI's `--as` is
+                    // not authenticated; the console's sign-ins are.
+                    if wide {
+                        row.push(e.channel.describe().to_owned());
+                        row.push(e.subject.clone());
+                    }
+                    row
                 })
                 .collect();
-            let header = vec!["ID", "AT", "ACTOR", "ACTION", "KIND", "OBJECT"];
+            let mut header = vec!["ID", "AT", "ACTOR", "ACTION", "KIND", "OBJECT"];
+            if wide {
+                header.extend(["CHANNEL", "SUBJECT"]);
+            }
             (header, rows, vec![0, WHEN, 18, 24, 13, 36])
         }
     };

@@ -40,8 +40,12 @@ pub struct InvitationContent {
     pub display_name: String,
     /// Roles given.
     pub roles: Vec<String>,
-    /// Who invited (the audit actor).
+    /// Who invited (the object, and who applied it).
     pub invited_by: String,
+    /// Which accounts the scope takes (`any`, `workOrSchool`); absent in messages queued
+    /// before it was recorded.
+    #[serde(default)]
+    pub accounts: Option<String>,
 }
 
 /// What the delivery worker adds to an invitation for one attempt.
@@ -52,6 +56,21 @@ pub struct InvitationLink<'a> {
     pub token: &'a str,
     /// Until when it can be accepted (Unix seconds).
     pub expires_at: i64,
+}
+
+/// The sign-in hint that fits the scope's accounts.
+fn account_hint(accounts: Option<&str>) -> &'static str {
+    match accounts {
+        Some("workOrSchool") => {
+            "Sign in with your organisation's work or school account: this workspace does not accept personal \
+             Microsoft accounts."
+        }
+        Some("any") => "You can sign in with a work or school account or with a personal Microsoft account.",
+        _ => {
+            "A workspace may accept only work or school accounts; if yours refuses a personal account, sign in \
+             with your organisation's account."
+        }
+    }
 }
 
 /// Render an invitation.
@@ -68,8 +87,8 @@ pub fn invitation(id: &str, c: &InvitationContent, l: &InvitationLink<'_>) -> Me
         "{greeting},\n\n{by} invited you to {scope} of {customer} in Services Hub, with the roles: {roles}.\n\n\
          Accept the invitation here, signed in as {email}:\n{link}\n\n\
          The invitation can be used once and expires on {expires}.\n\
-         A workspace may accept only work or school accounts; if yours refuses a personal account, sign in with \
-         your organisation's account.\n",
+         {hint}\n",
+        hint = account_hint(c.accounts.as_deref()),
         by = c.invited_by,
         customer = c.customer,
         email = c.email,
@@ -226,6 +245,7 @@ mod tests {
             display_name: "Lee".into(),
             roles: vec!["WorkspaceAdministrator".into()],
             invited_by: "operator".into(),
+            accounts: Some("workOrSchool".into()),
         }
     }
 
@@ -243,6 +263,18 @@ mod tests {
         }
         assert!(m.html.contains("Contoso &lt;Ltd&gt;") && !m.html.contains("<Ltd>"), "{}", m.html);
         assert_eq!(m.data["acceptUrl"], "https://hub.example/accept?token=abc");
+    }
+
+    #[test]
+    fn the_sign_in_hint_fits_the_scope() {
+        let link = InvitationLink { link: "https://x/?token=t", token: "t", expires_at: 0 };
+        let work = invitation("invitation/a/b/1", &content(), &link);
+        assert!(work.text.contains("does not accept personal Microsoft accounts"), "{}", work.text);
+        let any = InvitationContent { accounts: Some("any".into()), ..content() };
+        let m = invitation("invitation/a/b/1", &any, &link);
+        assert!(m.text.contains("or with a personal Microsoft account") && !m.text.contains("does not accept"));
+        let old = InvitationContent { accounts: None, ..content() };
+        assert!(invitation("invitation/a/b/1", &old, &link).text.contains("may accept only work or school"));
     }
 
     #[test]

@@ -100,6 +100,9 @@ struct InvitationPayload<'a> {
     /// The object whose spec invites, and who applied it: `Membership contoso/lee (applied by
     /// operator)`. The CLI's name is not proven, the object is.
     invited_by: String,
+    /// Which accounts the scope takes: `any`, or `workOrSchool` (Unified without the MSA
+    /// exception), for the message's sign-in hint.
+    accounts: &'static str,
 }
 
 impl DesiredMembership {
@@ -264,6 +267,13 @@ impl DesiredMembership {
                     email,
                     display_name: &self.display_name,
                     roles: self.roles.iter().map(|r| r.as_str()).collect(),
+                    accounts: {
+                        let personal = match &self.workspace_id {
+                            Some(id) => snapshot.workspaces.get(id).is_some_and(|w| w.record.personal_allowed),
+                            None => snapshot.customer.as_ref().is_some_and(|c| c.record.agreement_kind != "Unified"),
+                        };
+                        if personal { "any" } else { "workOrSchool" }
+                    },
                     invited_by: format!(
                         "{} {}/{} (applied by {})",
                         self.origin, self.namespace, self.name, ctx.actor.name

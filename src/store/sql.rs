@@ -463,7 +463,9 @@ impl Store for SqlStore {
     }
 
     async fn session_find(&self, id_hash: &str, now: i64, idle: i64) -> Result<Option<super::Session>> {
-        super::sql_console::session_find(&self.pool, id_hash, now, idle).await
+        let found = super::sql_console::session_find(&self.pool, id_hash, now, idle).await?;
+        self.rows_written.fetch_add(u64::from(found.as_ref().is_some_and(|(_, touched)| *touched)), Ordering::Relaxed);
+        Ok(found.map(|(s, _)| s))
     }
 
     async fn sessions_end(

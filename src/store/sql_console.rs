@@ -148,8 +148,14 @@ pub(super) async fn session_insert(pool: &AnyPool, backend: Backend, s: &Session
 }
 
 /// The live session with this id hash at `now`: not ended, before its absolute end, and seen
-/// within `idle` seconds. Its `seen_at` is moved forward (at most once a minute).
-pub(super) async fn session_find(pool: &AnyPool, id_hash: &str, now: i64, idle: i64) -> Result<Option<Session>> {
+/// within `idle` seconds. Its `seen_at` is moved forward (at most once a minute); whether it
+/// was, beside the session.
+pub(super) async fn session_find(
+    pool: &AnyPool,
+    id_hash: &str,
+    now: i64,
+    idle: i64,
+) -> Result<Option<(Session, bool)>> {
     let sql = format!(
         "SELECT {SESSION_COLUMNS} FROM sessions WHERE id_hash = $1 AND revoked_at IS NULL AND expires_at > $2 \
          AND seen_at + $3 > $2"
@@ -163,7 +169,8 @@ pub(super) async fn session_find(pool: &AnyPool, id_hash: &str, now: i64, idle: 
         .map_err(map_err)?;
     let Some(row) = row else { return Ok(None) };
     let mut s = session(&row)?;
-    if now - s.seen_at >= SEEN_RESOLUTION {
+    let touch = now - s.seen_at >= SEEN_RESOLUTION;
+    if touch {
         sqlx::query("UPDATE sessions SET seen_at = $2 WHERE id_hash = $1 AND revoked_at IS NULL")
             .bind(id_hash)
             .bind(now)
@@ -172,7 +179,7 @@ pub(super) async fn session_find(pool: &AnyPool, id_hash: &str, now: i64, idle: 
             .map_err(map_err)?;
         s.seen_at = now;
     }
-    Ok(Some(s))
+    Ok(Some((s, touch)))
 }
 
 /// End sessions: one (by id hash) or every live one of an email; audited once per session.

@@ -369,6 +369,15 @@ async fn an_invitation_is_accepted_only_by_the_signed_in_invitee_with_the_accoun
             text.lines().find(|l| l.contains("/invitations/accept?token=")).expect("link line").trim().to_owned();
         assert!(link.starts_with(&served.base) && link.len() > 43, "{link}");
         assert!(text.contains("Membership contoso/lee-emea-support (applied by cli:"), "{text}");
+        // The sign-in hint fits the workspace: work accounts only in contoso-emea, either kind
+        // in contoso-labs (the MSA exception).
+        assert!(text.contains("does not accept personal Microsoft accounts"), "{text}");
+        let sam = eml_files(invites.path())
+            .into_iter()
+            .find(|(_, t)| t.contains("To: sam.researcher@outlook.com"))
+            .map(|(_, t)| t)
+            .expect("sam's invitation");
+        assert!(sam.contains("or with a personal Microsoft account"), "{sam}");
         let token = token_in(&link);
 
         // The link drops the token from the address bar at once.
@@ -539,4 +548,50 @@ async fn the_cli_lists_and_revokes_a_persons_sessions_and_a_console_without_sign
     let out = servicehub(&["serve", "--store", &s.url, "--console-email-signin=false", "--http-addr", "127.0.0.1:0"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("the console has no sign-in method"), "{}", stderr(&out));
+}
+
+#[tokio::test]
+async fn a_session_ends_when_idle_or_at_its_absolute_end_and_a_page_view_is_not_a_write() {
+    use servicehub_operator::store::{Session, Store};
+    const T: i64 = 1_800_000_000;
+    for s in crate::support::stores().await {
+        let by = servicehub_operator::domain::actor::Actor::person(
+            "lee.gu@contoso.com",
+            servicehub_operator::domain::actor::Channel::ConsoleEmail,
+            "lee.gu@contoso.com",
+        );
+        let session = |id: &str, expires_at: i64| Session {
+            id_hash: id.into(),
+            email: "lee.gu@contoso.com".into(),
+            account_type: "WorkOrSchool".into(),
+            method: "email".into(),
+            subject: "lee.gu@contoso.com".into(),
+            groups: vec!["g1".into()],
+            csrf: "c".into(),
+            address: "127.0.0.1".into(),
+            created_at: T,
+            seen_at: T,
+            expires_at,
+            revoked_at: None,
+        };
+        let db = s.store.as_ref();
+        db.session_insert(&session("a", T + 12 * 3600), &by).await.expect("insert");
+        db.session_insert(&session("b", T + 100), &by).await.expect("insert");
+        let idle = 3600;
+        // Used within the minute: found, nothing written.
+        let before = db.rows_written();
+        let found = db.session_find("a", T + 30, idle).await.expect("find").expect("live");
+        assert_eq!((found.seen_at, found.groups.clone()), (T, vec!["g1".to_owned()]), "{}", s.name);
+        assert_eq!(db.rows_written(), before, "{}: a page view within the minute writes nothing", s.name);
+        // A minute later: seen moves forward, once.
+        assert_eq!(db.session_find("a", T + 90, idle).await.expect("find").expect("live").seen_at, T + 90);
+        assert_eq!(db.rows_written(), before + 1, "{}", s.name);
+        // Idle for the idle lifetime: over.
+        assert!(db.session_find("a", T + 90 + idle, idle).await.expect("find").is_none(), "{}", s.name);
+        // Seen a second ago but past its absolute end: over.
+        assert!(db.session_find("b", T + 99, idle).await.expect("find").is_some());
+        assert!(db.session_find("b", T + 100, idle).await.expect("find").is_none(), "{}", s.name);
+        // An unknown id finds nothing.
+        assert!(db.session_find("zzz", T, idle).await.expect("find").is_none());
+    }
 }
