@@ -49,7 +49,9 @@ impl Served {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_servicehub"));
         cmd.envs(env.iter().copied());
         let child = cmd
-            .args(["serve", "--store", store_url, "--http-addr", &addr.to_string(), "--console-base-url", &base])
+            .args(["serve", "--store", store_url, "--http-addr", &addr.to_string()])
+            // The public URL is the local address unless the test gives another.
+            .args(if extra.contains(&"--console-base-url") { vec![] } else { vec!["--console-base-url", &base] })
             .args(["--invitation-link-base", &format!("{base}/invitations/accept")])
             .args(extra)
             .current_dir(dir.path())
@@ -240,8 +242,8 @@ pub async fn wait_for_link(outbox: &Path, email: &str) -> String {
             })
             .max_by_key(|(p, _)| std::fs::metadata(p).and_then(|m| m.modified()).ok());
         if let Some((_, text)) = found {
-            let at = text.find("http://").expect("a link");
-            return text[at..].lines().next().expect("line").trim().to_owned();
+            let line = text.lines().find(|l| l.contains("/signin/email?token=")).expect("a link on a line of its own");
+            return line.trim().to_owned();
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -594,4 +596,32 @@ async fn a_session_ends_when_idle_or_at_its_absolute_end_and_a_page_view_is_not_
         // An unknown id finds nothing.
         assert!(db.session_find("zzz", T, idle).await.expect("find").is_none());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_an_https_base_url_every_cookie_is_secure_and_host_prefixed() {
+    let s = crate::support::sqlite_unmigrated().await;
+    servicehub_operator::store::Store::migrate(&*s.store).await.expect("migrate");
+    // TLS is terminated in front of the console (an Ingress); the base URL says https.
+    let served = Served::start(&s.url, &["--console-base-url", "https://hub.contoso.example"]).await;
+    let mut b = Browser::new(&served.base);
+    let start = b.get("/").await;
+    assert_eq!(start.header("strict-transport-security"), "max-age=31536000");
+    let pre = b.set_cookies.iter().find(|c| c.contains("presession")).expect("cookie").clone();
+    assert!(pre.starts_with("__Host-servicehub-presession=") && pre.contains("; Secure"), "{pre}");
+    assert!(pre.contains("Path=/;") && pre.contains("HttpOnly") && pre.contains("SameSite=Lax"), "{pre}");
+    // Links in messages use the public URL.
+    b.post("/signin/email", &[("csrf", &start.csrf()), ("email", "lee.gu@contoso.com")]).await;
+    let link = wait_for_link(&served.outbox, "lee.gu@contoso.com").await;
+    assert!(link.starts_with("https://hub.contoso.example/signin/email?token="), "{link}");
+    // Followed on the console's own address (the proxy's job), the session cookie is secure too.
+    let local = link.replace("https://hub.contoso.example", &served.base);
+    let opened = b.get(&local).await;
+    assert!(b.set_cookies.iter().any(|c| c.starts_with("__Secure-servicehub-signin=") && c.contains("; Secure")));
+    assert_eq!(opened.status, 303);
+    let confirm = b.get("/signin/email").await;
+    b.post("/signin/email/confirm", &[("csrf", &confirm.csrf())]).await;
+    let session = b.set_cookies.iter().find(|c| c.contains("session=")).expect("session cookie").clone();
+    assert!(session.starts_with("__Host-servicehub-session=") && session.contains("; Secure"), "{session}");
+    assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax") && session.contains("Max-Age=43200"));
 }
