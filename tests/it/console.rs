@@ -625,3 +625,15 @@ async fn on_an_https_base_url_every_cookie_is_secure_and_host_prefixed() {
     assert!(session.starts_with("__Host-servicehub-session=") && session.contains("; Secure"), "{session}");
     assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax") && session.contains("Max-Age=43200"));
 }
+
+#[test]
+fn a_token_that_starts_with_3d_is_read_whole_from_a_7bit_message() {
+    // A 1-in-4096 token made an earlier helper cut `token=3D…` short (it decoded every
+    // message as quoted-printable); the messages are 7bit now, and read as written.
+    let token = "3DTDg5R23qDzE1zw39IYrF_GCSIlI43GYgfes8Evrsp";
+    let raw =
+        format!("Content-Transfer-Encoding: 7bit\r\n\r\nhttps://hub.example/invitations/accept?token={token}\r\n");
+    assert_eq!(token_in(&crate::support::unquote(&raw)), token);
+    let qp = "Content-Transfer-Encoding: quoted-printable\r\n\r\nhttps://hub.example/?token=3DabcDEF=\r\nghi\r\n";
+    assert_eq!(token_in(&crate::support::unquote(qp)), "abcDEFghi");
+}

@@ -59,7 +59,8 @@ pub fn outbox_of(url: &str) -> PathBuf {
     std::env::temp_dir().join(format!("servicehub-test-outbox-{}-{:x}", std::process::id(), h.finish()))
 }
 
-/// The `.eml` files in `dir`, decoded from quoted-printable (soft breaks joined, `=3D` as `=`).
+/// The `.eml` files in `dir`, decoded from quoted-printable when a body is (soft breaks
+/// joined, `=3D` as `=`).
 pub fn eml_files(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut out: Vec<(PathBuf, String)> = std::fs::read_dir(dir)
         .map(|d| {
@@ -78,6 +79,11 @@ pub fn eml_files(dir: &Path) -> Vec<(PathBuf, String)> {
 
 /// Undo quoted-printable soft line breaks and `=3D` (enough for links and tokens).
 pub fn unquote(raw: &str) -> String {
+    // Only a quoted-printable message is decoded: in a 7bit body `token=3D…` is a token that
+    // starts with "3D", which decoding would cut short.
+    if !raw.contains("Content-Transfer-Encoding: quoted-printable") {
+        return raw.to_owned();
+    }
     raw.replace("=\r\n", "").replace("=\n", "").replace("=3D", "=")
 }
 
