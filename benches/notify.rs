@@ -72,6 +72,7 @@ fn config(transport: TransportConfig) -> Config {
         from: "Services Hub <hub@bench.example>".parse().expect("from"),
         link_base: "https://hub.bench.example/accept".parse().expect("url"),
         signin_link_base: "https://hub.bench.example/signin/email".parse().expect("url"),
+        actor: servicehub_operator::domain::actor::Actor::operator("bench"),
         validity: Duration::from_secs(14 * 86_400),
         max_attempts: 3,
         retry_base: Duration::from_secs(30),

@@ -136,6 +136,8 @@ impl NotifyArgs {
             retry_cap: self.notify_retry_cap,
             reissues: self.invitation_reissues,
             concurrency: usize::from(self.notify_concurrency),
+            // `run` replaces it with the operator.
+            actor: super::cli_actor(None),
         }))
     }
 

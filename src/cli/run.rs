@@ -111,6 +111,9 @@ impl RunArgs {
             false => None,
         };
         let mut notify = notify.into_config()?;
+        if let Some(n) = notify.as_mut() {
+            n.actor = crate::domain::actor::Actor::operator(&crate::telemetry::host());
+        }
         if let (Some(n), Some((_, setup))) = (notify.as_mut(), console.as_ref()) {
             n.signin_link_base = setup.config.base_url.join("/signin/email").map_err(|e| e.to_string())?;
         }

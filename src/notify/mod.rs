@@ -49,6 +49,9 @@ pub struct Config {
     pub reissues: u32,
     /// Messages in flight at once.
     pub concurrency: usize,
+    /// Who delivers, for the audit log: the operator's worker, or the CLI (`apply`,
+    /// `notify`, `serve`).
+    pub actor: crate::domain::actor::Actor,
 }
 
 /// What one drain did.
@@ -125,7 +128,8 @@ impl Notifier {
     pub async fn drain(&self, now: i64) -> Result<Report, StoreError> {
         let mut report = Report::default();
         loop {
-            let expired = self.store.invitations_expire(now, i64::from(self.config.reissues), BATCH).await?;
+            let expired =
+                self.store.invitations_expire(now, i64::from(self.config.reissues), BATCH, &self.config.actor).await?;
             for e in &expired {
                 if e.reissued {
                     report.reissued += 1;
@@ -183,7 +187,7 @@ impl Notifier {
         };
         match self.transport.send(&message, &self.config.from).await {
             Ok(()) => {
-                let touched = self.store.outbox_sent(entry, now).await?;
+                let touched = self.store.outbox_sent(entry, now, &self.config.actor).await?;
                 tracing::debug!(id = %entry.key, to = ?message.to, attempt, "message sent");
                 report.tally(&entry.kind, "sent", touched);
                 Ok(())
@@ -205,7 +209,7 @@ impl Notifier {
         retry_at: Option<i64>,
         report: &mut Report,
     ) -> Result<(), StoreError> {
-        let touched = self.store.outbox_failed(entry, now, error, retry_at).await?;
+        let touched = self.store.outbox_failed(entry, now, error, retry_at, &self.config.actor).await?;
         report.tally(&entry.kind, if retry_at.is_some() { "retried" } else { "failed" }, touched);
         Ok(())
     }

@@ -339,8 +339,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         validity: i64,
     ) -> Result<Claim>;
 
-    /// Mark an entry delivered; its invitation becomes `Sent` (once).
-    async fn outbox_sent(&self, entry: &OutboxEntry, at: i64) -> Result<Option<MembershipRef>>;
+    /// Mark an entry delivered; its invitation becomes `Sent` (once). Audited as `by` (the
+    /// operator's worker, or the CLI that delivered).
+    async fn outbox_sent(
+        &self,
+        entry: &OutboxEntry,
+        at: i64,
+        by: &crate::domain::actor::Actor,
+    ) -> Result<Option<MembershipRef>>;
 
     /// Record a failed attempt: retry at `retry_at`, or give up (`None`): the invitation is `Failed`.
     async fn outbox_failed(
@@ -349,11 +355,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         at: i64,
         error: &str,
         retry_at: Option<i64>,
+        by: &crate::domain::actor::Actor,
     ) -> Result<Option<MembershipRef>>;
 
     /// Expire sent invitations not accepted by `at`, re-issuing those with fewer than
     /// `max_reissues` re-issues; at most `limit`.
-    async fn invitations_expire(&self, at: i64, max_reissues: i64, limit: i64) -> Result<Vec<ExpiredInvitation>>;
+    async fn invitations_expire(
+        &self,
+        at: i64,
+        max_reissues: i64,
+        limit: i64,
+        by: &crate::domain::actor::Actor,
+    ) -> Result<Vec<ExpiredInvitation>>;
 
     /// The earliest delivery deadline (next attempt or invitation expiry).
     async fn outbox_next_due(&self) -> Result<Option<i64>>;

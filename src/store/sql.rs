@@ -413,9 +413,9 @@ impl Store for SqlStore {
         Ok(claim)
     }
 
-    async fn outbox_sent(&self, entry: &OutboxEntry, at: i64) -> Result<Option<MembershipRef>> {
+    async fn outbox_sent(&self, entry: &OutboxEntry, at: i64, by: &Actor) -> Result<Option<MembershipRef>> {
         self.rows_written.fetch_add(1, Ordering::Relaxed);
-        super::sql_outbox::sent(&self.pool, self.backend(), entry, at).await
+        super::sql_outbox::sent(&self.pool, self.backend(), entry, at, by).await
     }
 
     async fn outbox_failed(
@@ -424,13 +424,20 @@ impl Store for SqlStore {
         at: i64,
         error: &str,
         retry_at: Option<i64>,
+        by: &Actor,
     ) -> Result<Option<MembershipRef>> {
         self.rows_written.fetch_add(1, Ordering::Relaxed);
-        super::sql_outbox::failed(&self.pool, self.backend(), entry, at, error, retry_at).await
+        super::sql_outbox::failed(&self.pool, self.backend(), entry, at, error, retry_at, by).await
     }
 
-    async fn invitations_expire(&self, at: i64, max_reissues: i64, limit: i64) -> Result<Vec<ExpiredInvitation>> {
-        let out = super::sql_outbox::expire(&self.pool, self.backend(), at, max_reissues, limit).await?;
+    async fn invitations_expire(
+        &self,
+        at: i64,
+        max_reissues: i64,
+        limit: i64,
+        by: &Actor,
+    ) -> Result<Vec<ExpiredInvitation>> {
+        let out = super::sql_outbox::expire(&self.pool, self.backend(), at, max_reissues, limit, by).await?;
         self.rows_written.fetch_add(out.len() as u64, Ordering::Relaxed);
         Ok(out)
     }

@@ -159,11 +159,6 @@ async fn audit(
     audit_entry(tx, &entry).await
 }
 
-/// The operator's delivery worker, for the audit entries of deliveries and expiries.
-fn operator() -> Actor {
-    Actor::operator(&crate::telemetry::host())
-}
-
 /// Mark an entry delivered; an invitation becomes `Sent` (once: a re-send after a crash
 /// finds it sent already). The Membership to refresh.
 pub(super) async fn sent(
@@ -171,6 +166,7 @@ pub(super) async fn sent(
     backend: Backend,
     entry: &OutboxEntry,
     at: i64,
+    by: &Actor,
 ) -> Result<Option<MembershipRef>> {
     let mut tx = begin(pool, backend).await?;
     let done = sqlx::query(
@@ -194,8 +190,7 @@ pub(super) async fn sent(
         .await
         .map_err(map_err)?;
         if marked.rows_affected() == 1 {
-            audit(&mut tx, at, &operator(), "invitation.send", &entry.key, serde_json::json!({ "state": "Sent" }))
-                .await?;
+            audit(&mut tx, at, by, "invitation.send", &entry.key, serde_json::json!({ "state": "Sent" })).await?;
             touched = membership_of(&mut tx, id).await?;
         }
     }
@@ -212,6 +207,7 @@ pub(super) async fn failed(
     at: i64,
     error: &str,
     retry_at: Option<i64>,
+    by: &Actor,
 ) -> Result<Option<MembershipRef>> {
     let mut tx = begin(pool, backend).await?;
     let state = if retry_at.is_some() { "Pending" } else { "Failed" };
@@ -238,7 +234,7 @@ pub(super) async fn failed(
                 .map_err(map_err)?;
         if retry_at.is_none() && gave_up.rows_affected() == 1 {
             let after = serde_json::json!({ "state": "Failed", "attempts": entry.attempts + 1, "error": error });
-            audit(&mut tx, at, &operator(), "invitation.fail", &entry.key, after).await?;
+            audit(&mut tx, at, by, "invitation.fail", &entry.key, after).await?;
             touched = membership_of(&mut tx, id).await?;
         }
     }
@@ -255,6 +251,7 @@ pub(super) async fn expire(
     at: i64,
     max_reissues: i64,
     limit: i64,
+    by: &Actor,
 ) -> Result<Vec<ExpiredInvitation>> {
     let rows = sqlx::query(
         "SELECT i.id, i.membership_id, i.scope_key, i.email, i.issue, i.reissues, c.end_date FROM invitations i \
@@ -316,7 +313,7 @@ pub(super) async fn expire(
         if ended {
             after["reason"] = "the agreement has ended".into();
         }
-        audit(&mut tx, at, &operator(), action, &old_key, after).await?;
+        audit(&mut tx, at, by, action, &old_key, after).await?;
         let membership = membership_of(&mut tx, id).await?;
         tx.commit().await.map_err(map_err)?;
         out.push(ExpiredInvitation { email, reissued: reissue, issue: new_issue, membership });

@@ -273,6 +273,14 @@ async fn email_sign_in_starts_a_server_side_session_with_strict_cookies_and_sign
     for s in crate::support::stores().await {
         let invites = tempfile::tempdir().expect("tempdir");
         apply_examples(&s, invites.path(), &[]);
+        // The CLI delivered them: audited as the CLI (not the operator), with user and host.
+        let sends = s
+            .store
+            .strings("SELECT DISTINCT channel || ' ' || actor FROM audit WHERE action = 'invitation.send'")
+            .await
+            .expect("audit");
+        assert_eq!(sends.len(), 1, "{sends:?}");
+        assert!(sends[0].starts_with("cli cli:"), "{}: {sends:?}", s.name);
         let served = Served::start(&s.url, &[]).await;
         let mut b = Browser::new(&served.base);
         let start = b.get("/").await;

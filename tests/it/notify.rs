@@ -565,6 +565,8 @@ async fn the_operator_delivers_and_accepts_over_http_and_the_membership_shows_it
     })
     .await;
     let token = token_for(&op.outbox(), "lee.gu@contoso.com", 1);
+    let sends = s.store.strings("SELECT DISTINCT channel || ' ' || actor FROM audit WHERE action = 'invitation.send'");
+    assert_eq!(sends.await.expect("audit"), vec!["operator operator"], "the leader delivered");
     let body = serde_json::json!({ "token": token }).to_string();
     // The metrics port serves no acceptance: people never reach it.
     let res =
