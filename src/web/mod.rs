@@ -145,6 +145,8 @@ pub struct Console {
     /// The first refused token per address and window gets an audit entry; the rest are
     /// counted in the metric only.
     audited_guesses: Limiter,
+    /// The Content-Security-Policy of every response (made once: it names the provider).
+    csp: String,
 }
 
 impl Console {
@@ -161,7 +163,9 @@ impl Console {
             return Err(StartError::NoSignIn);
         }
         let l = config.limits;
+        let csp = csp(oidc.as_ref().and_then(|p| p.authorization_origin()));
         Ok(Console {
+            csp,
             store,
             oidc,
             clock,
@@ -221,18 +225,19 @@ impl Console {
     pub fn url(&self, path: &str) -> String {
         self.config.base_url.join(path).map(|u| u.to_string()).unwrap_or_else(|_| path.to_owned())
     }
+}
 
-    /// The Content-Security-Policy: nothing inline, nothing from elsewhere; forms post to the
-    /// console and (for OIDC sign-in, which redirects) to the provider.
-    fn csp(&self) -> String {
-        let provider = self.oidc.as_ref().and_then(|p| p.authorization_origin()).unwrap_or_default();
-        format!(
-            "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self' {provider}; \
-             frame-ancestors 'none'; base-uri 'none'"
-        )
-        .replace("  ", " ")
-        .replace(" ;", ";")
-    }
+/// The Content-Security-Policy: nothing inline, nothing from elsewhere; forms post to the
+/// console and (for OIDC sign-in, which redirects) to the provider's origin.
+fn csp(provider: Option<String>) -> String {
+    let form_action = match provider {
+        Some(origin) => format!("'self' {origin}"),
+        None => "'self'".to_owned(),
+    };
+    format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; frame-ancestors 'none'; \
+         base-uri 'none'"
+    )
 }
 
 /// Strict headers on every response, errors and 404s included.
@@ -244,7 +249,7 @@ async fn security_headers(State(c): State<Arc<Console>>, req: Request, next: Nex
             h.insert(k, v);
         }
     };
-    set(h, header::CONTENT_SECURITY_POLICY, &c.csp());
+    set(h, header::CONTENT_SECURITY_POLICY, &c.csp);
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::REFERRER_POLICY, "no-referrer");
     set(h, header::X_FRAME_OPTIONS, "DENY");

@@ -63,8 +63,11 @@ async fn shot(c: &Client, name: &str) {
     std::fs::write(dir.join(format!("{name}.png")), png).expect("write");
 }
 
+/// The text of the element with `id`, waiting for it to appear (a click starts a navigation
+/// that has not necessarily finished when the click returns).
 async fn text(c: &Client, id: &str) -> String {
-    c.find(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}")).text().await.expect("text")
+    let found = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id(id)).await;
+    found.unwrap_or_else(|e| panic!("#{id}: {e}")).text().await.expect("text")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +110,8 @@ async fn a_person_signs_in_both_ways_is_refused_with_a_personal_account_accepts_
     assert_eq!(c.current_url().await.expect("url").as_str(), format!("{base}/invitations/accept"), "token dropped");
     shot(&c, "02-invitation-signed-out").await;
     c.find(Locator::Id("signin")).await.expect("sign-in link").click().await.expect("click");
-    c.find(Locator::Id("signin-oidc")).await.expect("button").click().await.expect("click");
+    let button = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("signin-oidc")).await;
+    button.expect("the sign-in page").click().await.expect("click");
     c.wait().for_element(Locator::Id("refusal")).await.expect("back on the invitation, refused");
     let refusal = text(&c, "refusal").await;
     assert!(refusal.contains("does not accept personal") && refusal.contains("allowPersonalAccounts"), "{refusal}");
