@@ -241,17 +241,30 @@ pub async fn api_accept(
     let req: ApiRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            // The class and position only: serde's message may quote the input.
-            let field = ["account", "accountType"].into_iter().find(|f| e.to_string().contains(&format!("`{f}`")));
-            let message = match field {
-                Some(f) => format!("{f}: comes from the sign-in (the bearer token or session), not from the body"),
-                None => format!(
-                    "the body must be JSON {{\"token\": \"…\"}} ({:?} error at column {})",
-                    e.classify(),
-                    e.column()
-                ),
+            // The class and position only: serde's message may quote the input. An unknown
+            // field is named (cut to 100 characters): the account, its type and any time come
+            // from the server, never from the body.
+            let text = e.to_string();
+            let unknown = text
+                .strip_prefix("unknown field `")
+                .and_then(|rest| rest.split_once('`'))
+                .map(|(name, _)| crate::validate::shown(name));
+            let (field, message) = match unknown {
+                Some(f) if f == "account" || f == "accountType" => {
+                    let m = format!("{f}: comes from the sign-in (the bearer token or session), not from the body");
+                    (f, m)
+                }
+                Some(f) => {
+                    let m = format!("{f}: not a field of this request; the body is {{\"token\": \"…\"}}");
+                    (f, m)
+                }
+                None => {
+                    let (class, column) = (e.classify(), e.column());
+                    let m = format!("the body must be JSON {{\"token\": \"…\"}} ({class:?} error at column {column})");
+                    ("token".to_owned(), m)
+                }
             };
-            return json_error(StatusCode::BAD_REQUEST, "Invalid", Some(field.unwrap_or("token")), message);
+            return json_error(StatusCode::BAD_REQUEST, "Invalid", Some(&field), message);
         }
     };
     let r = accept::Request { token: req.token, account: email, account_type };

@@ -494,7 +494,7 @@ async fn guessing_is_rate_limited_and_summarised_in_the_audit_and_bad_requests_w
     assert!(no_csrf.body.contains("X-CSRF-Token"), "{}", no_csrf.body);
     for (body, field) in [
         (format!("{{\"token\":\"{}\",\"accountType\":\"WorkOrSchool\"}}", "a".repeat(43)), "accountType"),
-        (format!("{{\"token\":\"{}\",\"acceptedAt\":\"1970-01-01T00:00:00Z\"}}", "a".repeat(43)), "token"),
+        (format!("{{\"token\":\"{}\",\"acceptedAt\":\"1970-01-01T00:00:00Z\"}}", "a".repeat(43)), "acceptedAt"),
         ("{\"token\": 5}".to_owned(), "token"),
     ] {
         let r = api.post_json("/v1/invitations/accept", &body, &[("x-csrf-token", &csrf)]).await;
