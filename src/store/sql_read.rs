@@ -472,21 +472,18 @@ pub(super) async fn audit(pool: &AnyPool, filter: &AuditFilter) -> Result<Vec<Au
     if let Some(object) = &filter.object {
         qb.push(" AND object = ").bind(object.as_str());
     }
-    if let Some(ns) = &filter.namespace {
-        qb.push(" AND (object IN (SELECT uid FROM customers WHERE namespace = ")
-            .bind(ns.as_str())
-            .push(") OR object IN (SELECT id FROM workspaces WHERE namespace = ")
-            .bind(ns.as_str())
-            .push(") OR object IN (SELECT id FROM memberships WHERE namespace = ")
-            .bind(ns.as_str())
-            .push("))");
-    }
     qb.push(" ORDER BY id");
-    if let Some(limit) = filter.limit {
+    // The namespace filter is applied below, so the limit is too.
+    if let (Some(limit), None) = (filter.limit, &filter.namespace) {
         qb.push(" LIMIT ").bind(limit);
     }
     let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
-    rows.iter()
+    let of_namespace = match &filter.namespace {
+        Some(ns) => Some(namespace_ids(pool, ns).await?),
+        None => None,
+    };
+    let entries = rows
+        .iter()
         .map(|r| {
             Ok(AuditEntry {
                 id: get(r, "id")?,
@@ -502,7 +499,54 @@ pub(super) async fn audit(pool: &AnyPool, filter: &AuditFilter) -> Result<Vec<Au
                 after: get(r, "after")?,
             })
         })
-        .collect()
+        .collect::<Result<Vec<AuditEntry>>>()?;
+    let Some(ids) = of_namespace else { return Ok(entries) };
+    let limit = filter.limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(0));
+    Ok(entries.into_iter().filter(|e| ids.holds(e)).take(limit).collect())
+}
+
+/// What belongs to a namespace's customers, for the audit's namespace filter: the ids of its
+/// customers, workspaces, memberships and Lockbox policies, and its Lockbox request ids.
+/// Audit objects name these ids in several shapes (`<uid>`, `<scope>/<email>`,
+/// `invitation/<membership>/<scope>/<issue>`, `<uid>/administrator/<email>`), so an entry
+/// belongs when one of its object's `/`-separated parts is one of them. Objects deleted
+/// since are not found this way (a namespace recorded with each entry would find them).
+struct NamespaceIds {
+    ids: std::collections::HashSet<String>,
+    requests: std::collections::HashSet<String>,
+}
+
+impl NamespaceIds {
+    fn holds(&self, e: &AuditEntry) -> bool {
+        if e.kind == "lockbox" {
+            return self.requests.contains(&e.object);
+        }
+        self.ids.contains(&e.object) || e.object.split('/').any(|part| self.ids.contains(part))
+    }
+}
+
+async fn namespace_ids(pool: &AnyPool, ns: &str) -> Result<NamespaceIds> {
+    let mut ids = std::collections::HashSet::new();
+    for sql in [
+        "SELECT uid AS id FROM customers WHERE namespace = $1",
+        "SELECT id FROM workspaces WHERE namespace = $1",
+        "SELECT id FROM memberships WHERE namespace = $1",
+        "SELECT uid AS id FROM lockbox_policies WHERE namespace = $1",
+    ] {
+        for r in sqlx::query(sql).bind(ns).fetch_all(pool).await.map_err(map_err)? {
+            ids.insert(get::<String>(&r, "id")?);
+        }
+    }
+    let rows = sqlx::query(
+        "SELECT CAST(r.id AS TEXT) AS id FROM lockbox_requests r JOIN customers c ON c.uid = r.customer_uid \
+         WHERE c.namespace = $1",
+    )
+    .bind(ns)
+    .fetch_all(pool)
+    .await
+    .map_err(map_err)?;
+    let requests = rows.iter().map(|r| get::<String>(r, "id")).collect::<Result<_>>()?;
+    Ok(NamespaceIds { ids, requests })
 }
 
 pub(super) async fn workspace_members(pool: &AnyPool, workspace_id: &str) -> Result<Vec<MemberView>> {

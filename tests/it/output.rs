@@ -303,3 +303,58 @@ fn explain_documents_kinds_and_fields_offline() {
         stderr(&out).contains("field \"rolez\" does not exist in Membership.spec") && stderr(&out).contains("roles")
     );
 }
+
+#[tokio::test]
+async fn audit_of_a_namespace_holds_every_entry_of_its_customers_and_nothing_else() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path();
+    ok(home, &["apply", "-f", &examples()]);
+    let ask = [
+        "lockbox",
+        "request",
+        "--customer",
+        "contoso/contoso",
+        "--workload",
+        "ExchangeOnline",
+        "--case",
+        "7",
+        "--reason",
+        "repair",
+        "--duration",
+        "2h",
+        "--as",
+        "eng@microsoft.com",
+    ];
+    ok(home, &ask);
+    let all: Value = serde_json::from_str(&ok(home, &["get", "audit", "-o", "json"])).expect("json");
+    let mine: Value = serde_json::from_str(&ok(home, &["get", "audit", "-n", "contoso", "-o", "json"])).expect("json");
+    let kinds = |v: &Value| -> std::collections::BTreeMap<String, usize> {
+        let mut m = std::collections::BTreeMap::new();
+        for e in v.as_array().expect("array") {
+            *m.entry(e["kind"].as_str().expect("kind").to_owned()).or_default() += 1;
+        }
+        m
+    };
+    // Every entry of the examples belongs to contoso: invitations, users and the Lockbox
+    // request included (before, -n kept only customer, workspace and membership entries).
+    assert_eq!(kinds(&mine), kinds(&all), "{:?} vs {:?}", kinds(&mine), kinds(&all));
+    for kind in ["Invitation", "User", "lockbox", "LockboxPolicy", "Membership"] {
+        assert!(kinds(&mine).get(kind).is_some_and(|n| *n > 0), "{kind}: {:?}", kinds(&mine));
+    }
+    let other: Value =
+        serde_json::from_str(&ok(home, &["get", "audit", "-n", "fabrikam", "-o", "json"])).expect("json");
+    assert_eq!(other, serde_json::json!([]), "another namespace sees none of it");
+    // A limit applies to the namespace's entries (the store's filter; no flag uses it yet).
+    let url = format!("sqlite://{}", home.join("servicehub.db").display());
+    let s = crate::support::sqlite_file(&url).await;
+    let filter = |limit| servicehub_operator::store::AuditFilter {
+        namespace: Some("contoso".into()),
+        limit,
+        ..Default::default()
+    };
+    let store: &dyn servicehub_operator::store::Store = s.store.as_ref();
+    let whole = store.audit(&filter(None)).await.expect("audit");
+    assert_eq!(whole.len(), mine.as_array().map_or(0, Vec::len));
+    let two = store.audit(&filter(Some(2))).await.expect("audit");
+    assert_eq!(two, whole[..2].to_vec());
+}
