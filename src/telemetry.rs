@@ -13,13 +13,18 @@ pub fn init(filter: &str, json: bool, colour: bool) {
 
 /// This machine's name (the pod name in a cluster), for the audit log's subject of the
 /// operator's and the CLI's writes: `HOSTNAME`, else `/etc/hostname`, else `unknown`.
+/// Read once per process (every audit entry of an expiry sweep names it).
 pub fn host() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unknown".into())
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "unknown".into())
+    })
+    .clone()
 }
 
 /// The operating-system user running this process: `USER`, else `LOGNAME`, else `unknown`.

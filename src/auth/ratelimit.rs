@@ -48,11 +48,6 @@ impl Limiter {
         *count += 1;
         Ok(())
     }
-
-    /// The window length.
-    pub fn window(&self) -> Duration {
-        self.window
-    }
 }
 
 #[cfg(test)]

@@ -170,9 +170,9 @@ impl ConsoleArgs {
     }
 }
 
-/// Start the console on `listener` over `store` until `shutdown`; the provider is discovered
-/// first (retried while it does not answer, the port answering 503 meanwhile is not worth
-/// the complexity: the readiness probe is on the operator's port).
+/// Start the console on `listener` over `store` until `shutdown`. The OpenID provider is
+/// discovered first, retried with backoff while it does not answer; until then the port is
+/// bound but not served (the readiness probe is on the operator's port, not this one).
 pub async fn start(
     setup: ConsoleSetup,
     listener: tokio::net::TcpListener,

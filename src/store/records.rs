@@ -586,6 +586,55 @@ pub enum AcceptRefusal {
     },
 }
 
+/// What decides whether an invitation can be accepted, as the store holds it. One rule for
+/// the acceptance itself and for the page that shows the invitation before it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcceptFacts<'a> {
+    /// The invited address.
+    pub invited: &'a str,
+    /// The invitation's current issue, when the token belongs to an earlier one.
+    pub superseded_by: Option<i64>,
+    /// The invitation's state.
+    pub state: &'a str,
+    /// When it was accepted.
+    pub accepted_at: Option<i64>,
+    /// Until when it can be accepted.
+    pub expires_at: Option<i64>,
+    /// The workspace (object name), or none at customer level.
+    pub workspace: Option<&'a str>,
+    /// The customer (object name).
+    pub customer: &'a str,
+    /// Whether the scope takes personal accounts.
+    pub personal_allowed: bool,
+}
+
+impl AcceptFacts<'_> {
+    /// Why `account` (of `account_type`) cannot accept at `now`, if it cannot. `bound`: the
+    /// account was authenticated, so it must be the invited one (checked first: a stranger
+    /// learns nothing about the invitation's state).
+    pub fn refusal(&self, account: &str, account_type: &str, bound: bool, now: i64) -> Option<AcceptRefusal> {
+        let time = |t: Option<i64>| t.map(crate::domain::time::rfc3339).unwrap_or_default();
+        if bound && !self.invited.eq_ignore_ascii_case(account) {
+            Some(AcceptRefusal::WrongAccount { invited: self.invited.to_owned() })
+        } else if let Some(issue) = self.superseded_by {
+            Some(AcceptRefusal::Superseded(issue))
+        } else if self.state == invitation_state::ACCEPTED {
+            Some(AcceptRefusal::Used(time(self.accepted_at)))
+        } else if self.state == invitation_state::REVOKED {
+            Some(AcceptRefusal::Revoked)
+        } else if self.state == invitation_state::EXPIRED || self.expires_at.is_none_or(|t| t <= now) {
+            Some(AcceptRefusal::Expired(time(self.expires_at)))
+        } else if account_type == "Personal" && !self.personal_allowed {
+            Some(match self.workspace {
+                Some(w) => AcceptRefusal::PersonalNotAllowed { workspace: w.to_owned() },
+                None => AcceptRefusal::PersonalNotAllowedAtCustomer { customer: self.customer.to_owned() },
+            })
+        } else {
+            None
+        }
+    }
+}
+
 impl AcceptRefusal {
     /// A short machine-readable reason.
     pub fn reason(&self) -> &'static str {
@@ -600,5 +649,45 @@ impl AcceptRefusal {
                 "PersonalAccountNotAllowed"
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod accept_tests {
+    use super::*;
+
+    fn facts(state: &'static str, expires_at: Option<i64>) -> AcceptFacts<'static> {
+        AcceptFacts {
+            invited: "lee@contoso.com",
+            superseded_by: None,
+            state,
+            accepted_at: None,
+            expires_at,
+            workspace: Some("emea"),
+            customer: "contoso",
+            personal_allowed: false,
+        }
+    }
+
+    #[test]
+    fn a_stranger_learns_only_who_was_invited_and_the_invitee_learns_why() {
+        let expired = facts(invitation_state::SENT, Some(10));
+        let stranger = expired.refusal("megan@contoso.com", "WorkOrSchool", true, 20);
+        assert_eq!(stranger, Some(AcceptRefusal::WrongAccount { invited: "lee@contoso.com".into() }));
+        // The CLI (not bound) is an administrator's tool: the state decides.
+        assert!(matches!(
+            expired.refusal("megan@contoso.com", "WorkOrSchool", false, 20),
+            Some(AcceptRefusal::Expired(_))
+        ));
+        assert!(matches!(
+            expired.refusal("Lee@Contoso.com", "WorkOrSchool", true, 20),
+            Some(AcceptRefusal::Expired(_))
+        ));
+        let live = facts(invitation_state::SENT, Some(100));
+        assert_eq!(live.refusal("lee@contoso.com", "WorkOrSchool", true, 20), None);
+        let personal = live.refusal("lee@contoso.com", "Personal", true, 20);
+        assert_eq!(personal, Some(AcceptRefusal::PersonalNotAllowed { workspace: "emea".into() }));
+        let replaced = AcceptFacts { superseded_by: Some(2), ..live.clone() };
+        assert_eq!(replaced.refusal("lee@contoso.com", "WorkOrSchool", true, 20), Some(AcceptRefusal::Superseded(2)));
     }
 }

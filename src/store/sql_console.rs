@@ -88,13 +88,36 @@ pub struct InvitationView {
     pub invited_by: String,
     /// `Pending`, `Sent`, `Accepted`, `Expired`, `Revoked`, `Failed`.
     pub state: String,
-    /// Whether a newer issue replaced this token.
-    pub superseded: bool,
+    /// The newer issue that replaced this token, if one did.
+    pub superseded_by: Option<i64>,
+    /// When it was accepted.
+    #[serde(serialize_with = "crate::domain::time::as_rfc3339_opt")]
+    pub accepted_at: Option<i64>,
+    /// The customer object's name.
+    pub customer_name: String,
     /// Until when it can be accepted.
     #[serde(serialize_with = "crate::domain::time::as_rfc3339_opt")]
     pub expires_at: Option<i64>,
     /// Whether personal (Microsoft) accounts are accepted in this scope.
     pub personal_allowed: bool,
+}
+
+impl InvitationView {
+    /// Why `account` could not accept at `now`: the rule the acceptance applies
+    /// ([`super::AcceptFacts::refusal`]), for the page to say before anyone presses a button.
+    pub fn refusal(&self, account: &str, account_type: &str, now: i64) -> Option<super::AcceptRefusal> {
+        let facts = super::AcceptFacts {
+            invited: &self.email,
+            superseded_by: self.superseded_by,
+            state: &self.state,
+            accepted_at: self.accepted_at,
+            expires_at: self.expires_at,
+            workspace: self.workspace.as_deref(),
+            customer: &self.customer_name,
+            personal_allowed: self.personal_allowed,
+        };
+        facts.refusal(account, account_type, true, now)
+    }
 }
 
 fn session(r: &AnyRow) -> Result<Session> {
@@ -333,7 +356,8 @@ pub(super) async fn oidc_take(pool: &AnyPool, state_hash: &str, at: i64) -> Resu
 /// What the invitation page shows for a token, from the invitation and its newest message.
 pub(super) async fn invitation_view(pool: &AnyPool, token_hash: &str) -> Result<Option<InvitationView>> {
     let row = sqlx::query(
-        "SELECT t.issue AS token_issue, i.id, i.email, i.issue, i.state, i.expires_at, c.display_name, \
+        "SELECT t.issue AS token_issue, i.id, i.email, i.issue, i.state, i.expires_at, i.accepted_at, c.display_name, \
+         c.name AS customer_name, \
          c.agreement_kind, w.name AS workspace, CASE WHEN w.personal_allowed THEN 1 ELSE 0 END AS personal_allowed, \
          (SELECT o.payload FROM outbox o WHERE o.invitation_id = i.id ORDER BY o.id DESC LIMIT 1) AS payload \
          FROM invitation_tokens t JOIN invitations i ON i.id = t.invitation_id \
@@ -362,7 +386,12 @@ pub(super) async fn invitation_view(pool: &AnyPool, token_hash: &str) -> Result<
             .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
             .unwrap_or_default(),
         invited_by: content["invited_by"].as_str().unwrap_or("an administrator").to_owned(),
-        superseded: get::<i64>(&r, "token_issue")? < get::<i64>(&r, "issue")?,
+        superseded_by: {
+            let issue: i64 = get(&r, "issue")?;
+            (get::<i64>(&r, "token_issue")? < issue).then_some(issue)
+        },
+        accepted_at: get(&r, "accepted_at")?,
+        customer_name: get(&r, "customer_name")?,
         state: if state.is_empty() { invitation_state::PENDING.to_owned() } else { state },
         expires_at: get(&r, "expires_at")?,
         personal_allowed,

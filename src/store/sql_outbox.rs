@@ -388,30 +388,21 @@ pub(super) async fn accept(
     let workspace: Option<String> = get(&row, "workspace")?;
     let customer: String = get(&row, "customer")?;
     let invited: String = get(&row, "email")?;
-    let refusal = if who.by.channel.authenticated() && !invited.eq_ignore_ascii_case(&who.account) {
-        Some(AcceptRefusal::WrongAccount { invited: invited.clone() })
-    } else if token_issue < issue {
-        Some(AcceptRefusal::Superseded(issue))
-    } else if state == invitation_state::ACCEPTED {
-        let when: Option<i64> = get(&row, "accepted_at")?;
-        Some(AcceptRefusal::Used(when.map(crate::domain::time::rfc3339).unwrap_or_default()))
-    } else if state == invitation_state::REVOKED {
-        Some(AcceptRefusal::Revoked)
-    } else if state == invitation_state::EXPIRED || expires_at.is_none_or(|t| t <= at) {
-        Some(AcceptRefusal::Expired(expires_at.map(crate::domain::time::rfc3339).unwrap_or_default()))
-    } else if who.account_type == "Personal" {
-        match &workspace {
-            Some(w) if get::<i64>(&row, "personal_allowed")? == 0 => {
-                Some(AcceptRefusal::PersonalNotAllowed { workspace: w.clone() })
-            }
-            None if get::<String>(&row, "agreement_kind")? == "Unified" => {
-                Some(AcceptRefusal::PersonalNotAllowedAtCustomer { customer: customer.clone() })
-            }
-            _ => None,
-        }
-    } else {
-        None
+    let personal_allowed = match &workspace {
+        Some(_) => get::<i64>(&row, "personal_allowed")? != 0,
+        None => get::<String>(&row, "agreement_kind")? != "Unified",
     };
+    let facts = AcceptFacts {
+        invited: &invited,
+        superseded_by: (token_issue < issue).then_some(issue),
+        state: &state,
+        accepted_at: get(&row, "accepted_at")?,
+        expires_at,
+        workspace: workspace.as_deref(),
+        customer: &customer,
+        personal_allowed,
+    };
+    let refusal = facts.refusal(&who.account, &who.account_type, who.by.channel.authenticated(), at);
     if let Some(refusal) = refusal {
         let mut after = attempt;
         after["refused"] = refusal.reason().into();

@@ -27,31 +27,6 @@ fn invitation_cookie<'h>(c: &Console, headers: &'h HeaderMap) -> Option<&'h str>
     Cookie::Invitation.find(h, c.config.secure()).filter(|t| is_token(t))
 }
 
-/// What stands between this person and accepting, if anything (the store checks it again).
-fn obstacle(view: &InvitationView, email: &str, account_type: &str, now: i64) -> Option<String> {
-    if view.superseded {
-        Some("This invitation was replaced by a newer one: use the link in the newest message.".into())
-    } else if view.state == "Accepted" {
-        Some("This invitation was already accepted; each invitation can be used once.".into())
-    } else if view.state == "Revoked" {
-        Some(
-            "This invitation was revoked: the membership was removed. Ask the administrator to invite you again."
-                .into(),
-        )
-    } else if view.state == "Expired" || view.expires_at.is_none_or(|t| t <= now) {
-        Some("This invitation has expired. Ask the administrator to invite you again.".into())
-    } else if !view.email.eq_ignore_ascii_case(email) {
-        Some(AcceptRefusal::WrongAccount { invited: view.email.clone() }.to_string())
-    } else if account_type == "Personal" && !view.personal_allowed {
-        Some(match &view.workspace {
-            Some(w) => AcceptRefusal::PersonalNotAllowed { workspace: w.clone() }.to_string(),
-            None => AcceptRefusal::PersonalNotAllowedAtCustomer { customer: view.customer.clone() }.to_string(),
-        })
-    } else {
-        None
-    }
-}
-
 fn render(
     c: &Console,
     view: InvitationView,
@@ -69,8 +44,8 @@ fn render(
         "Work or school accounts only".to_owned()
     };
     let refusal = refusal.or_else(|| match session {
-        Some(s) => obstacle(&view, &s.email, &s.account_type, now),
-        None => obstacle(&view, &view.email, "WorkOrSchool", now),
+        Some(s) => view.refusal(&s.email, &s.account_type, now).map(|r| r.to_string()),
+        None => view.refusal(&view.email, "WorkOrSchool", now).map(|r| r.to_string()),
     });
     let can_accept = session.is_some() && refusal.is_none();
     let page = pages::Invitation {
@@ -94,18 +69,14 @@ pub async fn page(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let q: std::collections::HashMap<String, String> =
-        url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect();
-    if let Some(t) = q.get("token") {
-        if let Err(r) = c.limit("invitation", &peer.0, false) {
-            return r;
-        }
-        if !is_token(t) {
-            c.refused_token("invitation", "malformed", &peer.0).await;
-            return not_valid();
-        }
-        let keep = Cookie::Invitation.set(t, COOKIE_LIFETIME, c.config.secure());
-        return pages::see_other("/invitations/accept", &[keep]);
+    if let Some(t) = super::query(&uri).get("token") {
+        let to = super::Kept {
+            group: "invitation",
+            cookie: Cookie::Invitation,
+            lifetime: COOKIE_LIFETIME,
+            to: "/invitations/accept",
+        };
+        return super::keep_token(&c, &peer, t, to, not_valid).await;
     }
     let Some(t) = invitation_cookie(&c, &headers) else {
         return pages::message(
@@ -148,15 +119,7 @@ pub async fn accept(
 ) -> Response {
     let f = form(&body, &["csrf"]).unwrap_or_default();
     if !s.csrf_ok(f.get("csrf")) {
-        c.metrics.refused("invitation", "csrf");
-        return pages::message(
-            StatusCode::FORBIDDEN,
-            "Form expired",
-            Some(s.me()),
-            "error",
-            "This form could not be verified (its security token is missing or wrong). Nothing was changed.",
-            Some("Reload the invitation page and accept again.".into()),
-        );
+        return super::forbidden_csrf(&c, "invitation", Some(s.me()), "Reload the invitation page and accept again.");
     }
     let Some(t) = invitation_cookie(&c, &headers) else {
         return pages::message(

@@ -55,11 +55,6 @@ impl Clock {
         Clock(Arc::new(move || jiff::Timestamp::now().as_second() + skew))
     }
 
-    /// A clock read from `f` (in-process tests).
-    pub fn from_fn(f: impl Fn() -> i64 + Send + Sync + 'static) -> Clock {
-        Clock(Arc::new(f))
-    }
-
     /// Now, in Unix seconds.
     pub fn now(&self) -> i64 {
         (self.0)()
@@ -220,11 +215,6 @@ impl Console {
             tracing::warn!(error = %e, "could not audit a refused token");
         }
     }
-
-    /// A console path, turned into an absolute URL on the public base.
-    pub fn url(&self, path: &str) -> String {
-        self.config.base_url.join(path).map(|u| u.to_string()).unwrap_or_else(|_| path.to_owned())
-    }
 }
 
 /// The Content-Security-Policy: nothing inline, nothing from elsewhere; forms post to the
@@ -329,6 +319,54 @@ pub(crate) fn form(body: &[u8], allowed: &[&str]) -> Result<std::collections::Ha
         }
     }
     Ok(out)
+}
+
+/// The query string's parameters.
+pub(crate) fn query(uri: &axum::http::Uri) -> std::collections::HashMap<String, String> {
+    url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect()
+}
+
+/// Where a token from a link is kept: the endpoint group (rate limit, metric), the cookie,
+/// how long, and the page to redirect to.
+pub(crate) struct Kept {
+    pub group: &'static str,
+    pub cookie: crate::auth::session::Cookie,
+    pub lifetime: Duration,
+    pub to: &'static str,
+}
+
+/// A link's token, taken out of the address bar at once: rate limited, refused when it is
+/// malformed (`refused` is the page), else kept in an `HttpOnly` cookie and redirected to
+/// the same page without it, so proxies and browser history do not keep it.
+pub(crate) async fn keep_token(
+    c: &Console,
+    peer: &Peer,
+    token: &str,
+    kept: Kept,
+    refused: fn() -> Response,
+) -> Response {
+    if let Err(r) = c.limit(kept.group, &peer.0, false) {
+        return r;
+    }
+    if !crate::auth::session::is_token(token) {
+        c.refused_token(kept.group, "malformed", &peer.0).await;
+        return refused();
+    }
+    let cookie = kept.cookie.set(token, kept.lifetime, c.config.secure());
+    pages::see_other(kept.to, &[cookie])
+}
+
+/// A state-changing form whose CSRF token is missing or wrong: 403, counted, nothing written.
+pub(crate) fn forbidden_csrf(c: &Console, endpoint: &str, me: Option<pages::Me>, hint: &str) -> Response {
+    c.metrics.refused(endpoint, "csrf");
+    pages::message(
+        StatusCode::FORBIDDEN,
+        "Form expired",
+        me,
+        "error",
+        "This form could not be verified (its security token is missing or wrong). Nothing was changed.",
+        Some(hint.to_owned()),
+    )
 }
 
 /// A console path to return to after sign-in: a path on this console only (`/…`, not `//…`),

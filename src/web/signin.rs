@@ -114,15 +114,7 @@ fn presession_ok(c: &Console, headers: &HeaderMap, given: Option<&String>) -> bo
 }
 
 fn forbidden_csrf(c: &Console, endpoint: &str) -> Response {
-    c.metrics.refused(endpoint, "csrf");
-    pages::message(
-        StatusCode::FORBIDDEN,
-        "Form expired",
-        None,
-        "error",
-        "This form could not be verified (its security token is missing or wrong). Nothing was changed.",
-        Some("Go back, reload the page and submit it again.".into()),
-    )
+    super::forbidden_csrf(c, endpoint, None, "Go back, reload the page and submit it again.")
 }
 
 /// The sign-in page (`return_to`, an optional note and an error on the email field).
@@ -150,10 +142,6 @@ fn signin_page(
     pages::with_cookies(pages::html(status, &page), &set.into_iter().collect::<Vec<_>>())
 }
 
-fn query(uri: &Uri) -> std::collections::HashMap<String, String> {
-    url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).into_owned().collect()
-}
-
 /// `/`: the home page of a signed-in person, else the sign-in page.
 pub async fn home(
     State(c): State<Arc<Console>>,
@@ -161,7 +149,7 @@ pub async fn home(
     uri: Uri,
     headers: HeaderMap,
 ) -> Response {
-    let q = query(&uri);
+    let q = super::query(&uri);
     let Some(s) = s else {
         return signin_page(
             &c,
@@ -274,18 +262,12 @@ pub async fn email_request(
 /// `GET /signin/email?token=…`: keep the token in a cookie and drop it from the address bar;
 /// `GET /signin/email`: ask to confirm.
 pub async fn email_link(State(c): State<Arc<Console>>, peer: Peer, uri: Uri, headers: HeaderMap) -> Response {
-    let q = query(&uri);
+    let q = super::query(&uri);
     let secure = c.config.secure();
     if let Some(t) = q.get("token") {
-        if let Err(r) = c.limit("signin_link", &peer.0, false) {
-            return r;
-        }
-        if !is_token(t) {
-            c.refused_token("signin_link", "malformed", &peer.0).await;
-            return link_refused();
-        }
-        let keep = Cookie::SigninLink.set(t, Duration::from_secs(crate::store::SIGNIN_VALIDITY as u64), secure);
-        return pages::see_other("/signin/email", &[keep]);
+        let lifetime = Duration::from_secs(crate::store::SIGNIN_VALIDITY as u64);
+        let to = super::Kept { group: "signin_link", cookie: Cookie::SigninLink, lifetime, to: "/signin/email" };
+        return super::keep_token(&c, &peer, t, to, link_refused).await;
     }
     if Cookie::SigninLink.find(cookie_header(&headers), secure).is_none() {
         return pages::message(
@@ -463,7 +445,7 @@ pub async fn oidc_callback(State(c): State<Arc<Console>>, peer: Peer, uri: Uri, 
         return r;
     }
     let Some(provider) = &c.oidc else { return not_available("OpenID Connect sign-in") };
-    let q = query(&uri);
+    let q = super::query(&uri);
     let refused = |text: String| {
         pages::message(
             StatusCode::UNAUTHORIZED,
