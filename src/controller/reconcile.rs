@@ -177,6 +177,7 @@ async fn write_status<K: Managed>(
     let body = serde_json::json!({ "apiVersion": K::api_version(&()), "kind": K::kind(&()), "status": status });
     api.patch_status(&obj.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&body)).await?;
     ctx.metrics.status_writes.get_or_create(&super::metrics::Metrics::kind(&K::kind(&()))).inc();
+    tracing::debug!(kind = %K::kind(&()), name = %obj.name_any(), %status, "status written");
     Ok(())
 }
 
@@ -322,8 +323,19 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
     let pctx = plan::Context { now, actor: ctx.settings.actor.clone() };
     let focus = engine::focus_of(&o, &id.uid);
     let plan = |snapshot: &Snapshot| Ok::<_, Error>(engine::plan_object(&o, &id, declared.as_deref(), snapshot, &pctx));
-    let (Planned { batch, mut status, mut stalled, mut requeue_at }, customer_uid) =
-        plan_and_apply(ctx, &id.namespace, o.customer(), &focus, plan, |p: &Planned| &p.batch).await?;
+    // A parent Ready at its generation in the cache is in the store: when the plan still
+    // found it missing, the snapshot was read before the parent's pass provisioned it
+    // (their passes overlap). Read once more rather than report a wait that the parent's
+    // status write would replace a moment later (a second status write at a cold start).
+    let mut reread = false;
+    let (Planned { batch, mut status, mut stalled, mut requeue_at }, customer_uid) = loop {
+        let out = plan_and_apply(ctx, &id.namespace, o.customer(), &focus, plan, |p: &Planned| &p.batch).await?;
+        let stale = out.0.stalled && ctx.parent_pending(&o, out.0.status.conditions()).is_some_and(|p| !p.in_flight);
+        if reread || !stale {
+            break out;
+        }
+        reread = true;
+    };
 
     // A LockboxPolicy reports its customer's requests, and is looked at again when the next
     // one falls due (the expiry worker closes it; this pass then refreshes the counts).
@@ -401,12 +413,14 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
     // (`touched`): its status is written once, with the invitation sent, not twice. That
     // holds for the pass that queued it and for any pass before the first attempt (a
     // parent's status change triggers one), as long as no status with the invitation was
-    // written yet. Bounded: once delivery has tried (or when it is off), the status is
-    // written as it is; the requeue writes what there is if the worker is slow.
+    // written yet. "Not yet tried" includes the first attempt while it runs (claimed,
+    // `attempts` 1, neither sent nor failed yet). Bounded: once the first attempt has ended
+    // (or was abandoned and claimed again, or when delivery is off), the status is written
+    // as it is.
     let just_invited = batch.steps.iter().any(|s| s.change.audit_action().1 == "invitation.issue");
     let untried = matches!(&status, Status::Membership(st)
         if st.invitation.as_ref().is_some_and(|i| i.state == crate::store::invitation_state::PENDING
-            && i.attempts.unwrap_or(0) == 0 && i.last_error.is_none()));
+            && i.attempts.unwrap_or(0) <= 1 && i.last_error.is_none()));
     let unshown = obj.status_json().is_none_or(|s| s.get("invitation").is_none_or(serde_json::Value::is_null));
     let delivering = ctx.delivery.notifier.is_some();
     let defer = untried && !stalled && (just_invited || (unshown && delivering));

@@ -37,6 +37,9 @@ pub struct Stats {
     /// Writes by resource: the plural, with `/status` for the status subresource
     /// (`memberships/status`, `leases`, `events`).
     pub writes_by_resource: std::collections::BTreeMap<String, u64>,
+    /// Writes by object: the key of `writes_by_resource`, a space, and `namespace/name`;
+    /// says which object a surplus write went to.
+    pub writes_by_object: std::collections::BTreeMap<String, u64>,
     /// Every distinct request on a resource, as RBAC sees it: (verb, API group, resource
     /// with subresource, namespace). What an operator's Role must grant.
     pub calls: std::collections::BTreeSet<(String, String, String, Option<String>)>,
@@ -293,6 +296,10 @@ async fn handle(
             };
             stats.calls.insert((verb.into(), t.resource.group.clone(), key.clone(), t.namespace.clone()));
             if method != Method::GET {
+                if let Some(name) = &t.name {
+                    let object = format!("{key} {}/{name}", t.namespace.as_deref().unwrap_or(""));
+                    *stats.writes_by_object.entry(object).or_default() += 1;
+                }
                 *stats.writes_by_resource.entry(key).or_default() += 1;
             }
         }

@@ -70,8 +70,24 @@ async fn the_examples_become_ready_and_the_store_matches_a_local_apply() {
         // Created before the operator started, each Membership's status is written once:
         // not Pending first and Sent a moment later.
         let n = api_m.list(&Default::default()).await.expect("list").items.len() as u64;
-        let writes = api.stats().writes_to(&["memberships/status"]);
-        assert!(writes <= n, "{}: {writes} status writes for {n} Memberships", s.name);
+        let stats = api.stats();
+        let writes = stats.writes_to(&["memberships/status"]);
+        let twice: Vec<_> =
+            stats.writes_by_object.iter().filter(|(k, n)| k.starts_with("memberships/status") && **n > 1).collect();
+        let logs = op.logs();
+        let written: Vec<&str> = logs
+            .lines()
+            .filter(|l| {
+                l.contains("status written")
+                    && twice.iter().any(|(k, _)| l.contains(k.rsplit('/').next().unwrap_or("-")))
+            })
+            .collect();
+        assert!(
+            writes <= n,
+            "{}: {writes} status writes for {n} Memberships: {twice:?}\n{}",
+            s.name,
+            written.join("\n")
+        );
         op.wait_ready(Duration::from_secs(10)).await;
     }
 }
