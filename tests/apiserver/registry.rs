@@ -103,6 +103,9 @@ struct State {
     /// Events at or below this version are no longer kept: resuming there is a 410.
     compacted: u64,
     uid_seq: u64,
+    /// Random per server, as a real cluster's uids are unique across clusters: objects
+    /// re-created in a second emulated cluster get new uids, not the first one's again.
+    uid_prefix: u32,
 }
 
 /// How the API server treats fields its schema does not know (`?fieldValidation=`).
@@ -321,6 +324,7 @@ impl Registry {
                 history_limit,
                 compacted: 1,
                 uid_seq: 0,
+                uid_prefix: rand::random(),
             }),
             watchers,
             schemas: Mutex::new(BTreeMap::new()),
@@ -563,7 +567,7 @@ impl Registry {
             o.remove("status");
         }
         state.uid_seq += 1;
-        let uid = format!("00000000-0000-4000-8000-{:012x}", state.uid_seq);
+        let uid = format!("{:08x}-0000-4000-8000-{:012x}", state.uid_prefix, state.uid_seq);
         let m = meta_mut(&mut object);
         m.insert("uid".into(), Value::String(uid));
         m.insert("creationTimestamp".into(), Value::String(now_rfc3339()));
