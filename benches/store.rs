@@ -62,6 +62,7 @@ async fn run(name: &str, store: SqlStore) {
         phase: "Active".into(),
         deletion_policy: "Delete".into(),
         spec_hash: String::new(),
+        applied_spec: String::new(),
     };
     let ws = WorkspaceRecord {
         id: "ws".into(),
@@ -77,6 +78,7 @@ async fn run(name: &str, store: SqlStore) {
         support_benefits: "[]".into(),
         deletion_policy: "Delete".into(),
         spec_hash: String::new(),
+        applied_spec: String::new(),
     };
     store
         .apply(&batch(None, vec![step(Change::PutCustomer(cust)), step(Change::PutWorkspace(ws))]))
@@ -104,6 +106,7 @@ async fn run(name: &str, store: SqlStore) {
                 subject_key: email,
                 deletion_policy: "Delete".into(),
                 spec_hash: String::new(),
+                applied_spec: String::new(),
                 roles: Default::default(),
                 grants: Default::default(),
             })));

@@ -433,7 +433,7 @@ impl Names {
     }
 }
 
-fn split(s: &str, what: &str) -> anyhow::Result<(String, String)> {
+pub(super) fn split(s: &str, what: &str) -> anyhow::Result<(String, String)> {
     s.split_once('/')
         .map(|(a, b)| (a.to_owned(), b.to_owned()))
         .ok_or_else(|| anyhow::anyhow!("--{what} must be NAMESPACE/NAME, got {s:?}"))

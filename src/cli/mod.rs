@@ -4,6 +4,7 @@ mod apply;
 pub mod console;
 mod explain;
 mod get;
+mod import;
 mod lockbox;
 mod notify;
 mod output;
@@ -111,6 +112,8 @@ pub enum Command {
     Delete(apply::DeleteArgs),
     /// List what the store holds.
     Get(get::GetArgs),
+    /// Write the YAML that describes what the store holds for a customer (start GitOps from it).
+    Import(import::ImportArgs),
     /// Whether a user holds a permission in a workspace or at customer level, and why.
     CanI(get::CanIArgs),
     /// Deliver the outbox (invitations, Lockbox notifications) now: `--once`, or until interrupted.
@@ -180,6 +183,7 @@ impl Cli {
             Command::Delete(args) => apply::delete(args).await,
             Command::Get(args) => get::get(args).await,
             Command::CanI(args) => get::can_i(args).await,
+            Command::Import(args) => import::run(args).await,
             Command::Notify(args) => notify::notify_command(args).await,
             Command::Invitation(args) => notify::invitation(args).await,
             Command::Completion(CompletionArgs { shell }) => {

@@ -3,7 +3,7 @@
 //! delegated administrators' group, each invited (users only, never after the end date).
 
 use super::members::{DesiredMembership, Owner, emit, grants_for, remove, step};
-use super::{Context, Frame, Identity, Plan, Verdict, guard, spec_hash, start_of};
+use super::{Context, Frame, Identity, Plan, Verdict, applied, guard, start_of};
 use crate::api::customer::{AdministrationModel, CustomerPhase, CustomerSpec, CustomerStatus};
 use crate::api::{Customer, Permission, Person, Role};
 use crate::store::{Change, CustomerRecord, GuardTable, Snapshot, WorkspaceRecord};
@@ -61,6 +61,8 @@ pub fn plan_customer(
         return finish(&frame, Vec::new(), work, phase, None, verdict, None);
     }
 
+    let (applied_spec, spec_hash) =
+        applied(&crate::api::CustomerSpec { management_policy: Default::default(), ..spec.clone() });
     let record = CustomerRecord {
         uid: uid.to_owned(),
         namespace: id.namespace.clone(),
@@ -76,7 +78,8 @@ pub fn plan_customer(
         newsletters: serde_json::to_string(&spec.newsletters).unwrap_or_default(),
         phase: phase.as_str().to_owned(),
         deletion_policy: format!("{:?}", spec.deletion_policy),
-        spec_hash: spec_hash(&crate::api::CustomerSpec { management_policy: Default::default(), ..spec.clone() }),
+        spec_hash,
+        applied_spec,
     };
     match &snapshot.customer {
         None => emit(
@@ -143,6 +146,7 @@ pub fn plan_customer(
                 support_benefits: "[]".to_owned(),
                 deletion_policy: format!("{:?}", spec.deletion_policy),
                 spec_hash: String::new(),
+                applied_spec: String::new(),
             };
             match snapshot.workspaces.get(&auto_id) {
                 None => emit(
@@ -298,6 +302,7 @@ fn implied_memberships(
             grants: grants_for(false, &roles, &[], false),
             deletion_policy: format!("{:?}", spec.deletion_policy),
             invite: false,
+            applied_spec: String::new(),
         });
     }
     out

@@ -2,7 +2,7 @@
 //! as a conflict in its status and ignored).
 
 use super::members::{emit, step};
-use super::{Context, Identity, Plan, Verdict, guard, spec_hash};
+use super::{Context, Identity, Plan, Verdict, applied, guard};
 use crate::api::LockboxPolicy;
 use crate::api::lockbox_policy::LockboxPolicyStatus;
 use crate::store::{Change, GuardTable, PolicyRecord, Snapshot};
@@ -32,6 +32,8 @@ pub fn plan_lockbox_policy(
                 ),
             },
             None => {
+                let (applied_spec, spec_hash) =
+                    applied(&crate::api::LockboxPolicySpec { management_policy: Default::default(), ..spec.clone() });
                 let record = PolicyRecord {
                     uid: id.uid.clone(),
                     customer_uid: c.record.uid.clone(),
@@ -43,10 +45,8 @@ pub fn plan_lockbox_policy(
                     max_access_seconds: spec.max_access_duration.seconds(),
                     workloads: serde_json::to_string(&spec.workloads).unwrap_or_default(),
                     recipients: serde_json::to_string(&spec.notification_recipients).unwrap_or_default(),
-                    spec_hash: spec_hash(&crate::api::LockboxPolicySpec {
-                        management_policy: Default::default(),
-                        ..spec.clone()
-                    }),
+                    spec_hash,
+                    applied_spec,
                 };
                 match snapshot.policies.get(&id.uid) {
                     None => emit(

@@ -41,6 +41,10 @@ pub struct DesiredMembership {
     /// Whether to invite (users only, and not after the agreement ended).
     #[serde(skip)]
     pub invite: bool,
+    /// The Membership's spec as JSON; empty when implied by a Customer or Workspace. Not
+    /// hashed: the hash covers what the spec resolves to.
+    #[serde(skip)]
+    pub applied_spec: String,
 }
 
 /// The object that implies memberships (a Customer or a Workspace) and what they inherit from it.
@@ -83,6 +87,7 @@ impl DesiredMembership {
             grants: grants_for(workspace.is_some(), roles, individual, in_default),
             deletion_policy: format!("{:?}", owner.deletion_policy),
             invite: owner.invite,
+            applied_spec: String::new(),
         }
     }
 }
@@ -138,6 +143,7 @@ impl DesiredMembership {
             subject_key: self.subject_key.clone(),
             deletion_policy: self.deletion_policy.clone(),
             spec_hash: super::spec_hash(self),
+            applied_spec: self.applied_spec.clone(),
             roles: Default::default(),
             grants: Default::default(),
         }

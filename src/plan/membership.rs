@@ -117,6 +117,11 @@ pub fn plan_membership(
         grants: grants_for(ws.is_some(), &spec.roles, &individual, in_default),
         deletion_policy: format!("{:?}", spec.deletion_policy),
         invite: c.phase == "Active",
+        applied_spec: serde_json::to_string(&crate::api::MembershipSpec {
+            management_policy: Default::default(),
+            ..spec.clone()
+        })
+        .unwrap_or_default(),
     };
     let mut work = snapshot.clone();
     let mut steps = Vec::new();

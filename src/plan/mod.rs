@@ -112,7 +112,19 @@ fn guard(snapshot: &Snapshot, table: GuardTable, id: &str) -> Guard {
 /// hashed with `managementPolicy` at its default: observing an object is not a difference.
 pub fn spec_hash<T: serde::Serialize>(value: &T) -> String {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
-    let digest = Sha256::digest(&bytes);
+    hash_of(&bytes)
+}
+
+/// A spec as a row keeps it: its JSON (what `servicehub import` writes back) and that JSON's
+/// [`spec_hash`], from one serialization.
+pub fn applied<T: serde::Serialize>(spec: &T) -> (String, String) {
+    let json = serde_json::to_string(spec).unwrap_or_default();
+    let hash = hash_of(json.as_bytes());
+    (json, hash)
+}
+
+fn hash_of(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 

@@ -5,7 +5,7 @@
 
 use super::customer::auto_default_id;
 use super::members::{DesiredMembership, Owner, emit, remove, step};
-use super::{Context, Frame, Identity, Plan, Verdict, guard, spec_hash};
+use super::{Context, Frame, Identity, Plan, Verdict, applied, guard};
 use crate::api::conditions;
 use crate::api::customer::AgreementKind;
 use crate::api::workspace::WorkspaceStatus;
@@ -74,6 +74,8 @@ pub fn plan_workspace(
         }
     }
 
+    let (applied_spec, spec_hash) =
+        applied(&crate::api::WorkspaceSpec { management_policy: Default::default(), ..spec.clone() });
     let record = WorkspaceRecord {
         id: id.uid.clone(),
         customer_uid: c.uid.clone(),
@@ -87,7 +89,8 @@ pub fn plan_workspace(
         personal_allowed,
         support_benefits: serde_json::to_string(&spec.support_benefits).unwrap_or_default(),
         deletion_policy: format!("{:?}", spec.deletion_policy),
-        spec_hash: spec_hash(&crate::api::WorkspaceSpec { management_policy: Default::default(), ..spec.clone() }),
+        spec_hash,
+        applied_spec,
     };
     match &stored {
         None => emit(

@@ -42,6 +42,11 @@ pub struct CustomerRecord {
     pub deletion_policy: String,
     /// Hash of the spec this row was last written from (drift detection).
     pub spec_hash: String,
+    /// The spec this row was last written from, as JSON (`managementPolicy` at its default):
+    /// what `servicehub import` writes back. Empty for a row implied by another object.
+    /// Not shown in audit entries (the spec hash stands for it there).
+    #[serde(skip)]
+    pub applied_spec: String,
 }
 
 /// A workspace row.
@@ -75,6 +80,11 @@ pub struct WorkspaceRecord {
     pub deletion_policy: String,
     /// Hash of the spec this row was last written from.
     pub spec_hash: String,
+    /// The spec this row was last written from, as JSON (`managementPolicy` at its default):
+    /// what `servicehub import` writes back. Empty for a row implied by another object.
+    /// Not shown in audit entries (the spec hash stands for it there).
+    #[serde(skip)]
+    pub applied_spec: String,
 }
 
 /// A user of a customer.
@@ -146,6 +156,11 @@ pub struct MembershipRecord {
     pub deletion_policy: String,
     /// Hash of the desired roles and grants this row was last written from.
     pub spec_hash: String,
+    /// The spec this row was last written from, as JSON (`managementPolicy` at its default):
+    /// what `servicehub import` writes back. Empty for a row implied by another object.
+    /// Not shown in audit entries (the spec hash stands for it there).
+    #[serde(skip)]
+    pub applied_spec: String,
     /// Roles held.
     pub roles: BTreeSet<Role>,
     /// Grants held.
@@ -240,6 +255,11 @@ pub struct PolicyRecord {
     pub recipients: String,
     /// Hash of the spec this row was last written from.
     pub spec_hash: String,
+    /// The spec this row was last written from, as JSON (`managementPolicy` at its default):
+    /// what `servicehub import` writes back. Empty for a row implied by another object.
+    /// Not shown in audit entries (the spec hash stands for it there).
+    #[serde(skip)]
+    pub applied_spec: String,
 }
 
 /// What one apply did.

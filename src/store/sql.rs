@@ -774,7 +774,8 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
             sqlx::query(AssertSqlSafe(upsert(
                 "INSERT INTO customers (uid, namespace, name, managed, display_name, agreement_kind, agreement_id, \
                  start_date, end_date, administration_model, admin_group_id, settings, newsletters, phase, \
-                 deletion_policy, spec_hash) VALUES ($1, $2, $3, TRUE, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                 deletion_policy, spec_hash, applied_spec) \
+                 VALUES ($1, $2, $3, TRUE, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
                 "uid",
                 create_only,
             )))
@@ -793,34 +794,36 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
             .bind(&c.phase)
             .bind(&c.deletion_policy)
             .bind(&c.spec_hash)
+            .bind(&c.applied_spec)
             .execute(conn)
             .await
         }
-        Change::DeleteCustomer { uid } => sqlx::query("DELETE FROM customers WHERE uid = $1").bind(uid).execute(conn).await,
-        Change::PutWorkspace(w) => {
-            sqlx::query(AssertSqlSafe(upsert(
-                "INSERT INTO workspaces (id, customer_uid, namespace, name, managed, origin, display_name, description, \
-                 is_default, allow_personal, personal_allowed, support_benefits, deletion_policy, spec_hash) \
-                 VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-                "id",
-                create_only,
-            )))
-            .bind(&w.id)
-            .bind(&w.customer_uid)
-            .bind(&w.namespace)
-            .bind(&w.name)
-            .bind(&w.origin)
-            .bind(&w.display_name)
-            .bind(&w.description)
-            .bind(w.is_default)
-            .bind(w.allow_personal)
-            .bind(w.personal_allowed)
-            .bind(&w.support_benefits)
-            .bind(&w.deletion_policy)
-            .bind(&w.spec_hash)
-            .execute(conn)
-            .await
+        Change::DeleteCustomer { uid } => {
+            sqlx::query("DELETE FROM customers WHERE uid = $1").bind(uid).execute(conn).await
         }
+        Change::PutWorkspace(w) => sqlx::query(AssertSqlSafe(upsert(
+            "INSERT INTO workspaces (id, customer_uid, namespace, name, managed, origin, display_name, description, \
+                 is_default, allow_personal, personal_allowed, support_benefits, deletion_policy, spec_hash, \
+                 applied_spec) VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+            "id",
+            create_only,
+        )))
+        .bind(&w.id)
+        .bind(&w.customer_uid)
+        .bind(&w.namespace)
+        .bind(&w.name)
+        .bind(&w.origin)
+        .bind(&w.display_name)
+        .bind(&w.description)
+        .bind(w.is_default)
+        .bind(w.allow_personal)
+        .bind(w.personal_allowed)
+        .bind(&w.support_benefits)
+        .bind(&w.deletion_policy)
+        .bind(&w.spec_hash)
+        .bind(&w.applied_spec)
+        .execute(conn)
+        .await,
         Change::DeleteWorkspace { id } => {
             let revoked = sqlx::query(AssertSqlSafe(format!(
                 "UPDATE invitations SET state = 'Revoked' WHERE scope_key = $1 AND state IN {LIVE_INVITATION}"
@@ -829,7 +832,8 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
             .execute(&mut *conn)
             .await
             .map_err(map_err)?;
-            let deleted = sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id).execute(conn).await.map_err(map_err)?;
+            let deleted =
+                sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id).execute(conn).await.map_err(map_err)?;
             return Ok(revoked.rows_affected() + deleted.rows_affected());
         }
         Change::PutUser(u) => {
@@ -845,27 +849,26 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
             .execute(conn)
             .await
         }
-        Change::PutMembership(m) => {
-            sqlx::query(AssertSqlSafe(upsert(
-                "INSERT INTO memberships (id, customer_uid, workspace_id, origin, namespace, name, managed, subject_kind, \
-                 subject_key, user_id, deletion_policy, spec_hash) VALUES ($1, $2, $3, $4, $5, $6, TRUE, $7, $8, \
-                 (SELECT id FROM users WHERE customer_uid = $2 AND email = $8), $9, $10)",
-                "id",
-                create_only,
-            )))
-            .bind(&m.id)
-            .bind(&m.customer_uid)
-            .bind(&m.workspace_id)
-            .bind(&m.origin)
-            .bind(&m.namespace)
-            .bind(&m.name)
-            .bind(&m.subject_kind)
-            .bind(&m.subject_key)
-            .bind(&m.deletion_policy)
-            .bind(&m.spec_hash)
-            .execute(conn)
-            .await
-        }
+        Change::PutMembership(m) => sqlx::query(AssertSqlSafe(upsert(
+            "INSERT INTO memberships (id, customer_uid, workspace_id, origin, namespace, name, managed, subject_kind, \
+                 subject_key, user_id, deletion_policy, spec_hash, applied_spec) VALUES ($1, $2, $3, $4, $5, $6, \
+                 TRUE, $7, $8, (SELECT id FROM users WHERE customer_uid = $2 AND email = $8), $9, $10, $11)",
+            "id",
+            create_only,
+        )))
+        .bind(&m.id)
+        .bind(&m.customer_uid)
+        .bind(&m.workspace_id)
+        .bind(&m.origin)
+        .bind(&m.namespace)
+        .bind(&m.name)
+        .bind(&m.subject_kind)
+        .bind(&m.subject_key)
+        .bind(&m.deletion_policy)
+        .bind(&m.spec_hash)
+        .bind(&m.applied_spec)
+        .execute(conn)
+        .await,
         Change::DeleteMembership { id } => {
             let revoked = sqlx::query(AssertSqlSafe(format!(
                 "UPDATE invitations SET state = 'Revoked' WHERE membership_id = $1 AND state IN {LIVE_INVITATION}"
@@ -956,8 +959,8 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
         Change::PutPolicy(p) => {
             sqlx::query(AssertSqlSafe(upsert(
                 "INSERT INTO lockbox_policies (uid, customer_uid, namespace, name, managed, enabled, approvers, \
-                 pending_ttl_seconds, max_access_seconds, workloads, recipients, spec_hash) \
-                 VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8, $9, $10, $11)",
+                 pending_ttl_seconds, max_access_seconds, workloads, recipients, spec_hash, applied_spec) \
+                 VALUES ($1, $2, $3, $4, TRUE, $5, $6, $7, $8, $9, $10, $11, $12)",
                 "uid",
                 create_only,
             )))
@@ -972,6 +975,7 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
             .bind(&p.workloads)
             .bind(&p.recipients)
             .bind(&p.spec_hash)
+            .bind(&p.applied_spec)
             .execute(conn)
             .await
         }
@@ -980,7 +984,10 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
         }
         Change::Release { table, id } => {
             let (t, key) = table.table();
-            sqlx::query(AssertSqlSafe(format!("UPDATE {t} SET managed = FALSE WHERE {key} = $1"))).bind(id).execute(conn).await
+            sqlx::query(AssertSqlSafe(format!("UPDATE {t} SET managed = FALSE WHERE {key} = $1")))
+                .bind(id)
+                .execute(conn)
+                .await
         }
     };
     r.map(|r| r.rows_affected()).map_err(map_err)

@@ -10,20 +10,20 @@ use sqlx::{AnyPool, AssertSqlSafe};
 use std::collections::BTreeMap;
 
 const CUSTOMER_COLS: &str = "uid, namespace, name, display_name, agreement_kind, agreement_id, start_date, end_date, \
-    administration_model, admin_group_id, settings, newsletters, phase, deletion_policy, spec_hash, row_version";
+    administration_model, admin_group_id, settings, newsletters, phase, deletion_policy, spec_hash, applied_spec, row_version";
 const WORKSPACE_COLS: &str = "w.id, w.customer_uid, w.namespace, w.name, w.origin, w.display_name, w.description, \
     CASE WHEN w.is_default THEN 1 ELSE 0 END AS is_default, \
     CASE WHEN w.allow_personal IS NULL THEN NULL WHEN w.allow_personal THEN 1 ELSE 0 END AS allow_personal, \
     CASE WHEN w.personal_allowed THEN 1 ELSE 0 END AS personal_allowed, \
-    w.support_benefits, w.deletion_policy, w.spec_hash, w.row_version";
+    w.support_benefits, w.deletion_policy, w.spec_hash, w.applied_spec, w.row_version";
 const MEMBERSHIP_COLS: &str = "m.id, m.customer_uid, m.workspace_id, m.origin, m.namespace, m.name, m.subject_kind, \
-    m.subject_key, m.deletion_policy, m.spec_hash, m.row_version";
+    m.subject_key, m.deletion_policy, m.spec_hash, m.applied_spec, m.row_version";
 const INVITATION_COLS: &str = "i.customer_uid, i.membership_id, i.scope_key, i.subject_key, i.email, i.issue, \
     i.state, i.attempts, i.created_at, i.sent_at, i.expires_at, i.accepted_at, \
     i.accepted_by, i.last_error";
 
 const POLICY_COLS: &str = "p.uid, p.customer_uid, p.namespace, p.name, CASE WHEN p.enabled THEN 1 ELSE 0 END AS enabled, \
-    p.approvers, p.pending_ttl_seconds, p.max_access_seconds, p.workloads, p.recipients, p.spec_hash, p.row_version";
+    p.approvers, p.pending_ttl_seconds, p.max_access_seconds, p.workloads, p.recipients, p.spec_hash, p.applied_spec, p.row_version";
 
 fn policy(r: &AnyRow) -> Result<PolicyRecord> {
     Ok(PolicyRecord {
@@ -38,6 +38,7 @@ fn policy(r: &AnyRow) -> Result<PolicyRecord> {
         workloads: get(r, "workloads")?,
         recipients: get(r, "recipients")?,
         spec_hash: get(r, "spec_hash")?,
+        applied_spec: get(r, "applied_spec")?,
     })
 }
 
@@ -67,6 +68,7 @@ fn customer(r: &AnyRow) -> Result<CustomerRecord> {
         phase: get(r, "phase")?,
         deletion_policy: get(r, "deletion_policy")?,
         spec_hash: get(r, "spec_hash")?,
+        applied_spec: get(r, "applied_spec")?,
     })
 }
 
@@ -85,6 +87,7 @@ fn workspace(r: &AnyRow) -> Result<WorkspaceRecord> {
         support_benefits: get(r, "support_benefits")?,
         deletion_policy: get(r, "deletion_policy")?,
         spec_hash: get(r, "spec_hash")?,
+        applied_spec: get(r, "applied_spec")?,
     })
 }
 
@@ -100,6 +103,7 @@ fn membership(r: &AnyRow) -> Result<MembershipRecord> {
         subject_key: get(r, "subject_key")?,
         deletion_policy: get(r, "deletion_policy")?,
         spec_hash: get(r, "spec_hash")?,
+        applied_spec: get(r, "applied_spec")?,
         roles: Default::default(),
         grants: Default::default(),
     })

@@ -18,6 +18,7 @@ mod emulator_http;
 mod focus;
 mod helm;
 mod hostile;
+mod import;
 mod invitations;
 mod lockbox;
 mod notify;

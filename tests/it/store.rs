@@ -23,6 +23,7 @@ pub fn customer(uid: &str, name: &str) -> CustomerRecord {
         phase: "Active".into(),
         deletion_policy: "Delete".into(),
         spec_hash: "h1".into(),
+        applied_spec: String::new(),
     }
 }
 
@@ -41,6 +42,7 @@ pub fn workspace(id: &str, customer_uid: &str, name: &str, default: bool) -> Wor
         support_benefits: "[]".into(),
         deletion_policy: "Delete".into(),
         spec_hash: "w".into(),
+        applied_spec: String::new(),
     }
 }
 
@@ -56,6 +58,7 @@ pub fn membership(id: &str, customer_uid: &str, ws: Option<&str>, email: &str) -
         subject_key: email.into(),
         deletion_policy: "Delete".into(),
         spec_hash: "m".into(),
+        applied_spec: String::new(),
         roles: Default::default(),
         grants: Default::default(),
     }
@@ -171,12 +174,20 @@ async fn an_upgraded_store_ends_with_the_same_schema_as_a_fresh_one() {
         rows.steps.retain(|s| !matches!(s.change, Change::IssueInvitation { .. }));
         // Today's code writes the audit's channel and subject (migration 6): the columns exist
         // only while it writes, so the old schema is what the upgrade starts from.
-        for sql in ["ALTER TABLE audit ADD COLUMN channel TEXT", "ALTER TABLE audit ADD COLUMN subject TEXT"] {
-            old.store.execute_raw(sql).await.expect("add");
+        // So does each row's applied spec (migration 7).
+        let added = [
+            ("audit", "channel"),
+            ("audit", "subject"),
+            ("customers", "applied_spec"),
+            ("workspaces", "applied_spec"),
+            ("memberships", "applied_spec"),
+        ];
+        for (table, column) in added {
+            old.store.execute_raw(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT")).await.expect("add");
         }
         old.store.apply(&rows).await.expect("data under the old schema");
-        for sql in ["ALTER TABLE audit DROP COLUMN channel", "ALTER TABLE audit DROP COLUMN subject"] {
-            old.store.execute_raw(sql).await.expect("drop");
+        for (table, column) in added {
+            old.store.execute_raw(&format!("ALTER TABLE {table} DROP COLUMN {column}")).await.expect("drop");
         }
         old.store
             .execute_raw(
