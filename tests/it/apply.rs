@@ -6,7 +6,8 @@ use std::process::Output;
 
 const NOW: &str = "2026-11-22T12:00:00Z";
 
-fn run(s: &TestStore, args: &[&str]) -> Output {
+/// The binary on `s`'s store, at a fixed clock, with its own outbox directory.
+pub(crate) fn run(s: &TestStore, args: &[&str]) -> Output {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--store", &s.url]);
     std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))

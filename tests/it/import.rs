@@ -1,19 +1,8 @@
 //! `servicehub import`: the YAML of what the store holds for a customer, which applied back
 //! to the same store plans nothing; with the real binary, on SQLite and PostgreSQL.
 
+use crate::apply::run;
 use crate::support::{TestStore, stderr, stdout, stores};
-use std::process::Output;
-
-fn run(s: &TestStore, args: &[&str]) -> Output {
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--store", &s.url]);
-    std::process::Command::new(env!("CARGO_BIN_EXE_servicehub"))
-        .args(&all)
-        .current_dir(crate::support::root())
-        .env("SERVICEHUB_NOTIFY_DIR", crate::support::outbox_of(&s.url))
-        .output()
-        .expect("run servicehub")
-}
 
 fn ok(s: &TestStore, args: &[&str]) -> String {
     let out = run(s, args);
