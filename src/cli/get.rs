@@ -300,8 +300,12 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
                         Source::Role(r) => r.to_string(),
                         Source::Individual => "(individual)".into(),
                     };
-                    let mut row =
-                        vec![g.namespace.clone(), ws, g.subject.clone(), g.grant.permission.to_string(), source];
+                    // The matrix's footnote 1 beside the permission (JSON: `exportAllowed`).
+                    let permission = match g.export_allowed {
+                        true => g.grant.permission.to_string(),
+                        false => format!("{} (no export)", g.grant.permission),
+                    };
+                    let mut row = vec![g.namespace.clone(), ws, g.subject.clone(), permission, source];
                     if wide {
                         row.push(g.membership.clone());
                     }
@@ -465,14 +469,14 @@ pub async fn can_i(args: CanIArgs) -> anyhow::Result<ExitCode> {
     let row = matrix::row_of(p);
     let wrong_scope = (row.scope == matrix::Scope::Customer) != ws_id.is_none();
     let views = db.visible_to(&customer_uid, &subject).await?;
-    let sources: Vec<String> = views
-        .iter()
-        .filter(|v| v.workspace_id == ws_id)
-        .flat_map(|v| v.grants.iter().filter(|g| g.permission == p).map(|g| g.source.label()))
-        .collect();
+    let here: Vec<_> = views.iter().filter(|v| v.workspace_id == ws_id).collect();
+    let sources: Vec<String> =
+        here.iter().flat_map(|v| v.grants.iter().filter(|g| g.permission == p).map(|g| g.source.label())).collect();
     let allowed = !sources.is_empty();
+    let export_allowed = allowed && !here.iter().any(|v| v.no_export.contains(&p));
     let why = if allowed {
-        format!("{user} holds {p} in {place} through {}", sources.join(", "))
+        let export = if export_allowed { "" } else { "; may view, not export (Microsoft role, matrix footnote 1)" };
+        format!("{user} holds {p} in {place} through {}{export}", sources.join(", "))
     } else if wrong_scope {
         format!(
             "{user} does not hold {p} in {place}; {p} is a {}-level permission; ask with --{}",
@@ -501,6 +505,7 @@ pub async fn can_i(args: CanIArgs) -> anyhow::Result<ExitCode> {
         workspace: workspace.clone(),
         customer: customer.filter(|_| workspace.is_none()),
         sources,
+        export_allowed,
         reason: why.clone(),
     };
     if !output::one(&mut out, output, &answer)? {
@@ -529,6 +534,9 @@ struct CanI {
     customer: Option<String>,
     /// Where it comes from: `role:<Role>` or `individual`, one per source.
     sources: Vec<String>,
+    /// Whether the user may export this data too; `false` when not held, and for data a
+    /// Microsoft role may see and not export (the matrix's footnote 1).
+    export_allowed: bool,
     /// The sentence a person reads.
     reason: String,
 }

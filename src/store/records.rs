@@ -376,6 +376,10 @@ pub struct GrantRow {
     pub grant: Grant,
     /// The membership holding it (`Kind/name`).
     pub membership: String,
+    /// Whether the holder may export this data: `false` for the matrix's footnote 1 (a
+    /// membership with a Microsoft role sees it and cannot export it), as in the
+    /// Membership's `status.effectivePermissions`.
+    pub export_allowed: bool,
 }
 
 /// One audit entry.
@@ -457,6 +461,9 @@ pub struct ScopeView {
     pub workspace: Option<String>,
     /// Grants that apply there.
     pub grants: Vec<Grant>,
+    /// Permissions held there that may be seen and not exported: every membership holding
+    /// them there has a Microsoft role, and the matrix marks them (footnote 1).
+    pub no_export: Vec<crate::api::Permission>,
 }
 
 /// A message waiting in the outbox.

@@ -399,24 +399,29 @@ pub(super) async fn invitations(pool: &AnyPool, namespace: Option<&str>) -> Resu
 }
 
 pub(super) async fn grants(pool: &AnyPool, namespace: Option<&str>) -> Result<Vec<GrantRow>> {
-    let mut qb = Sql::new(
+    let mut qb = Sql::new(&format!(
         "SELECT c.namespace AS namespace, c.name AS customer, w.name AS workspace, g.scope, m.subject_key, \
-         g.permission, g.source, m.origin, m.name AS object FROM grants g JOIN memberships m ON m.id = g.membership_id \
-         JOIN customers c ON c.uid = m.customer_uid LEFT JOIN workspaces w ON w.id = m.workspace_id",
-    );
+             g.permission, g.source, m.origin, m.name AS object, {} AS microsoft FROM grants g \
+             JOIN memberships m ON m.id = g.membership_id JOIN customers c ON c.uid = m.customer_uid \
+             LEFT JOIN workspaces w ON w.id = m.workspace_id",
+        microsoft_membership("m")
+    ));
     namespace_filter(&mut qb, "c.namespace", namespace, true);
     qb.push(" ORDER BY c.namespace, c.name, w.name, m.subject_key, g.permission, g.source");
     let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
     rows.iter()
         .map(|r| {
+            let grant = grant(&get::<String>(r, "permission")?, &get::<String>(r, "source")?)?;
             Ok(GrantRow {
                 namespace: get(r, "namespace")?,
                 customer: get(r, "customer")?,
                 workspace: get(r, "workspace")?,
                 scope: get(r, "scope")?,
                 subject: get(r, "subject_key")?,
-                grant: grant(&get::<String>(r, "permission")?, &get::<String>(r, "source")?)?,
+                grant,
                 membership: format!("{}/{}", get::<String>(r, "origin")?, get::<String>(r, "object")?),
+                export_allowed: !(get::<i64>(r, "microsoft")? != 0
+                    && crate::domain::matrix::export_restricted(grant.permission)),
             })
         })
         .collect()
@@ -575,10 +580,26 @@ pub(super) async fn workspace_members(pool: &AnyPool, workspace_id: &str) -> Res
         .collect())
 }
 
+/// SQL: 1 when the membership `alias` holds a Microsoft role (CSAM, Incident Manager), else 0.
+/// The matrix's footnote 1: such a member sees some data and cannot export it.
+fn microsoft_membership(alias: &str) -> String {
+    let roles: Vec<String> =
+        crate::api::Role::ALL.into_iter().filter(|r| r.is_microsoft()).map(|r| format!("'{}'", r.as_str())).collect();
+    format!(
+        "CASE WHEN EXISTS (SELECT 1 FROM role_assignments ra WHERE ra.membership_id = {alias}.id \
+         AND ra.role IN ({})) THEN 1 ELSE 0 END",
+        roles.join(", ")
+    )
+}
+
 pub(super) async fn visible_to(pool: &AnyPool, customer_uid: &str, subject_key: &str) -> Result<Vec<ScopeView>> {
-    let sql = "SELECT m.workspace_id, g.permission, g.source, g.scope FROM grants g \
-               JOIN memberships m ON m.id = g.membership_id WHERE m.customer_uid = $1 AND m.subject_key = $2";
-    let rows = sqlx::query(sql).bind(customer_uid).bind(subject_key).fetch_all(pool).await.map_err(map_err)?;
+    let sql = format!(
+        "SELECT m.workspace_id, g.permission, g.source, g.scope, {} AS microsoft FROM grants g \
+         JOIN memberships m ON m.id = g.membership_id WHERE m.customer_uid = $1 AND m.subject_key = $2",
+        microsoft_membership("m")
+    );
+    let rows =
+        sqlx::query(AssertSqlSafe(sql)).bind(customer_uid).bind(subject_key).fetch_all(pool).await.map_err(map_err)?;
     let ws_rows = sqlx::query("SELECT id, name FROM workspaces WHERE customer_uid = $1 AND managed ORDER BY name")
         .bind(customer_uid)
         .fetch_all(pool)
@@ -586,29 +607,42 @@ pub(super) async fn visible_to(pool: &AnyPool, customer_uid: &str, subject_key: 
         .map_err(map_err)?;
     let names: Vec<(String, String)> =
         ws_rows.iter().map(|r| Ok((get(r, "id")?, get(r, "name")?))).collect::<Result<_>>()?;
-    let mut by_scope: BTreeMap<Option<String>, Vec<Grant>> = BTreeMap::new();
+    // Per scope: each grant, and whether the membership holding it has a Microsoft role.
+    let mut by_scope: BTreeMap<Option<String>, Vec<(Grant, bool)>> = BTreeMap::new();
     for r in rows {
         let g = grant(&get::<String>(&r, "permission")?, &get::<String>(&r, "source")?)?;
+        let microsoft = get::<i64>(&r, "microsoft")? != 0;
         let ws: Option<String> = get(&r, "workspace_id")?;
         let scope: String = get(&r, "scope")?;
         match (ws, scope.as_str()) {
             // Customer-level memberships carrying workspace permissions reach every workspace.
             (None, "workspace") => {
                 for (id, _) in &names {
-                    by_scope.entry(Some(id.clone())).or_default().push(g);
+                    by_scope.entry(Some(id.clone())).or_default().push((g, microsoft));
                 }
             }
-            (ws, _) => by_scope.entry(ws).or_default().push(g),
+            (ws, _) => by_scope.entry(ws).or_default().push((g, microsoft)),
         }
     }
     Ok(by_scope
         .into_iter()
-        .map(|(workspace_id, mut grants)| {
+        .map(|(workspace_id, held)| {
+            let mut grants: Vec<Grant> = held.iter().map(|(g, _)| *g).collect();
             grants.sort();
             grants.dedup();
+            // Exportable when any membership holding it there may export it.
+            let mut no_export: Vec<crate::api::Permission> = grants
+                .iter()
+                .map(|g| g.permission)
+                .filter(|p| {
+                    crate::domain::matrix::export_restricted(*p)
+                        && held.iter().filter(|(g, _)| g.permission == *p).all(|(_, microsoft)| *microsoft)
+                })
+                .collect();
+            no_export.dedup();
             let workspace =
                 workspace_id.as_ref().and_then(|id| names.iter().find(|(i, _)| i == id).map(|(_, n)| n.clone()));
-            ScopeView { workspace_id, workspace, grants }
+            ScopeView { workspace_id, workspace, grants, no_export }
         })
         .collect())
 }

@@ -175,6 +175,55 @@ async fn get_and_can_i_report_what_the_store_holds() {
             &["can-i", "--user", "diego.siciliani@contoso.com", "--customer", "contoso/contoso", "ViewOpenCanvas"],
         );
         assert!(stdout(&cust).contains("through individual"), "{}", stdout(&cust));
+
+        // The matrix's footnote 1: a Microsoft role sees support cases and cannot export
+        // them; a customer's own user with the same permission can. Held, so exit 0.
+        let ask = |user: &str, p: &str| {
+            run(&s, &["can-i", "--user", user, "--workspace", "contoso/contoso-emea", p, "-o", "json"])
+        };
+        let answer = |out: Output| -> serde_json::Value { serde_json::from_slice(&out.stdout).expect("json") };
+        let im = ask("irvin.sayers@microsoft.com", "ViewAllSupportCases");
+        assert_eq!(im.status.code(), Some(0));
+        let im = answer(im);
+        assert_eq!((im["allowed"].as_bool(), im["exportAllowed"].as_bool()), (Some(true), Some(false)), "{im}");
+        assert!(
+            im["reason"]
+                .as_str()
+                .is_some_and(|r| r.ends_with("may view, not export (Microsoft role, matrix footnote 1)"))
+        );
+        let own = answer(ask("lee.gu@contoso.com", "ViewAllSupportCases"));
+        assert_eq!(own["exportAllowed"], true, "{own}");
+        let unrestricted = answer(ask("irvin.sayers@microsoft.com", "Health"));
+        assert_eq!(unrestricted["exportAllowed"], true, "no footnote on Health: {unrestricted}");
+        assert_eq!(answer(ask("lee.gu@contoso.com", "ManageUsers"))["exportAllowed"], false, "not held");
+        // get grants says the same per grant, in the table and in JSON.
+        let table = stdout(&run(&s, &["get", "grants", "-n", "contoso"]));
+        let line = |who: &str, p: &str| {
+            table.lines().find(|l| l.contains(who) && l.contains(&format!(" {p} "))).unwrap_or_default().to_owned()
+        };
+        assert!(line("irvin.sayers", "ViewAllSupportCases").contains("ViewAllSupportCases (no export)"), "{table}");
+        assert!(!line("lee.gu", "ViewAllSupportCases").is_empty(), "{table}");
+        assert!(!line("lee.gu", "ViewAllSupportCases").contains("(no export)"), "{table}");
+        let grants: serde_json::Value =
+            serde_json::from_slice(&run(&s, &["get", "grants", "-o", "json"]).stdout).expect("json");
+        let restricted: Vec<String> = grants
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|g| g["exportAllowed"] == false)
+            .map(|g| format!("{} {}", g["subject"].as_str().unwrap_or(""), g["permission"].as_str().unwrap_or("")))
+            .collect();
+        assert_eq!(
+            restricted,
+            [
+                "irvin.sayers@microsoft.com ViewAllSupportCases",
+                "pradeep.gupta@microsoft.com CustomerActivity",
+                "pradeep.gupta@microsoft.com ViewAllSupportCases",
+                "pradeep.gupta@microsoft.com ViewOpenCanvas"
+            ],
+            "{}",
+            s.name
+        );
     }
 }
 
