@@ -399,7 +399,7 @@ pub(super) async fn invitations(pool: &AnyPool, namespace: Option<&str>) -> Resu
 }
 
 pub(super) async fn grants(pool: &AnyPool, namespace: Option<&str>) -> Result<Vec<GrantRow>> {
-    let mut qb = Sql::new(&format!(
+    let mut qb = Sql::new(format!(
         "SELECT c.namespace AS namespace, c.name AS customer, w.name AS workspace, g.scope, m.subject_key, \
              g.permission, g.source, m.origin, m.name AS object, {} AS microsoft FROM grants g \
              JOIN memberships m ON m.id = g.membership_id JOIN customers c ON c.uid = m.customer_uid \
