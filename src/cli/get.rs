@@ -35,6 +35,10 @@ pub enum Resource {
     Grants,
     /// The audit log.
     Audit,
+    /// Who can see what: `--user EMAIL` for every scope that person reaches, with each
+    /// permission's sources and export flag; `--workspace NS/NAME --permission P` for who
+    /// holds P there, directly or through a role.
+    Access,
 }
 
 /// The kinds of audit entries, as `--kind` accepts them (any letter case): the four kinds,
@@ -59,6 +63,15 @@ pub struct GetArgs {
     /// For `audit`: only entries of this kind (e.g. `Membership`, `Invitation`, `lockbox`).
     #[arg(long)]
     pub kind: Option<String>,
+    /// For `access`: the person (email) whose access to list.
+    #[arg(long, conflicts_with_all = ["workspace", "permission"])]
+    pub user: Option<String>,
+    /// For `access`: the workspace, as NAMESPACE/NAME, to list the holders of `--permission` in.
+    #[arg(long, requires = "permission")]
+    pub workspace: Option<String>,
+    /// For `access`: the permission whose holders to list in `--workspace`.
+    #[arg(long, requires = "workspace")]
+    pub permission: Option<String>,
     /// The store.
     #[command(flatten)]
     pub store: StoreArgs,
@@ -93,7 +106,15 @@ const WHEN: usize = 20;
 
 /// Run `get`.
 pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
-    let GetArgs { resource, namespace, output, kind, store } = args;
+    let GetArgs { resource, namespace, output, kind, user, workspace, permission, store } = args;
+    let asks_access = user.is_some() || workspace.is_some();
+    if asks_access != matches!(resource, Resource::Access) {
+        let msg = match asks_access {
+            true => "--user, --workspace and --permission go with `get access`",
+            false => "`get access` needs --user EMAIL, or --workspace NAMESPACE/NAME with --permission P",
+        };
+        return Err(super::Usage(msg.to_owned()).into());
+    }
     // An unknown kind would match nothing and print an empty table with exit 0.
     let kind = match kind {
         None => None,
@@ -318,6 +339,16 @@ pub async fn get(args: GetArgs) -> anyhow::Result<ExitCode> {
             }
             (header, rows, vec![12, 18, 28, 34, 22])
         }
+        Resource::Access => {
+            let db = db.as_ref();
+            let table = match (&user, &workspace, &permission) {
+                (Some(u), _, _) => access_of(db, ns, u, output, &mut out).await?,
+                (None, Some(w), Some(p)) => holders(db, w, p, output, &mut out).await?,
+                _ => unreachable!("checked above"),
+            };
+            let Some(table) = table else { return Ok(ExitCode::SUCCESS) };
+            table
+        }
         Resource::Audit => {
             let filter = AuditFilter { kind, namespace: namespace.clone(), ..Default::default() };
             let entries = db.audit(&filter).await?;
@@ -539,4 +570,133 @@ struct CanI {
     export_allowed: bool,
     /// The sentence a person reads.
     reason: String,
+}
+
+/// A table to print: header, rows and the widest each column may be when cut to fit.
+type Table = (Vec<&'static str>, Vec<Vec<String>>, Vec<usize>);
+
+/// One permission a person holds in one scope, for `get access --user`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AccessLine {
+    namespace: String,
+    customer: String,
+    /// The workspace, or `None` at customer level.
+    workspace: Option<String>,
+    permission: crate::api::Permission,
+    /// `role:<Role>` or `individual`, one per source.
+    sources: Vec<String>,
+    /// `false` for data a Microsoft role may see and not export (the matrix's footnote 1).
+    export_allowed: bool,
+}
+
+/// `get access --user EMAIL`: every scope of every customer the person reaches (the seeds'
+/// "All workspaces" view), each permission with its sources and export flag.
+async fn access_of(
+    db: &dyn crate::store::Store,
+    ns: Option<&str>,
+    user: &str,
+    output: OutputFormat,
+    out: &mut impl Write,
+) -> anyhow::Result<Option<Table>> {
+    let subject = user.trim().to_ascii_lowercase();
+    let mut items = Vec::new();
+    for c in db.customers(ns).await? {
+        for view in db.visible_to(&c.record.uid, &subject).await? {
+            let mut by_permission: Vec<(crate::api::Permission, Vec<String>)> = Vec::new();
+            for g in &view.grants {
+                match by_permission.iter_mut().find(|(p, _)| *p == g.permission) {
+                    Some((_, sources)) => sources.push(g.source.label()),
+                    None => by_permission.push((g.permission, vec![g.source.label()])),
+                }
+            }
+            items.extend(by_permission.into_iter().map(|(permission, sources)| AccessLine {
+                namespace: c.record.namespace.clone(),
+                customer: c.record.name.clone(),
+                workspace: view.workspace.clone(),
+                permission,
+                sources,
+                export_allowed: !view.no_export.contains(&permission),
+            }));
+        }
+    }
+    // Customer level first, then workspaces by name; permissions in the matrix's order.
+    items.sort_by(|a, b| (&a.namespace, &a.customer, &a.workspace).cmp(&(&b.namespace, &b.customer, &b.workspace)));
+    if output::list(out, output, &items)? {
+        return Ok(None);
+    }
+    if items.is_empty() {
+        writeln!(
+            out,
+            "{subject} holds nothing in {}",
+            ns.map_or("any namespace".to_owned(), |n| format!("namespace {n}"))
+        )?;
+        return Ok(None);
+    }
+    let rows = items
+        .iter()
+        .map(|a| {
+            vec![
+                a.namespace.clone(),
+                a.customer.clone(),
+                a.workspace.clone().unwrap_or_else(|| "(customer)".into()),
+                a.permission.to_string(),
+                a.sources.join(", "),
+                if a.export_allowed { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    let header = vec!["NAMESPACE", "CUSTOMER", "WORKSPACE", "PERMISSION", "SOURCES", "EXPORT"];
+    Ok(Some((header, rows, vec![12, 16, 18, 34, 30, 6])))
+}
+
+/// `get access --workspace NS/NAME --permission P`: who holds P there, directly or through a
+/// role, including customer-level members whose permission reaches every workspace.
+async fn holders(
+    db: &dyn crate::store::Store,
+    workspace: &str,
+    permission: &str,
+    output: OutputFormat,
+    out: &mut impl Write,
+) -> anyhow::Result<Option<Table>> {
+    let Some(p) = Permission::parse(permission) else {
+        anyhow::bail!(
+            "--permission: unknown permission {permission:?}; see `servicehub explain membership.spec.permissions`"
+        );
+    };
+    let (ns, name) = split(workspace, "workspace")?;
+    let found = db.workspaces(Some(&ns)).await?.into_iter().find(|x| x.record.name == name);
+    let Some(found) = found else { anyhow::bail!("--workspace: workspace {workspace} is not in the store") };
+    let customer = db.customers(Some(&ns)).await?.into_iter().find(|c| c.record.uid == found.record.customer_uid);
+    let Some(customer) = customer else {
+        anyhow::bail!("--workspace: the customer of {workspace} is not in the store")
+    };
+    let items: Vec<_> = db
+        .grants(Some(&ns))
+        .await?
+        .into_iter()
+        .filter(|g| g.customer == customer.record.name && g.grant.permission == p)
+        .filter(|g| g.workspace.as_deref() == Some(name.as_str()) || (g.workspace.is_none() && g.scope == "workspace"))
+        .collect();
+    if output::list(out, output, &items)? {
+        return Ok(None);
+    }
+    if items.is_empty() {
+        writeln!(out, "nobody holds {p} in workspace {workspace}")?;
+        return Ok(None);
+    }
+    let rows = items
+        .iter()
+        .map(|g| {
+            vec![
+                g.subject.clone(),
+                g.grant.source.label(),
+                if g.workspace.is_some() { "workspace" } else { "customer (every workspace)" }.to_owned(),
+                g.membership.clone(),
+                if g.export_allowed { "yes" } else { "no" }.to_owned(),
+            ]
+        })
+        .collect();
+    let header = vec!["SUBJECT", "SOURCE", "THROUGH", "FROM", "EXPORT"];
+    Ok(Some((header, rows, vec![34, 34, 26, 30, 6])))
 }

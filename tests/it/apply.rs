@@ -224,6 +224,76 @@ async fn get_and_can_i_report_what_the_store_holds() {
             "{}",
             s.name
         );
+
+        // get access --user: every scope the person reaches, with sources and export flags.
+        let access = |args: &[&str]| -> serde_json::Value {
+            let out = run(&s, &[&["get", "access"], args, &["-o", "json"]].concat());
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+            serde_json::from_slice(&out.stdout).expect("json")
+        };
+        let lines = |v: &serde_json::Value| -> Vec<String> {
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    format!(
+                        "{} {} {} {}",
+                        a["workspace"].as_str().unwrap_or("(customer)"),
+                        a["permission"].as_str().unwrap_or(""),
+                        a["sources"].as_array().map(|x| x.len()).unwrap_or(0),
+                        a["exportAllowed"]
+                    )
+                })
+                .collect()
+        };
+        let lee = lines(&access(&["--user", "Lee.Gu@contoso.com"]));
+        assert_eq!(
+            lee,
+            // In the matrix's order, as in status.effectivePermissions.
+            [
+                "contoso-emea SupportContact 1 true",
+                "contoso-emea ViewAllSupportCases 1 true",
+                "contoso-emea Health 1 true"
+            ],
+            "{}",
+            s.name
+        );
+        // The incident manager's customer-level role reaches all three workspaces.
+        let im = lines(&access(&["--user", "irvin.sayers@microsoft.com"]));
+        for ws in ["contoso-hq", "contoso-emea", "contoso-labs"] {
+            assert!(im.contains(&format!("{ws} ViewAllSupportCases 1 false")), "{im:?}");
+        }
+        assert_eq!(access(&["--user", "nobody@contoso.com"]), serde_json::json!([]));
+        let text = stdout(&run(&s, &["get", "access", "--user", "nobody@contoso.com"]));
+        assert_eq!(text.trim(), "nobody@contoso.com holds nothing in any namespace");
+
+        // get access --workspace --permission: who holds it there, directly or via a role.
+        let who = access(&["--workspace", "contoso/contoso-emea", "--permission", "ManageUsers"]);
+        let mut subjects: Vec<&str> =
+            who.as_array().into_iter().flatten().filter_map(|g| g["subject"].as_str()).collect();
+        subjects.dedup();
+        assert!(subjects.contains(&"adele.vance@contoso.com"), "{who}");
+        assert!(subjects.contains(&"pradeep.gupta@microsoft.com"), "the CSAM through every workspace: {who}");
+        assert!(!subjects.contains(&"lee.gu@contoso.com"), "{who}");
+        let table =
+            stdout(&run(&s, &["get", "access", "--workspace", "contoso/contoso-emea", "--permission", "ManageUsers"]));
+        assert!(table.starts_with("SUBJECT ") && table.contains("customer (every workspace)"), "{table}");
+
+        // Wrong uses say what is wrong, exit 2 for the command line, 1 for a missing object.
+        let usage = run(&s, &["get", "access"]);
+        assert_eq!(usage.status.code(), Some(2));
+        assert!(stderr(&usage).contains("`get access` needs --user EMAIL"), "{}", stderr(&usage));
+        let usage = run(&s, &["get", "grants", "--user", "lee.gu@contoso.com"]);
+        assert_eq!(usage.status.code(), Some(2));
+        assert!(stderr(&usage).contains("go with `get access`"), "{}", stderr(&usage));
+        let bad = run(&s, &["get", "access", "--workspace", "contoso/nowhere", "--permission", "ManageUsers"]);
+        assert!(
+            stderr(&bad).contains("--workspace: workspace contoso/nowhere is not in the store"),
+            "{}",
+            stderr(&bad)
+        );
+        let bad = run(&s, &["get", "access", "--workspace", "contoso/contoso-emea", "--permission", "Export"]);
+        assert!(stderr(&bad).contains("--permission: unknown permission \"Export\""), "{}", stderr(&bad));
     }
 }
 
