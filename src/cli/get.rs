@@ -575,6 +575,28 @@ struct CanI {
 /// A table to print: header, rows and the widest each column may be when cut to fit.
 type Table = (Vec<&'static str>, Vec<Vec<String>>, Vec<usize>);
 
+/// Write `items` as the document `output` asks for, or, when a table would have no rows,
+/// the sentence `nothing` gives instead; `true` when written (no table follows).
+fn written_instead_of_table<T: serde::Serialize>(
+    out: &mut impl Write,
+    output: OutputFormat,
+    items: &[T],
+    nothing: impl FnOnce() -> String,
+) -> anyhow::Result<bool> {
+    if output::list(out, output, items)? {
+        return Ok(true);
+    }
+    if items.is_empty() {
+        writeln!(out, "{}", nothing())?;
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+fn yes_no(b: bool) -> String {
+    if b { "yes" } else { "no" }.to_owned()
+}
+
 /// One permission a person holds in one scope, for `get access --user`.
 #[derive(serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -622,15 +644,9 @@ async fn access_of(
     }
     // Customer level first, then workspaces by name; permissions in the matrix's order.
     items.sort_by(|a, b| (&a.namespace, &a.customer, &a.workspace).cmp(&(&b.namespace, &b.customer, &b.workspace)));
-    if output::list(out, output, &items)? {
-        return Ok(None);
-    }
-    if items.is_empty() {
-        writeln!(
-            out,
-            "{subject} holds nothing in {}",
-            ns.map_or("any namespace".to_owned(), |n| format!("namespace {n}"))
-        )?;
+    let nothing =
+        || format!("{subject} holds nothing in {}", ns.map_or("any namespace".into(), |n| format!("namespace {n}")));
+    if written_instead_of_table(out, output, &items, nothing)? {
         return Ok(None);
     }
     let rows = items
@@ -642,7 +658,7 @@ async fn access_of(
                 a.workspace.clone().unwrap_or_else(|| "(customer)".into()),
                 a.permission.to_string(),
                 a.sources.join(", "),
-                if a.export_allowed { "yes" } else { "no" }.to_owned(),
+                yes_no(a.export_allowed),
             ]
         })
         .collect();
@@ -678,11 +694,7 @@ async fn holders(
         .filter(|g| g.customer == customer.record.name && g.grant.permission == p)
         .filter(|g| g.workspace.as_deref() == Some(name.as_str()) || (g.workspace.is_none() && g.scope == "workspace"))
         .collect();
-    if output::list(out, output, &items)? {
-        return Ok(None);
-    }
-    if items.is_empty() {
-        writeln!(out, "nobody holds {p} in workspace {workspace}")?;
+    if written_instead_of_table(out, output, &items, || format!("nobody holds {p} in workspace {workspace}"))? {
         return Ok(None);
     }
     let rows = items
@@ -693,7 +705,7 @@ async fn holders(
                 g.grant.source.label(),
                 if g.workspace.is_some() { "workspace" } else { "customer (every workspace)" }.to_owned(),
                 g.membership.clone(),
-                if g.export_allowed { "yes" } else { "no" }.to_owned(),
+                yes_no(g.export_allowed),
             ]
         })
         .collect();
