@@ -26,27 +26,122 @@ pub enum Error {
     /// A rule refused it.
     #[error(transparent)]
     Refused(#[from] Refusal),
+    /// The person may not open requests for this customer.
+    #[error(
+        "{who} may not open Customer Lockbox requests for {customer}: requests come from Microsoft engineers, an \
+         address at {domains} or a Customer Success Account Manager or Incident Manager of this customer"
+    )]
+    NotRequester {
+        /// Who asked.
+        who: String,
+        /// The customer (namespace/name).
+        customer: String,
+        /// The configured domains, joined.
+        domains: String,
+    },
     /// The store failed (a `Conflict` means someone else acted first).
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Open a request for the customer `namespace/customer` at `now` (Unix seconds).
+/// Who may open requests: Microsoft engineers, known by the domain of their address or by a
+/// Microsoft role (CSAM, Incident Manager) they hold for the customer. A customer's own users
+/// never open requests against their own content.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Requesters {
+    /// Mail domains of Microsoft engineers (lowercase, exact match of the part after `@`).
+    pub domains: Vec<String>,
+}
+
+impl Default for Requesters {
+    /// `microsoft.com`.
+    fn default() -> Self {
+        Requesters { domains: vec!["microsoft.com".into()] }
+    }
+}
+
+impl Requesters {
+    /// Requesters from the given domains (`--lockbox-requester-domain`), trimmed and lowercased.
+    pub fn from_domains(domains: &[String]) -> Requesters {
+        let domains: Vec<String> = domains
+            .iter()
+            .map(|d| d.trim().trim_start_matches('@').to_ascii_lowercase())
+            .filter(|d| !d.is_empty())
+            .collect();
+        if domains.is_empty() { Requesters::default() } else { Requesters { domains } }
+    }
+
+    /// Whether `email`'s domain is one of the engineers' domains.
+    pub fn by_domain(&self, email: &str) -> bool {
+        let email = email.trim().to_ascii_lowercase();
+        email.rsplit_once('@').is_some_and(|(_, d)| self.domains.iter().any(|x| x == d))
+    }
+
+    /// Whether `email` may open requests for the customer `customer_uid`: by domain, or by a
+    /// Microsoft role held there (directly or through one of `groups`).
+    pub async fn allows(
+        &self,
+        store: &dyn Store,
+        customer_uid: &str,
+        email: &str,
+        groups: &[String],
+    ) -> Result<bool, StoreError> {
+        if self.by_domain(email) {
+            return Ok(true);
+        }
+        let roles = store.roles_of(customer_uid, &subject_keys(email, groups)).await?;
+        Ok(roles.iter().any(|r| r.is_microsoft()))
+    }
+}
+
+/// The subject keys of a person: their normalized email and `group:<id>` per group.
+pub fn subject_keys(email: &str, groups: &[String]) -> Vec<String> {
+    let mut keys = vec![email.trim().to_ascii_lowercase()];
+    keys.extend(groups.iter().map(|g| format!("group:{g}")));
+    keys
+}
+
+/// Who opens a request: the actor, and the groups their sign-in proved (none on the CLI).
+#[derive(Clone, Copy, Debug)]
+pub struct Requester<'a> {
+    /// The engineer.
+    pub actor: &'a Actor,
+    /// Group object ids from their session.
+    pub groups: &'a [String],
+}
+
+impl<'a> Requester<'a> {
+    /// An actor with no groups.
+    pub fn person(actor: &'a Actor) -> Requester<'a> {
+        Requester { actor, groups: &[] }
+    }
+}
+
+/// Open a request for the customer `namespace/customer` at `now` (Unix seconds), as `by`, if
+/// `requesters` allows them to.
 pub async fn request(
     store: &dyn Store,
     namespace: &str,
     customer: &str,
     new: NewRequest,
-    by: &Actor,
+    by: Requester<'_>,
+    requesters: &Requesters,
     now: i64,
 ) -> Result<Request, Error> {
     let (uid, policy) = store
         .lockbox_policy(namespace, customer)
         .await?
         .ok_or_else(|| Error::UnknownCustomer(format!("{namespace}/{customer}")))?;
-    let new = NewRequest { requester: by.name.clone(), ..new };
+    let new = NewRequest { requester: by.actor.name.clone(), ..new };
     let mut r = lockbox::open(policy.as_ref(), &uid, new, now)?;
-    r.id = store.lockbox_insert(&r, by).await?;
+    if !requesters.allows(store, &uid, &r.requester, by.groups).await? {
+        return Err(Error::NotRequester {
+            who: r.requester,
+            customer: format!("{namespace}/{customer}"),
+            domains: requesters.domains.join(", "),
+        });
+    }
+    r.id = store.lockbox_insert(&r, by.actor).await?;
     Ok(r)
 }
 

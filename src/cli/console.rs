@@ -73,6 +73,15 @@ pub struct ConsoleArgs {
     /// Scopes asked for besides `openid`.
     #[arg(long, env = "SERVICEHUB_OIDC_SCOPES", value_delimiter = ',', default_value = "email,profile")]
     pub oidc_scopes: Vec<String>,
+    /// Mail domains of Microsoft engineers, who may open Customer Lockbox requests (comma
+    /// separated). Anyone else needs a Microsoft role (CSAM, Incident Manager) for the customer.
+    #[arg(
+        long = "lockbox-requester-domain",
+        env = "SERVICEHUB_LOCKBOX_REQUESTER_DOMAINS",
+        value_delimiter = ',',
+        default_value = "microsoft.com"
+    )]
+    pub lockbox_requester_domains: Vec<String>,
 }
 
 /// What the console needs to start.
@@ -105,6 +114,7 @@ impl ConsoleArgs {
             oidc_personal_claim,
             oidc_groups_claim,
             oidc_scopes,
+            lockbox_requester_domains,
         } = self;
         if !matches!(console_base_url.scheme(), "http" | "https") || console_base_url.host().is_none() {
             return Err(format!("--console-base-url {console_base_url}: must be an http or https URL with a host"));
@@ -162,6 +172,7 @@ impl ConsoleArgs {
                 window: console_rate_window,
             },
             oidc_name,
+            requesters: crate::lockbox::Requesters::from_domains(&lockbox_requester_domains),
         };
         if !config.email_link && oidc.is_none() {
             return Err(web::StartError::NoSignIn.to_string());

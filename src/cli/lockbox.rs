@@ -69,6 +69,15 @@ pub enum LockboxCommand {
         /// The requesting engineer's email.
         #[arg(long = "as")]
         actor: String,
+        /// Mail domains of Microsoft engineers, who may open requests (repeatable). Anyone
+        /// else needs a Microsoft role (CSAM, Incident Manager) for the customer.
+        #[arg(
+            long = "requester-domain",
+            env = "SERVICEHUB_LOCKBOX_REQUESTER_DOMAINS",
+            value_delimiter = ',',
+            default_value = "microsoft.com"
+        )]
+        requester_domains: Vec<String>,
     },
     /// Grant a pending request (an approver).
     Approve(Decision),
@@ -231,14 +240,15 @@ pub async fn run(args: LockboxArgs) -> anyhow::Result<ExitCode> {
         lockbox::act(db, d.id, action, &super::cli_actor(Some(&d.actor)), d.reason, now).await
     };
     match command {
-        LockboxCommand::Request { customer, workload, case_id, reason, duration, actor } => {
+        LockboxCommand::Request { customer, workload, case_id, reason, duration, actor, requester_domains } => {
             let Some((ns, name)) = customer.split_once('/') else {
                 eprintln!("refused: --customer: give the customer as NAMESPACE/NAME, not {customer:?}");
                 return Ok(ExitCode::FAILURE);
             };
             let by = super::cli_actor(Some(&actor));
             let new = NewRequest { requester: actor, workload, case_id, reason, duration: duration.seconds() };
-            decided(lockbox::request(db, ns, name, new, &by, now).await)
+            let requesters = lockbox::Requesters::from_domains(&requester_domains);
+            decided(lockbox::request(db, ns, name, new, lockbox::Requester::person(&by), &requesters, now).await)
         }
         LockboxCommand::Approve(d) => decided(decision(d, Action::Approve).await),
         LockboxCommand::Deny(d) => decided(decision(d, Action::Deny).await),
@@ -254,7 +264,8 @@ pub async fn run(args: LockboxArgs) -> anyhow::Result<ExitCode> {
                     return Ok(ExitCode::FAILURE);
                 }
             };
-            let filter = LockboxFilter { namespace, customer, state, since: since.map(|t| t.as_second()), limit: None };
+            let since = since.map(|t| t.as_second());
+            let filter = LockboxFilter { namespace, customer, state, since, ..Default::default() };
             print(output, &db.lockbox_list(&filter).await?, false)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -141,33 +141,65 @@ pub fn signin(id: &str, email: &str, link: &str, expires_at: i64) -> Message {
     Message { id: id.to_owned(), kind: "signin".into(), to: vec![email.to_owned()], subject, text, html, data }
 }
 
-/// Render a Lockbox notification (`{to, subject, request}` as the store queued it).
-pub fn lockbox(id: &str, payload: &serde_json::Value) -> Message {
+/// Render a Lockbox notification (`{to, subject, request, customer}` as the store queued it),
+/// with a link to the request's page (`link`; opening it decides nothing: the page asks for
+/// sign-in and a confirmed form).
+pub fn lockbox(id: &str, payload: &serde_json::Value, link: Option<&str>) -> Message {
     let to = payload["to"].as_array().map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect());
-    let subject = payload["subject"].as_str().unwrap_or("Customer Lockbox request").to_owned();
     let r = &payload["request"];
     let field = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
-    let lines = [
+    let c = &payload["customer"];
+    let customer = match (c["displayName"].as_str(), c["namespace"].as_str(), c["name"].as_str()) {
+        (Some(d), Some(ns), Some(n)) if !d.is_empty() => format!("{d} ({ns}/{n})"),
+        (_, Some(ns), Some(n)) => format!("{ns}/{n}"),
+        _ => "-".to_owned(),
+    };
+    let state = field("state");
+    let subject = match (state.as_str(), c["displayName"].as_str().filter(|d| !d.is_empty())) {
+        ("Pending", Some(d)) => format!("Approval needed: Customer Lockbox request {} for {d}", r["id"]),
+        _ => payload["subject"].as_str().unwrap_or("Customer Lockbox request").to_owned(),
+    };
+    let mut lines = vec![
+        format!("Customer: {customer}"),
         format!("Request: {}", r["id"]),
-        format!("State: {}", field("state")),
+        format!("State: {state}"),
         format!("Requested by: {}", field("requester")),
         format!("Workload: {}", field("workload")),
         format!("Support case: {}", field("caseId")),
         format!("Reason: {}", field("reason")),
+        format!("Access asked for: {}", crate::domain::lockbox::human(r["requestedSeconds"].as_i64().unwrap_or(0))),
     ];
-    let text = format!("{subject}\n\n{}\n", lines.join("\n"));
-    let items: String = lines.iter().map(|l| format!("<li>{}</li>", escape(l))).collect();
-    let html =
-        format!("<!DOCTYPE html>\n<html><body>\n<p>{}</p>\n<ul>{items}</ul>\n</body></html>\n", escape(&subject));
-    Message {
-        id: id.to_owned(),
-        kind: "lockbox".into(),
-        to: to.unwrap_or_default(),
-        subject,
-        text,
-        html,
-        data: r.clone(),
+    let deadline = |k: &str, label: &str| r[k].as_str().map(|t| format!("{label}: {t} (UTC)"));
+    lines.extend(match state.as_str() {
+        "Pending" => deadline("pendingDeadline", "Decide by"),
+        "Approved" | "NotRequired" => deadline("accessDeadline", "Access until"),
+        _ => None,
+    });
+    if let Some(by) = r["decidedBy"].as_str() {
+        let why = r["decisionReason"].as_str().map(|w| format!(": {w}")).unwrap_or_default();
+        lines.push(format!("Decided by: {by}{why}"));
     }
+    let act = if state == "Pending" {
+        "Sign in to the console to approve or deny it before the deadline; opening the link decides nothing."
+    } else {
+        "The request's page shows its whole history."
+    };
+    let link_text = link.map(|l| format!("\n{act}\n{l}\n")).unwrap_or_default();
+    let text = format!("{subject}\n\n{}\n{link_text}", lines.join("\n"));
+    let items: String = lines.iter().map(|l| format!("<li>{}</li>", escape(l))).collect();
+    let link_html = link
+        .map(|l| format!("<p>{}</p>\n<p><a href=\"{}\">Open request {}</a></p>\n", escape(act), escape(l), r["id"]))
+        .unwrap_or_default();
+    let html = format!(
+        "<!DOCTYPE html>\n<html><body>\n<p>{}</p>\n<ul>{items}</ul>\n{link_html}</body></html>\n",
+        escape(&subject)
+    );
+    let mut data = r.clone();
+    data["customer"] = c.clone();
+    if let Some(l) = link {
+        data["requestUrl"] = l.into();
+    }
+    Message { id: id.to_owned(), kind: "lockbox".into(), to: to.unwrap_or_default(), subject, text, html, data }
 }
 
 /// Escape text for HTML.

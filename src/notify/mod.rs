@@ -245,7 +245,11 @@ impl Notifier {
             ("lockbox", _) => {
                 let payload: serde_json::Value =
                     serde_json::from_str(&entry.payload).map_err(|e| format!("lockbox content: {e}"))?;
-                Ok(message::lockbox(&entry.key, &payload))
+                // The request's page on the console the sign-in links point at.
+                let mut link = self.config.signin_link_base.clone();
+                link.set_path(&format!("/lockbox/requests/{}", payload["request"]["id"]));
+                link.set_query(None);
+                Ok(message::lockbox(&entry.key, &payload, Some(link.as_str())))
             }
             (kind, _) => Err(format!("unknown message kind {kind:?}")),
         }

@@ -133,6 +133,8 @@ pub struct LockboxFilter {
     pub state: Option<crate::domain::lockbox::State>,
     /// Only requests opened at or after this time (Unix seconds).
     pub since: Option<i64>,
+    /// Only requests opened by this person (a normalized email).
+    pub requester: Option<String>,
     /// At most this many (newest first).
     pub limit: Option<i64>,
 }
@@ -321,6 +323,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Counts and next deadline of one customer's requests.
     async fn lockbox_summary(&self, customer_uid: &str) -> Result<LockboxSummary>;
+
+    /// The roles any of `subject_keys` (a normalized email, `group:<id>`) holds in the
+    /// customer, at customer level or in any workspace, each once.
+    async fn roles_of(&self, customer_uid: &str, subject_keys: &[String]) -> Result<Vec<crate::api::Role>>;
 
     /// Outbox entries due at `at`, oldest deadline first, at most `limit` (through the
     /// `outbox_due` partial index).

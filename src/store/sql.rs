@@ -395,6 +395,10 @@ impl Store for SqlStore {
         super::sql_lockbox::summary(&self.pool, customer_uid).await
     }
 
+    async fn roles_of(&self, customer_uid: &str, subject_keys: &[String]) -> Result<Vec<crate::api::Role>> {
+        super::sql_read::roles_of(&self.pool, customer_uid, subject_keys).await
+    }
+
     async fn outbox_due(&self, at: i64, limit: i64) -> Result<Vec<OutboxEntry>> {
         super::sql_outbox::due(&self.pool, at, limit).await
     }

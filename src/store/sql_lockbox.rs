@@ -139,10 +139,24 @@ async fn record(
         }
     }
     if !to.is_empty() {
+        let customer = sqlx::query("SELECT namespace, name, display_name FROM customers WHERE uid = $1")
+            .bind(&r.customer_uid)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(map_err)?;
+        let customer = match customer {
+            Some(c) => serde_json::json!({
+                "namespace": get::<String>(&c, "namespace")?,
+                "name": get::<String>(&c, "name")?,
+                "displayName": get::<String>(&c, "display_name")?,
+            }),
+            None => serde_json::Value::Null,
+        };
         let payload = serde_json::json!({
             "to": to,
             "subject": format!("Customer Lockbox request {} is {}", r.id, r.state),
             "request": r,
+            "customer": customer,
         });
         let key = format!("lockbox/{}/{}", r.id, r.state.as_str());
         enqueue(tx, "lockbox", &key, &payload.to_string(), at, None).await?;
@@ -258,6 +272,9 @@ pub(super) async fn list(pool: &AnyPool, f: &LockboxFilter) -> Result<Vec<Reques
     }
     if let Some(since) = f.since {
         qb.push(" AND r.created_at >= ").bind(since);
+    }
+    if let Some(who) = &f.requester {
+        qb.push(" AND r.requester = ").bind(who.as_str());
     }
     qb.push(" ORDER BY r.created_at DESC, r.id DESC");
     if let Some(limit) = f.limit {

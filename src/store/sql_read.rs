@@ -646,3 +646,27 @@ pub(super) async fn visible_to(pool: &AnyPool, customer_uid: &str, subject_key: 
         })
         .collect())
 }
+
+pub(super) async fn roles_of(
+    pool: &AnyPool,
+    customer_uid: &str,
+    subject_keys: &[String],
+) -> Result<Vec<crate::api::Role>> {
+    if subject_keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut qb = Sql::new(
+        "SELECT DISTINCT r.role FROM memberships m JOIN role_assignments r ON r.membership_id = m.id \
+         WHERE m.managed AND m.customer_uid = ",
+    );
+    qb.bind(customer_uid).push(" AND m.subject_key IN (");
+    for (i, k) in subject_keys.iter().enumerate() {
+        if i > 0 {
+            qb.push(", ");
+        }
+        qb.bind(k.as_str());
+    }
+    qb.push(") ORDER BY r.role");
+    let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
+    rows.iter().map(|r| role(&get::<String>(r, "role")?)).collect()
+}

@@ -169,15 +169,6 @@ pub async fn accept(
     }
 }
 
-/// A JSON error with a field.
-fn json_error(code: StatusCode, reason: &str, field: Option<&str>, message: String) -> Response {
-    let mut body = serde_json::json!({ "reason": reason, "message": message });
-    if let Some(f) = field {
-        body["field"] = f.into();
-    }
-    (code, axum::Json(body)).into_response()
-}
-
 /// The request body of the JSON endpoint: the token only. The account and its type come
 /// from the authentication, never from the body.
 #[derive(serde::Deserialize)]
@@ -197,10 +188,11 @@ pub async fn api_accept(
     if let Err(r) = c.limit("api_invitation", &peer.0, true) {
         return r;
     }
-    let (email, account_type, actor) = match authenticate(&c, &headers).await {
-        Ok(who) => who,
-        Err(r) => return r,
-    };
+    let super::api::Caller { email, account_type, actor, .. } =
+        match super::api::caller(&c, &headers, "api_invitation", true).await {
+            Ok(who) => who,
+            Err(r) => return r,
+        };
     let req: ApiRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -227,7 +219,7 @@ pub async fn api_accept(
                     ("token".to_owned(), m)
                 }
             };
-            return json_error(StatusCode::BAD_REQUEST, "Invalid", Some(&field), message);
+            return super::api::error(StatusCode::BAD_REQUEST, "Invalid", Some(&field), message);
         }
     };
     let r = accept::Request { token: req.token, account: email, account_type };
@@ -240,7 +232,7 @@ pub async fn api_accept(
         }
         Err(Error::Invalid(e)) => {
             c.refused_token("api_invitation", "malformed", &peer.0).await;
-            json_error(StatusCode::BAD_REQUEST, "Invalid", Some(e.field), e.to_string())
+            super::api::error(StatusCode::BAD_REQUEST, "Invalid", Some(e.field), e.to_string())
         }
         Err(Error::Refused(r)) => {
             let code = match r {
@@ -257,66 +249,11 @@ pub async fn api_accept(
             if code != StatusCode::NOT_FOUND {
                 c.metrics.notified("invitation", "refused", 1);
             }
-            json_error(code, r.reason(), None, r.to_string())
+            super::api::error(code, r.reason(), None, r.to_string())
         }
         Err(Error::Store(e)) => {
             tracing::warn!(error = %e, "invitation acceptance failed");
-            json_error(StatusCode::SERVICE_UNAVAILABLE, "StoreError", None, "the store is not available; retry".into())
+            super::api::error(StatusCode::SERVICE_UNAVAILABLE, "StoreError", None, "the store is not available; retry")
         }
-    }
-}
-
-/// Who calls the API: a verified bearer ID token, or the console session with its CSRF token
-/// in `X-CSRF-Token`. (email, account type, actor)
-async fn authenticate(
-    c: &Console,
-    headers: &HeaderMap,
-) -> Result<(String, String, crate::domain::actor::Actor), Response> {
-    let unauthorized = |msg: String| {
-        let mut res = json_error(StatusCode::UNAUTHORIZED, "Unauthorized", None, msg);
-        res.headers_mut().insert(header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
-        res
-    };
-    if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
-        let Some(raw) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) else {
-            return Err(unauthorized("Authorization: only Bearer ID tokens are accepted".into()));
-        };
-        let Some(provider) = &c.oidc else {
-            return Err(unauthorized(
-                "Authorization: bearer tokens need OpenID Connect configured on this console".into(),
-            ));
-        };
-        return match provider.verify_bearer(raw).await {
-            Ok(v) => {
-                let actor = crate::domain::actor::Actor::person(
-                    &v.person.email,
-                    crate::domain::actor::Channel::ApiBearer,
-                    &v.subject,
-                );
-                Ok((v.person.email, v.person.account_type.as_str().to_owned(), actor))
-            }
-            Err(e) => {
-                c.metrics.refused("api_invitation", "bad_bearer");
-                Err(unauthorized(format!("Authorization: {e}")))
-            }
-        };
-    }
-    match super::signin::session_of(c, headers).await? {
-        Some(s) => {
-            let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
-            if !s.csrf_ok(given.as_ref()) {
-                c.metrics.refused("api_invitation", "csrf");
-                return Err(json_error(
-                    StatusCode::FORBIDDEN,
-                    "CsrfTokenMissing",
-                    Some("X-CSRF-Token"),
-                    "X-CSRF-Token: the session's CSRF token is required with a session cookie".into(),
-                ));
-            }
-            Ok((s.email.clone(), s.account_type.clone(), s.actor()))
-        }
-        None => Err(unauthorized(
-            "sign in: send Authorization: Bearer <ID token>, or the console's session cookie with X-CSRF-Token".into(),
-        )),
     }
 }

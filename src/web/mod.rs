@@ -14,7 +14,9 @@
 // built once per refused request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod api;
 pub mod invitations;
+pub mod lockbox;
 pub mod pages;
 pub mod signin;
 
@@ -96,6 +98,8 @@ pub struct Config {
     pub limits: RateLimits,
     /// The provider's name on the sign-in button.
     pub oidc_name: String,
+    /// Who may open Customer Lockbox requests.
+    pub requesters: crate::lockbox::Requesters,
 }
 
 impl Config {
@@ -225,7 +229,7 @@ fn csp(provider: Option<String>) -> String {
         None => "'self'".to_owned(),
     };
     format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; frame-ancestors 'none'; \
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; form-action {form_action}; frame-ancestors 'none'; \
          base-uri 'none'"
     )
 }
@@ -260,6 +264,13 @@ async fn stylesheet() -> Response {
     res
 }
 
+async fn script() -> Response {
+    let mut res = include_str!("static/console.js").into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/javascript; charset=utf-8"));
+    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"));
+    res
+}
+
 async fn not_found(uri: axum::http::Uri) -> Response {
     let json = uri.path().starts_with("/v1/") || uri.path().starts_with("/api/");
     if json {
@@ -281,6 +292,7 @@ pub fn router(console: Arc<Console>) -> axum::Router {
     axum::Router::new()
         .route("/", get(signin::home))
         .route("/static/console.css", get(stylesheet))
+        .route("/static/console.js", get(script))
         .route("/signin/email", post(signin::email_request).get(signin::email_link))
         .route("/signin/email/confirm", post(signin::email_confirm))
         .route("/signin/oidc", post(signin::oidc_begin))
@@ -289,6 +301,14 @@ pub fn router(console: Arc<Console>) -> axum::Router {
         .route("/invitations/accept", get(invitations::page).post(invitations::accept))
         .route("/v1/invitations/accept", post(invitations::api_accept))
         .route("/api/v1/invitations/accept", post(invitations::api_accept))
+        .route("/lockbox", get(lockbox::inbox_page))
+        .route("/lockbox/new", get(lockbox::new_form))
+        .route("/lockbox/requests", post(lockbox::create))
+        .route("/lockbox/requests/{id}", get(lockbox::request_page).post(lockbox::decide_form))
+        .route("/api/v1/lockbox/inbox", get(lockbox::api_inbox))
+        .route("/api/v1/lockbox/requests", get(lockbox::api_mine).post(lockbox::api_create))
+        .route("/api/v1/lockbox/requests/{id}", get(lockbox::api_request))
+        .route("/api/v1/lockbox/requests/{id}/{action}", post(lockbox::api_decide))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(console.clone(), security_headers))

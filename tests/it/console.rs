@@ -251,7 +251,7 @@ pub async fn wait_for_link(outbox: &Path, email: &str) -> String {
 }
 
 /// The examples applied to `s` (invitations delivered to `outbox`).
-fn apply_examples(s: &TestStore, outbox: &Path, extra_env: &[(&str, &str)]) {
+pub(crate) fn apply_examples(s: &TestStore, outbox: &Path, extra_env: &[(&str, &str)]) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_servicehub"));
     cmd.args(["apply", "-f", "examples/", "--store", &s.url])
         .current_dir(crate::support::root())
@@ -264,7 +264,7 @@ fn apply_examples(s: &TestStore, outbox: &Path, extra_env: &[(&str, &str)]) {
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
-async fn count(s: &TestStore, sql: &str) -> i64 {
+pub(crate) async fn count(s: &TestStore, sql: &str) -> i64 {
     s.store.count(sql).await.expect("count")
 }
 
@@ -287,7 +287,10 @@ async fn email_sign_in_starts_a_server_side_session_with_strict_cookies_and_sign
         // Strict headers on every page.
         let csp = start.header("content-security-policy");
         assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
-        assert!(!csp.contains("unsafe-inline") && !start.body.contains("<script"), "no inline script");
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
+        // The only script is the console's own file; nothing inline.
+        assert_eq!(start.body.matches("<script").count(), 1, "{}", start.body);
+        assert!(start.body.contains("<script src=\"/static/console.js\" defer></script>"), "{}", start.body);
         assert_eq!(start.header("x-content-type-options"), "nosniff");
         assert_eq!(start.header("referrer-policy"), "no-referrer");
         assert_eq!(start.header("cache-control"), "no-store");

@@ -500,7 +500,7 @@ async fn kubectl_apply_wait_and_get_with_the_operator_running() {
 #[tokio::test]
 async fn the_leader_expires_lockbox_requests_at_their_deadline_and_catches_up_after_downtime() {
     use servicehub_operator::domain::lockbox::{Action, NewRequest, State};
-    use servicehub_operator::lockbox;
+    use servicehub_operator::lockbox::{self, Requester, Requesters};
     use servicehub_operator::store::Store;
     let (s, api, op) = cluster::ready_scenario(&["--leader-elect=false", "--resync=2s"]).await;
     let client = api.client();
@@ -515,20 +515,43 @@ async fn the_leader_expires_lockbox_requests_at_their_deadline_and_catches_up_af
     let now = jiff::Timestamp::now().as_second();
     // Opened two days ago: one never decided, one approved for an hour. Both overdue.
     let two_days = now - 2 * 86_400;
-    let stale = lockbox::request(db, "contoso", "contoso", ask("a@microsoft.com"), &by("a@microsoft.com"), two_days)
-        .await
-        .expect("request");
-    let approved = lockbox::request(db, "contoso", "contoso", ask("b@microsoft.com"), &by("b@microsoft.com"), two_days)
-        .await
-        .expect("request");
+    let stale = lockbox::request(
+        db,
+        "contoso",
+        "contoso",
+        ask("a@microsoft.com"),
+        Requester::person(&by("a@microsoft.com")),
+        &Requesters::default(),
+        two_days,
+    )
+    .await
+    .expect("request");
+    let approved = lockbox::request(
+        db,
+        "contoso",
+        "contoso",
+        ask("b@microsoft.com"),
+        Requester::person(&by("b@microsoft.com")),
+        &Requesters::default(),
+        two_days,
+    )
+    .await
+    .expect("request");
     lockbox::act(db, approved.id, Action::Approve, &by("megan.bowen@contoso.com"), None, two_days + 60)
         .await
         .expect("approve");
     // And one whose 12 h pending deadline falls three seconds from now.
-    let soon =
-        lockbox::request(db, "contoso", "contoso", ask("c@microsoft.com"), &by("c@microsoft.com"), now - 43_200 + 3)
-            .await
-            .expect("request");
+    let soon = lockbox::request(
+        db,
+        "contoso",
+        "contoso",
+        ask("c@microsoft.com"),
+        Requester::person(&by("c@microsoft.com")),
+        &Requesters::default(),
+        now - 43_200 + 3,
+    )
+    .await
+    .expect("request");
     let deadline = soon.pending_deadline.expect("deadline");
 
     eventually(&op, Duration::from_secs(30), "every request closed", || async {

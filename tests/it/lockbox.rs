@@ -4,7 +4,7 @@
 use crate::support::{TestStore, stores};
 use servicehub_operator::domain::lockbox::{Action, NewRequest, Request, State};
 use servicehub_operator::engine::{self, Options};
-use servicehub_operator::lockbox::{self, Error};
+use servicehub_operator::lockbox::{self, Error, Requester, Requesters};
 use servicehub_operator::plan::Context;
 use servicehub_operator::store::{LockboxFilter, Store, StoreError};
 use servicehub_operator::validate::{Object, Sourced};
@@ -46,9 +46,17 @@ fn ask(requester: &str, hours: i64) -> NewRequest {
 }
 
 async fn open(s: &TestStore, requester: &str, hours: i64, at: i64) -> Request {
-    lockbox::request(s.store.as_ref(), "contoso", "contoso", ask(requester, hours), &by(requester), at)
-        .await
-        .expect("request")
+    lockbox::request(
+        s.store.as_ref(),
+        "contoso",
+        "contoso",
+        ask(requester, hours),
+        Requester::person(&by(requester)),
+        &Requesters::default(),
+        at,
+    )
+    .await
+    .expect("request")
 }
 
 async fn state(s: &TestStore, id: i64) -> Request {
@@ -135,8 +143,16 @@ async fn approved_access_is_time_bound_and_refusals_are_clear() {
         assert!(lockbox::sweep(db, T + 10 * HOUR, None, false).await.expect("sweep").is_empty(), "{}", s.name);
 
         // Refused at request time: too long, or a workload the policy does not cover.
-        let too_long =
-            lockbox::request(db, "contoso", "contoso", ask("eng@microsoft.com", 9), &by("eng@microsoft.com"), T).await;
+        let too_long = lockbox::request(
+            db,
+            "contoso",
+            "contoso",
+            ask("eng@microsoft.com", 9),
+            Requester::person(&by("eng@microsoft.com")),
+            &Requesters::default(),
+            T,
+        )
+        .await;
         assert_eq!(
             refusal(too_long),
             "requested access of 9h exceeds the policy's maxAccessDuration of 8h; ask for 8h or less"
@@ -144,7 +160,16 @@ async fn approved_access_is_time_bound_and_refusals_are_clear() {
         scenario(&s, |p| p.workloads = vec![servicehub_operator::api::lockbox_policy::Workload::SharePointOnline])
             .await;
         let uncovered = refusal(
-            lockbox::request(db, "contoso", "contoso", ask("eng@microsoft.com", 1), &by("eng@microsoft.com"), T).await,
+            lockbox::request(
+                db,
+                "contoso",
+                "contoso",
+                ask("eng@microsoft.com", 1),
+                Requester::person(&by("eng@microsoft.com")),
+                &Requesters::default(),
+                T,
+            )
+            .await,
         );
         assert!(uncovered.contains("workload ExchangeOnline is not covered"), "{uncovered}");
         // The whole history is audited.
@@ -354,4 +379,41 @@ async fn the_cli_requests_decides_lists_and_previews_a_sweep() {
 /// A CLI actor (the store trusts it; the console authenticates people).
 fn by(email: &str) -> servicehub_operator::domain::actor::Actor {
     servicehub_operator::domain::actor::Actor::cli(Some(email), "test", "host")
+}
+
+#[tokio::test]
+async fn only_microsoft_engineers_open_requests_by_domain_or_by_a_microsoft_role() {
+    for s in stores().await {
+        scenario(&s, |_| {}).await;
+        let db = s.store.as_ref();
+        let ask_as = |who: &'static str, requesters: Requesters| async move {
+            let actor = by(who);
+            lockbox::request(db, "contoso", "contoso", ask(who, 1), Requester::person(&actor), &requesters, T).await
+        };
+        // The customer's own service administrator is refused, and nothing is stored.
+        let before = db.lockbox_list(&LockboxFilter::default()).await.expect("list").len();
+        match ask_as(APPROVER, Requesters::default()).await {
+            Err(e @ Error::NotRequester { .. }) => assert_eq!(
+                e.to_string(),
+                "megan.bowen@contoso.com may not open Customer Lockbox requests for contoso/contoso: requests come \
+                 from Microsoft engineers, an address at microsoft.com or a Customer Success Account Manager or \
+                 Incident Manager of this customer",
+                "{}",
+                s.name
+            ),
+            other => panic!("{}: expected NotRequester, got {other:?}", s.name),
+        }
+        assert_eq!(db.lockbox_list(&LockboxFilter::default()).await.expect("list").len(), before, "{}", s.name);
+        // With another domain configured, the CSAM still may (a Microsoft role for this
+        // customer), a microsoft.com address without a role may not.
+        let other = Requesters::from_domains(&[" @Engineers.Example ".into()]);
+        assert_eq!(other.domains, ["engineers.example"]);
+        let csam = ask_as("pradeep.gupta@microsoft.com", other.clone()).await.expect("the CSAM may");
+        assert_eq!(csam.requester, "pradeep.gupta@microsoft.com");
+        assert!(matches!(ask_as("eng@microsoft.com", other.clone()).await, Err(Error::NotRequester { .. })));
+        assert!(ask_as("someone@engineers.example", other).await.is_ok(), "{}", s.name);
+        // A Global Administrator holds no Microsoft role.
+        let ga = Requesters::from_domains(&["engineers.example".into()]);
+        assert!(matches!(ask_as(GA, ga).await, Err(Error::NotRequester { .. })), "{}", s.name);
+    }
 }

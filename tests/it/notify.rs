@@ -696,8 +696,23 @@ async fn lockbox_notifications_go_out_through_the_same_transports() {
     let mails = eml_files(dir.path());
     let (path, text) = mails.iter().find(|(p, _)| p.to_string_lossy().contains("lockbox_")).expect("a lockbox message");
     assert!(path.to_string_lossy().ends_with("lockbox_1_Pending.eml"), "{}", path.display());
-    assert!(text.contains("Subject: Customer Lockbox request 1 is Pending"), "{text}");
-    assert!(text.contains("Requested by: eng@microsoft.com") && text.contains("Support case: 42"), "{text}");
+    // What an approver needs to decide, without opening anything: the customer, who asks
+    // for what and why, the deadline in UTC, and the request's page (which decides nothing
+    // by being opened).
+    assert!(text.contains("Subject: Approval needed: Customer Lockbox request 1 for Contoso Ltd"), "{text}");
+    for line in [
+        "Customer: Contoso Ltd (contoso/contoso)",
+        "Requested by: eng@microsoft.com",
+        "Workload: ExchangeOnline",
+        "Support case: 42",
+        "Reason: repair",
+        "Access asked for: 2h",
+        "Decide by: 2026-11-23T00:00:00Z (UTC)",
+        "http://localhost:8080/lockbox/requests/1",
+        "opening the link decides nothing",
+    ] {
+        assert!(text.contains(line), "{line:?} missing from {text}");
+    }
     // Addressed to the policy's approvers: its email and the Global Administrators.
     let to = text.lines().find(|l| l.starts_with("To: ")).expect("To");
     // ... and the policy's notificationRecipients.

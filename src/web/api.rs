@@ -1,0 +1,96 @@
+//! What every JSON endpoint under `/api/v1` shares: who calls (a verified bearer ID token, or
+//! the console session, with its CSRF token on state-changing requests) and errors as JSON
+//! with a reason, the field at fault where there is one, and a message.
+
+use super::Console;
+use crate::domain::actor::{Actor, Channel};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+/// An authenticated caller of the API.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    /// The signed-in email, normalized.
+    pub email: String,
+    /// `WorkOrSchool` or `Personal`, from the sign-in.
+    pub account_type: String,
+    /// Group object ids the sign-in proved.
+    pub groups: Vec<String>,
+    /// The audit actor (channel: the bearer API, or the console session's sign-in method).
+    pub actor: Actor,
+}
+
+impl From<&crate::store::Session> for Caller {
+    fn from(s: &crate::store::Session) -> Caller {
+        Caller {
+            email: s.email.clone(),
+            account_type: s.account_type.clone(),
+            groups: s.groups.clone(),
+            actor: s.actor(),
+        }
+    }
+}
+
+/// An error as JSON: `{reason, message, field?}`.
+pub fn error(code: StatusCode, reason: &str, field: Option<&str>, message: impl Into<String>) -> Response {
+    let mut body = serde_json::json!({ "reason": reason, "message": message.into() });
+    if let Some(f) = field {
+        body["field"] = f.into();
+    }
+    (code, axum::Json(body)).into_response()
+}
+
+/// Who calls `endpoint` (its metric label): a verified bearer ID token, or the console
+/// session. With the session cookie, a state-changing request (`writes`) must carry the
+/// session's CSRF token in `X-CSRF-Token`; a bearer token is not sent by browsers on their
+/// own, so it needs none.
+pub async fn caller(c: &Console, headers: &HeaderMap, endpoint: &str, writes: bool) -> Result<Caller, Response> {
+    let unauthorized = |msg: String| {
+        let mut res = error(StatusCode::UNAUTHORIZED, "Unauthorized", None, msg);
+        res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        res
+    };
+    if let Some(auth) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        let Some(raw) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) else {
+            return Err(unauthorized("Authorization: only Bearer ID tokens are accepted".into()));
+        };
+        let Some(provider) = &c.oidc else {
+            return Err(unauthorized(
+                "Authorization: bearer tokens need OpenID Connect configured on this console".into(),
+            ));
+        };
+        return match provider.verify_bearer(raw).await {
+            Ok(v) => Ok(Caller {
+                actor: Actor::person(&v.person.email, Channel::ApiBearer, &v.subject),
+                email: v.person.email,
+                account_type: v.person.account_type.as_str().to_owned(),
+                groups: v.person.groups,
+            }),
+            Err(e) => {
+                c.metrics.refused(endpoint, "bad_bearer");
+                Err(unauthorized(format!("Authorization: {e}")))
+            }
+        };
+    }
+    match super::signin::session_of(c, headers)
+        .await
+        .map_err(|_| error(StatusCode::SERVICE_UNAVAILABLE, "StoreError", None, "the store is not available; retry"))?
+    {
+        Some(s) => {
+            let given = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_owned);
+            if writes && !s.csrf_ok(given.as_ref()) {
+                c.metrics.refused(endpoint, "csrf");
+                return Err(error(
+                    StatusCode::FORBIDDEN,
+                    "CsrfTokenMissing",
+                    Some("X-CSRF-Token"),
+                    "X-CSRF-Token: the session's CSRF token is required with a session cookie",
+                ));
+            }
+            Ok(Caller::from(&s))
+        }
+        None => Err(unauthorized(
+            "sign in: send Authorization: Bearer <ID token>, or the console's session cookie with X-CSRF-Token".into(),
+        )),
+    }
+}
