@@ -66,8 +66,16 @@ async fn shot(c: &Client, name: &str) {
 /// The text of the element with `id`, waiting for it to appear (a click starts a navigation
 /// that has not necessarily finished when the click returns).
 async fn text(c: &Client, id: &str) -> String {
-    let found = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id(id)).await;
-    found.unwrap_or_else(|e| panic!("#{id}: {e}")).text().await.expect("text")
+    for _ in 0..50 {
+        let found = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id(id)).await;
+        match found.unwrap_or_else(|e| panic!("#{id}: {e}")).text().await {
+            Ok(t) => return t,
+            // Found on the page being left: read it again on the page that replaced it.
+            Err(e) if e.to_string().contains("stale element") => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => panic!("#{id}: {e}"),
+        }
+    }
+    panic!("#{id}: the page kept changing")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,4 +166,168 @@ async fn a_person_signs_in_both_ways_is_refused_with_a_personal_account_accepts_
     c.goto(&format!("{base}/")).await.expect("goto");
     assert!(c.find(Locator::Id("signed-in-as")).await.is_err(), "signed out");
     c.close().await.expect("close");
+}
+
+/// Check the page with axe-core (npm, `tests/browser/`), injected into the browser: no
+/// serious or critical violation of WCAG 2 A/AA. The findings, by rule, otherwise.
+async fn accessible(c: &Client, name: &str) {
+    let path = repo("tests/browser/node_modules/axe-core/axe.min.js");
+    let axe = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}; run `npm ci --prefix tests/browser` (.ci/run does)", path.display()));
+    c.execute(&axe, vec![]).await.expect("inject axe-core");
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] })
+               .then(r => done(r.violations.filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.id + ': ' + v.help + ' (' + v.nodes.map(n => n.target.join(' ')).join(', ') + ')')))
+               .catch(e => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .expect("run axe-core");
+    let found: Vec<String> = serde_json::from_value(found).expect("a list");
+    assert!(found.is_empty(), "{name}: serious or critical accessibility violations: {found:#?}");
+}
+
+/// Save the page's screenshot and check its accessibility.
+async fn page(c: &Client, name: &str) {
+    shot(c, name).await;
+    accessible(c, name).await;
+}
+
+/// Sign in by the emailed link, in the browser.
+async fn sign_in(c: &Client, base: &str, outbox: &std::path::Path, email: &str) {
+    c.goto(&format!("{base}/")).await.expect("goto");
+    let field = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("email")).await;
+    field.expect("the sign-in page").send_keys(email).await.expect("type");
+    c.find(Locator::Id("signin-email")).await.expect("button").click().await.expect("click");
+    text(c, "message").await;
+    let link = crate::console::wait_for_link(outbox, email).await;
+    c.goto(&link).await.expect("open the link");
+    c.wait().for_element(Locator::Id("confirm")).await.expect("confirm").click().await.expect("click");
+    assert_eq!(text(c, "signed-in-as").await, email);
+}
+
+/// The id of the element that has the keyboard focus.
+async fn focused(c: &Client) -> String {
+    c.active_element().await.expect("focus").attr("id").await.expect("id").unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockbox_an_engineer_asks_an_approver_decides_a_late_approver_is_told_and_a_customer_user_is_refused() {
+    use fantoccini::key::Key;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = crate::support::sqlite_unmigrated().await;
+    servicehub_operator::store::Store::migrate(&*s.store).await.expect("migrate");
+    let invites = tempfile::tempdir().expect("tempdir");
+    crate::console::apply_examples(&s, invites.path(), &[]);
+    let served = crate::console::Served::start(&s.url, &[]).await;
+    let (base, outbox) = (served.base.clone(), served.outbox.clone());
+
+    // The engineer asks, by keyboard only: Tab moves through the form in order, Enter sends.
+    let (_d1, eng) = browser().await;
+    sign_in(&eng, &base, &outbox, "eng@microsoft.com").await;
+    eng.find(Locator::Id("nav-lockbox")).await.expect("nav").click().await.expect("click");
+    eng.wait().for_element(Locator::Id("new-request")).await.expect("ask link").click().await.expect("click");
+    eng.wait().for_element(Locator::Id("customer")).await.expect("the form");
+    page(&eng, "10-lockbox-ask").await;
+    eng.execute("document.getElementById('customer').focus()", vec![]).await.expect("focus");
+    let mut order = vec![focused(&eng).await];
+    for _ in 0..5 {
+        eng.active_element().await.expect("focus").send_keys(&Key::Tab).await.expect("tab");
+        order.push(focused(&eng).await);
+    }
+    assert_eq!(order, ["customer", "workload", "caseId", "reason", "duration", "open-request"], "tab order");
+    eng.find(Locator::Id("caseId")).await.expect("case").send_keys("2611220010001").await.expect("type");
+    eng.find(Locator::Id("reason")).await.expect("reason").send_keys("mailbox repair").await.expect("type");
+    let duration = eng.find(Locator::Id("duration")).await.expect("duration");
+    duration.clear().await.expect("clear");
+    duration.send_keys("2h").await.expect("type");
+    eng.find(Locator::Id("open-request")).await.expect("button").send_keys(&Key::Enter).await.expect("enter");
+    assert_eq!(text(&eng, "state").await, "Pending");
+    assert!(eng.find(Locator::Id("approve")).await.is_err(), "the requester has no decision buttons");
+    page(&eng, "11-lockbox-requested").await;
+
+    // Two approvers open the request; one approves with a reason, the other is told.
+    let (_d2, megan) = browser().await;
+    sign_in(&megan, &base, &outbox, "megan.bowen@contoso.com").await;
+    megan.goto(&format!("{base}/lockbox")).await.expect("inbox");
+    let left = megan.wait().for_element(Locator::Css("#pending .left")).await.expect("countdown");
+    let first = left.text().await.expect("text");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let later = left.text().await.expect("text");
+    assert!(first.starts_with("11h 59m") || first.starts_with("12h"), "{first}");
+    assert_ne!(first, later, "the time left counts down");
+    page(&megan, "12-lockbox-inbox").await;
+    let (_d3, nestor) = browser().await;
+    sign_in(&nestor, &base, &outbox, "nestor.wilke@contoso.com").await;
+    nestor.goto(&format!("{base}/lockbox/requests/1")).await.expect("request");
+    nestor.wait().for_element(Locator::Id("approve")).await.expect("approve button");
+
+    megan.find(Locator::Id("pending-1")).await.expect("the request").click().await.expect("click");
+    megan.wait().for_element(Locator::Id("reason")).await.expect("reason").send_keys("go ahead").await.expect("type");
+    page(&megan, "13-lockbox-decide").await;
+    megan.find(Locator::Id("approve")).await.expect("approve").click().await.expect("click");
+    assert_eq!(text(&megan, "done").await, "You approved this request.");
+    assert_eq!(text(&megan, "state").await, "Approved");
+    assert!(text(&megan, "decided").await.contains("by megan.bowen@contoso.com: go ahead"));
+    page(&megan, "14-lockbox-approved").await;
+
+    nestor.find(Locator::Id("approve")).await.expect("approve").click().await.expect("click");
+    let told = text(&nestor, "message").await;
+    assert!(told.contains("megan.bowen@contoso.com approved this request first, at "), "{told}");
+    page(&nestor, "15-lockbox-lost-race").await;
+
+    // The engineer completes it.
+    eng.refresh().await.expect("reload");
+    eng.wait().for_element(Locator::Id("complete")).await.expect("complete").click().await.expect("click");
+    assert_eq!(text(&eng, "done").await, "You completed this request.");
+    assert_eq!(text(&eng, "state").await, "Completed");
+    page(&eng, "16-lockbox-completed").await;
+    let history = text(&eng, "history").await;
+    let approved = history.lines().find(|l| l.contains("approved")).unwrap_or_else(|| panic!("{history}"));
+    assert!(approved.contains("megan.bowen@contoso.com") && approved.contains("console (email link)"), "{history}");
+
+    // A request opened 12 h less 4 s ago: the approver watches it count down and expire at
+    // exactly 12:00:00 after it was opened.
+    let opened = jiff::Timestamp::now().as_second() - (12 * 3600 - 4);
+    let out = Command::new(env!("CARGO_BIN_EXE_servicehub"))
+        .args(["lockbox", "request", "--customer", "contoso/contoso", "--workload", "ExchangeOnline", "--case", "9"])
+        .args(["--reason", "repair", "--duration", "1h", "--as", "eng@microsoft.com", "--store", &s.url])
+        .env("SERVICEHUB_UNSAFE_TEST_CLOCK", jiff::Timestamp::from_second(opened).expect("t").to_string())
+        .output()
+        .expect("request");
+    assert!(out.status.success(), "{}", stderr(&out));
+    megan.goto(&format!("{base}/lockbox/requests/2")).await.expect("request 2");
+    let left = text(&megan, "left").await;
+    assert!(left.ends_with('s') && left.len() <= 2, "seconds left: {left}");
+    shot(&megan, "17-lockbox-counting-down").await;
+    let deadline = opened + 12 * 3600;
+    assert!(
+        text(&megan, "decide-by").await.starts_with(&jiff::Timestamp::from_second(deadline).expect("t").to_string())
+    );
+    while jiff::Timestamp::now().as_second() < deadline + 1 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(text(&megan, "left").await, "the deadline has passed: reload the page");
+    megan.refresh().await.expect("reload");
+    assert_eq!(text(&megan, "state").await, "Expired");
+    assert!(text(&megan, "closed").await.starts_with(&jiff::Timestamp::from_second(deadline).expect("t").to_string()));
+    assert!(megan.find(Locator::Id("approve")).await.is_err(), "no decision after the deadline");
+    page(&megan, "18-lockbox-expired").await;
+
+    // A customer user is refused as a requester.
+    nestor.goto(&format!("{base}/")).await.expect("home");
+    nestor.find(Locator::Css("header form.signout button")).await.expect("sign out").click().await.expect("click");
+    let out = nestor.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css("main p.success")).await;
+    out.expect("signed out");
+    sign_in(&nestor, &base, &outbox, "diego.siciliani@contoso.com").await;
+    nestor.goto(&format!("{base}/lockbox/new")).await.expect("form");
+    let refused = text(&nestor, "message").await;
+    assert!(refused.contains("requests come from Microsoft engineers"), "{refused}");
+    page(&nestor, "19-lockbox-not-a-requester").await;
+    for c in [eng, megan, nestor] {
+        c.close().await.expect("close");
+    }
 }
