@@ -109,14 +109,14 @@ async fn a_person_signs_in_both_ways_is_refused_with_a_personal_account_accepts_
     let (_driver, c) = browser().await;
     // The sign-in page: both methods.
     c.goto(&format!("{base}/")).await.expect("goto");
-    shot(&c, "01-signin").await;
+    page(&c, "01-signin").await;
     assert!(c.find(Locator::Id("signin-oidc")).await.is_ok() && c.find(Locator::Id("email")).await.is_ok());
 
     // A personal Microsoft account through the provider: Lee's address, the consumer tenant.
     provider.login_as("msa").await;
     c.goto(&invitation).await.expect("goto invitation");
     assert_eq!(c.current_url().await.expect("url").as_str(), format!("{base}/invitations/accept"), "token dropped");
-    shot(&c, "02-invitation-signed-out").await;
+    page(&c, "02-invitation-signed-out").await;
     c.find(Locator::Id("signin")).await.expect("sign-in link").click().await.expect("click");
     let button = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("signin-oidc")).await;
     button.expect("the sign-in page").click().await.expect("click");
@@ -124,10 +124,10 @@ async fn a_person_signs_in_both_ways_is_refused_with_a_personal_account_accepts_
     let refusal = text(&c, "refusal").await;
     assert!(refusal.contains("does not accept personal") && refusal.contains("allowPersonalAccounts"), "{refusal}");
     assert!(c.find(Locator::Id("accept")).await.is_err(), "no accept button");
-    shot(&c, "03-invitation-refused-personal").await;
+    page(&c, "03-invitation-refused-personal").await;
     c.find(Locator::Css("header form.signout button")).await.expect("sign out").click().await.expect("click");
     c.wait().for_element(Locator::Id("message")).await.expect("signed out");
-    shot(&c, "04-signed-out").await;
+    page(&c, "04-signed-out").await;
 
     // A work account by the emailed link.
     c.goto(&format!("{base}/")).await.expect("goto");
@@ -135,26 +135,26 @@ async fn a_person_signs_in_both_ways_is_refused_with_a_personal_account_accepts_
     c.find(Locator::Id("signin-email")).await.expect("button").click().await.expect("click");
     let sent = text(&c, "message").await;
     assert!(sent.contains("on its way to lee.gu@contoso.com"), "{sent}");
-    shot(&c, "05-check-your-mail").await;
+    page(&c, "05-check-your-mail").await;
     let link = crate::console::wait_for_link(&served.outbox, "lee.gu@contoso.com").await;
     c.goto(&link).await.expect("open the link");
     assert_eq!(c.current_url().await.expect("url").as_str(), format!("{base}/signin/email"), "token dropped");
-    shot(&c, "06-confirm-sign-in").await;
+    page(&c, "06-confirm-sign-in").await;
     c.find(Locator::Id("confirm")).await.expect("button").click().await.expect("click");
     c.wait().for_element(Locator::Id("signed-in-as")).await.expect("home");
     assert_eq!(text(&c, "signed-in-as").await, "lee.gu@contoso.com");
     assert_eq!(text(&c, "account-type").await, "Work or school account");
-    shot(&c, "07-home").await;
+    page(&c, "07-home").await;
 
     // The invitation, accepted.
     c.goto(&invitation).await.expect("goto invitation");
     let accept = c.find(Locator::Id("accept")).await.expect("accept button");
     assert_eq!(accept.text().await.expect("text"), "Accept as lee.gu@contoso.com");
-    shot(&c, "08-invitation").await;
+    page(&c, "08-invitation").await;
     accept.click().await.expect("click");
     let done = text(&c, "message").await;
     assert!(done.contains("active in workspace contoso-emea"), "{done}");
-    shot(&c, "09-accepted").await;
+    page(&c, "09-accepted").await;
     let accepted = "SELECT COUNT(*) FROM invitations WHERE email = 'lee.gu@contoso.com' AND state = 'Accepted'";
     assert_eq!(s.store.count(accepted).await.expect("count"), 1);
 
