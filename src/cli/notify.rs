@@ -220,6 +220,38 @@ pub struct InvitationArgs {
 pub enum InvitationCommand {
     /// Accept an invitation with the token from its message.
     Accept(AcceptArgs),
+    /// Send a person's failed or expired invitations again, each with a new token (within the
+    /// re-issue limit and the agreement's dates), then deliver them.
+    Resend(Box<ResendArgs>),
+}
+
+/// Arguments of `servicehub invitation resend`.
+#[derive(clap::Args, Debug)]
+pub struct ResendArgs {
+    /// The namespace of the customer.
+    #[arg(short = 'n', long)]
+    pub namespace: String,
+    /// The invited address.
+    #[arg(long)]
+    pub email: String,
+    /// Only the invitation to this workspace (by name).
+    #[arg(long)]
+    pub workspace: Option<String>,
+    /// Who is acting, for the audit log (recorded, not proven). Defaults to `cli:$USER`.
+    #[arg(long = "as", env = "SERVICEHUB_ACTOR")]
+    pub actor: Option<String>,
+    /// Deliver what was queued at once (`--deliver=false` leaves it for `servicehub notify`).
+    #[arg(long, env = "SERVICEHUB_DELIVER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub deliver: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+    /// Delivery (and the re-issue limit, `--invitation-reissues`).
+    #[command(flatten)]
+    pub notify: NotifyArgs,
+    /// The store.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Arguments of `servicehub invitation accept`.
@@ -256,7 +288,10 @@ impl std::fmt::Debug for AcceptArgs {
 
 /// Run `servicehub invitation ...`.
 pub async fn invitation(args: InvitationArgs) -> anyhow::Result<ExitCode> {
-    let InvitationCommand::Accept(a) = args.command;
+    let a = match args.command {
+        InvitationCommand::Accept(a) => a,
+        InvitationCommand::Resend(r) => return resend(*r).await,
+    };
     let now = super::clock(a.now, false, "--now")?.as_second();
     let token = if a.token == "-" {
         let mut line = String::new();
@@ -289,4 +324,53 @@ pub async fn invitation(args: InvitationArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// `servicehub invitation resend`: every invitation of the person with what was done. Exit 1
+/// when none could be sent again.
+async fn resend(a: ResendArgs) -> anyhow::Result<ExitCode> {
+    let now = super::write_clock()?.as_second();
+    let db = super::open_existing_store(&a.store).await?;
+    let by = super::cli_actor(a.actor.as_deref());
+    let of = crate::store::ResendOf { namespace: &a.namespace, email: &a.email, workspace: a.workspace.as_deref() };
+    let done = db.invitations_resend(&of, i64::from(a.notify.invitation_reissues), now, &by).await?;
+    let mut out = std::io::stdout().lock();
+    if done.is_empty() {
+        let scope = a.workspace.as_ref().map(|w| format!(" in workspace {w}")).unwrap_or_default();
+        eprintln!("no invitation of {} in namespace {}{scope}", a.email, a.namespace);
+        return Ok(ExitCode::FAILURE);
+    }
+    let sent = done.iter().filter(|r| r.refused.is_none()).count();
+    let delivery = if a.deliver && sent > 0 { a.notify.into_config().map_err(super::Usage)? } else { None };
+    let report = match delivery {
+        Some(config) => {
+            let notifier = notify::Notifier::new(db.clone(), config).map_err(anyhow::Error::msg)?;
+            Some(notifier.drain(now).await?)
+        }
+        None => None,
+    };
+    if !super::output::list(&mut out, a.output, &done)? {
+        let rows: Vec<Vec<String>> = done
+            .iter()
+            .map(|r| {
+                vec![
+                    r.customer.clone(),
+                    r.workspace.clone().unwrap_or_else(|| "(customer level)".into()),
+                    r.email.clone(),
+                    r.state.clone(),
+                    r.issue.to_string(),
+                    r.refused.clone().map_or_else(|| "sent again with a new token".into(), |w| format!("left: {w}")),
+                ]
+            })
+            .collect();
+        write!(
+            out,
+            "{}",
+            super::table::render(&["CUSTOMER", "WORKSPACE", "EMAIL", "STATE", "ISSUE", "RESULT"], &rows)
+        )?;
+        if let Some(r) = &report {
+            print_report(r, a.output)?;
+        }
+    }
+    Ok(if sent > 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -374,6 +374,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         by: &crate::domain::actor::Actor,
     ) -> Result<Vec<ExpiredInvitation>>;
 
+    /// Send `Failed` and `Expired` invitations of one person again with new tokens, within
+    /// the re-issue limit and the agreement's dates; every invitation of theirs with what was
+    /// done, or why not.
+    async fn invitations_resend(
+        &self,
+        of: &ResendOf<'_>,
+        max_reissues: i64,
+        at: i64,
+        by: &crate::domain::actor::Actor,
+    ) -> Result<Vec<Resend>>;
+
     /// The earliest delivery deadline (next attempt or invitation expiry).
     async fn outbox_next_due(&self) -> Result<Option<i64>>;
 

@@ -525,6 +525,39 @@ pub struct ExpiredInvitation {
     pub membership: Option<MembershipRef>,
 }
 
+/// Whose invitations to send again: one person's, in the customers of a namespace,
+/// optionally of one workspace (by name).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResendOf<'a> {
+    /// The namespace of the customers.
+    pub namespace: &'a str,
+    /// The invitee's email.
+    pub email: &'a str,
+    /// Only this workspace's invitation.
+    pub workspace: Option<&'a str>,
+}
+
+/// What a resend did with one invitation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Resend {
+    /// The invitee.
+    pub email: String,
+    /// Customer name.
+    pub customer: String,
+    /// Workspace name; `None` at customer level.
+    pub workspace: Option<String>,
+    /// Its state after the resend (`Pending` when sent again).
+    pub state: String,
+    /// Its issue number after the resend.
+    pub issue: i64,
+    /// Why it was left as it is; `None` when it is sent again.
+    pub refused: Option<String>,
+    /// The Membership to refresh.
+    #[serde(skip)]
+    pub membership: Option<MembershipRef>,
+}
+
 /// Who accepts an invitation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Acceptance {

@@ -446,6 +446,18 @@ impl Store for SqlStore {
         Ok(out)
     }
 
+    async fn invitations_resend(
+        &self,
+        of: &super::ResendOf<'_>,
+        max_reissues: i64,
+        at: i64,
+        by: &Actor,
+    ) -> Result<Vec<super::Resend>> {
+        let out = super::sql_outbox::resend(&self.pool, self.backend(), of, max_reissues, at, by).await?;
+        self.rows_written.fetch_add(out.iter().filter(|r| r.refused.is_none()).count() as u64 * 3, Ordering::Relaxed);
+        Ok(out)
+    }
+
     async fn outbox_next_due(&self) -> Result<Option<i64>> {
         earliest(&self.pool, &DEADLINE_QUERIES[..DELIVERY_DEADLINES]).await
     }

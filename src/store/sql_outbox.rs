@@ -458,3 +458,112 @@ pub(super) async fn accept(
         accepted_at: at,
     }))
 }
+
+/// Send again, with a new token, each `Failed` or `Expired` invitation of `email` in the
+/// customers of `namespace` (of one workspace, by name, if given): as the re-issue of an
+/// expired invitation does, within the same `max_reissues` limit and never after the
+/// agreement's end. One transaction per invitation, guarded by its state and issue; the
+/// others are reported with the reason they are left as they are.
+pub(super) async fn resend(
+    pool: &AnyPool,
+    backend: Backend,
+    of: &ResendOf<'_>,
+    max_reissues: i64,
+    at: i64,
+    by: &Actor,
+) -> Result<Vec<Resend>> {
+    let ResendOf { namespace, email, workspace } = *of;
+    let mut qb = super::sql::Sql::new(
+        "SELECT i.id, i.membership_id, i.scope_key, i.email, i.issue, i.reissues, i.state, i.expires_at, c.name AS customer, \
+         c.start_date, c.end_date, w.name AS workspace FROM invitations i JOIN customers c ON c.uid = i.customer_uid \
+         LEFT JOIN workspaces w ON w.id = i.scope_key WHERE c.namespace = ",
+    );
+    qb.bind(namespace).push(" AND i.subject_key = ").bind(email.trim().to_ascii_lowercase());
+    if let Some(w) = workspace {
+        qb.push(" AND w.name = ").bind(w);
+    }
+    qb.push(" ORDER BY c.name, w.name, i.id");
+    let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let (id, membership, scope, issue, reissues, state): (i64, String, String, i64, i64, String) = (
+            get(&row, "id")?,
+            get(&row, "membership_id")?,
+            get(&row, "scope_key")?,
+            get(&row, "issue")?,
+            get(&row, "reissues")?,
+            get(&row, "state")?,
+        );
+        let mut r = Resend {
+            email: get(&row, "email")?,
+            customer: get(&row, "customer")?,
+            workspace: get(&row, "workspace")?,
+            state: state.clone(),
+            issue,
+            refused: None,
+            membership: None,
+        };
+        let start: String = get(&row, "start_date")?;
+        let started = start.parse::<jiff::civil::Date>().ok().and_then(|d| d.to_zoned(jiff::tz::TimeZone::UTC).ok());
+        r.refused = match state.as_str() {
+            "Failed" | "Expired" => None,
+            "Accepted" => Some("accepted already: nothing to send".into()),
+            "Revoked" => Some("revoked (its membership is gone): nothing to send".into()),
+            "Sent" => Some(format!(
+                "sent and valid until {}: the invitee can still accept it",
+                get::<Option<i64>>(&row, "expires_at")?.map(crate::domain::time::rfc3339).unwrap_or_default()
+            )),
+            _ => Some("waiting to be sent: the outbox delivers it".into()),
+        };
+        if r.refused.is_none() {
+            if agreement_ended(get::<Option<String>>(&row, "end_date")?.as_deref(), at) {
+                r.refused = Some("the agreement has ended: nothing new is issued".into());
+            } else if started.is_some_and(|s| s.timestamp().as_second() > at) {
+                r.refused = Some(format!("the agreement starts on {start}: nothing is issued before"));
+            } else if reissues >= max_reissues {
+                r.refused = Some(format!(
+                    "issued {} times already, the limit of re-issues ({max_reissues}, --invitation-reissues) is reached; \
+                     delete and re-create the Membership to start over",
+                    reissues + 1
+                ));
+            }
+        }
+        if r.refused.is_some() {
+            out.push(r);
+            continue;
+        }
+        let mut tx = begin(pool, backend).await?;
+        let changed = sqlx::query(
+            "UPDATE invitations SET state = 'Pending', issue = issue + 1, reissues = reissues + 1, attempts = 0, \
+             sent_at = NULL, expires_at = NULL, last_error = NULL WHERE id = $1 AND state = $2 AND issue = $3",
+        )
+        .bind(id)
+        .bind(&state)
+        .bind(issue)
+        .execute(&mut *tx)
+        .await
+        .map_err(map_err)?;
+        if changed.rows_affected() == 0 {
+            tx.rollback().await.map_err(map_err)?;
+            r.refused = Some("changed meanwhile (accepted, revoked or re-sent by someone else)".into());
+            out.push(r);
+            continue;
+        }
+        let old_key = invitation_key(&membership, &scope, issue);
+        let payload: Option<String> = sqlx::query_scalar("SELECT payload FROM outbox WHERE idempotency_key = $1")
+            .bind(&old_key)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_err)?;
+        let key = invitation_key(&membership, &scope, issue + 1);
+        enqueue(&mut tx, "invitation", &key, payload.as_deref().unwrap_or("{}"), at, Some(id)).await?;
+        let after = serde_json::json!({ "previousIssue": issue, "previousState": state, "issue": issue + 1 });
+        audit(&mut tx, at, by, "invitation.resend", &old_key, after).await?;
+        r.membership = membership_of(&mut tx, id).await?;
+        tx.commit().await.map_err(map_err)?;
+        r.issue = issue + 1;
+        r.state = "Pending".into();
+        out.push(r);
+    }
+    Ok(out)
+}

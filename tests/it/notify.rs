@@ -347,6 +347,80 @@ async fn expired_invitations_are_reissued_with_new_tokens_then_expire_and_old_to
 }
 
 #[tokio::test]
+async fn an_expired_invitation_is_sent_again_with_a_new_token_within_the_reissue_limit() {
+    for s in crate::support::stores().await {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // No automatic re-issue: on day 15 every invitation is Expired.
+        let env = file_env(dir.path(), "0");
+        assert!(servicehub(&s, T0, &refs(&env), &["apply", "-f", "examples/"]).status.success());
+        let first = token_for(dir.path(), "lee.gu@contoso.com", 1);
+        let day15 = at(T0, 15 * 24);
+        let out = servicehub(&s, &day15, &refs(&env), &["notify", "--once"]);
+        assert!(stdout(&out).contains("13 invitation(s) expired, 0 issued again"), "{}", stdout(&out));
+        let resend = |now: &str, reissues: &str, extra: &[&str]| {
+            let mut args = vec!["invitation", "resend", "-n", "contoso", "--email", "Lee.Gu@contoso.com"];
+            args.extend_from_slice(extra);
+            servicehub(&s, now, &refs(&file_env(dir.path(), reissues)), &args)
+        };
+        // With the limit at 0, the resend is refused and says why; nothing is written.
+        let out = resend(&day15, "0", &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        assert!(
+            stdout(&out).contains("the limit of re-issues (0, --invitation-reissues) is reached"),
+            "{}",
+            stdout(&out)
+        );
+        assert_eq!(count(&s, "SELECT COUNT(*) FROM audit WHERE action = 'invitation.resend'").await, 0);
+        // With one re-issue allowed: issue 2, a new token, delivered at once.
+        let out = resend(&day15, "1", &["--workspace", "contoso-emea"]);
+        assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+        assert!(
+            stdout(&out).contains("sent again with a new token") && stdout(&out).contains("delivered 1 message(s)")
+        );
+        let second = token_for(dir.path(), "lee.gu@contoso.com", 2);
+        assert_ne!(first, second);
+        assert_eq!(
+            s.store
+                .strings("SELECT state || ' ' || issue FROM invitations WHERE email = 'lee.gu@contoso.com'")
+                .await
+                .expect("state"),
+            ["Sent 2"],
+            "{}",
+            s.name
+        );
+        let audited = s
+            .store
+            .strings("SELECT actor || ' ' || channel || ' ' || after FROM audit WHERE action = 'invitation.resend'")
+            .await
+            .expect("audit");
+        assert_eq!(audited.len(), 1, "{audited:?}");
+        assert!(audited[0].starts_with("cli:test cli ") && audited[0].contains("\"previousState\":\"Expired\""));
+        // The old token is refused; the new one accepted.
+        let old = accept(&s, &day15, &first, "lee.gu@contoso.com", "WorkOrSchool");
+        assert!(!old.status.success());
+        assert!(accept(&s, &day15, &second, "lee.gu@contoso.com", "WorkOrSchool").status.success());
+        // Now nothing is left to send, and the command says so for each invitation.
+        let out = resend(&day15, "1", &[]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stdout(&out).contains("left: accepted already"), "{}", stdout(&out));
+        // After the agreement's end nothing new is issued.
+        let late = resend("2028-01-02T00:00:00Z", "5", &["--email", "megan.bowen@contoso.com"]);
+        assert_eq!(late.status.code(), Some(2), "--email twice is a usage error: {}", stderr(&late));
+        let out = servicehub(
+            &s,
+            "2028-01-02T00:00:00Z",
+            &refs(&file_env(dir.path(), "5")),
+            &["invitation", "resend", "-n", "contoso", "--email", "megan.bowen@contoso.com"],
+        );
+        assert!(stdout(&out).contains("left: the agreement has ended"), "{}", stdout(&out));
+        let unknown = resend(&day15, "1", &["--workspace", "nope"]);
+        assert!(
+            stderr(&unknown).contains("no invitation of Lee.Gu@contoso.com in namespace contoso in workspace nope")
+        );
+    }
+}
+
+#[tokio::test]
 async fn personal_accounts_are_refused_where_the_workspace_takes_work_accounts_only() {
     for s in crate::support::stores().await {
         let dir = tempfile::tempdir().expect("tempdir");
