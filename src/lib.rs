@@ -1,6 +1,7 @@
 //! servicehub-operator: declarative provisioning of Services Hub customers, workspaces,
 //! memberships and Customer Lockbox policies.
 
+pub mod access;
 pub mod api;
 pub mod auth;
 pub mod cli;

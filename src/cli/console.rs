@@ -173,6 +173,8 @@ impl ConsoleArgs {
             },
             oidc_name,
             requesters: crate::lockbox::Requesters::from_domains(&lockbox_requester_domains),
+            // The delivery settings replace it where the command has them (serve, run).
+            invitation_reissues: 2,
         };
         if !config.email_link && oidc.is_none() {
             return Err(web::StartError::NoSignIn.to_string());
@@ -241,6 +243,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let ServeArgs { store, http_addr, console, notify } = args;
     let setup = console.into_setup(true).map_err(super::Usage)?;
     let signin_link = setup.config.base_url.join("/signin/email")?;
+    let reissues = notify.invitation_reissues;
+    let mut setup = setup;
+    setup.config.invitation_reissues = reissues;
     let notify = notify.into_config().map_err(super::Usage)?;
     let clock = match std::env::var(super::TEST_CLOCK_ENV) {
         Ok(v) if !v.is_empty() => web::Clock::offset(super::write_clock()?),

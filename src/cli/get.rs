@@ -597,21 +597,6 @@ fn yes_no(b: bool) -> String {
     if b { "yes" } else { "no" }.to_owned()
 }
 
-/// One permission a person holds in one scope, for `get access --user`.
-#[derive(serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-struct AccessLine {
-    namespace: String,
-    customer: String,
-    /// The workspace, or `None` at customer level.
-    workspace: Option<String>,
-    permission: crate::api::Permission,
-    /// `role:<Role>` or `individual`, one per source.
-    sources: Vec<String>,
-    /// `false` for data a Microsoft role may see and not export (the matrix's footnote 1).
-    export_allowed: bool,
-}
-
 /// `get access --user EMAIL`: every scope of every customer the person reaches (the seeds'
 /// "All workspaces" view), each permission with its sources and export flag.
 async fn access_of(
@@ -622,28 +607,8 @@ async fn access_of(
     out: &mut impl Write,
 ) -> anyhow::Result<Option<Table>> {
     let subject = user.trim().to_ascii_lowercase();
-    let mut items = Vec::new();
-    for c in db.customers(ns).await? {
-        for view in db.visible_to(&c.record.uid, &subject).await? {
-            let mut by_permission: Vec<(crate::api::Permission, Vec<String>)> = Vec::new();
-            for g in &view.grants {
-                match by_permission.iter_mut().find(|(p, _)| *p == g.permission) {
-                    Some((_, sources)) => sources.push(g.source.label()),
-                    None => by_permission.push((g.permission, vec![g.source.label()])),
-                }
-            }
-            items.extend(by_permission.into_iter().map(|(permission, sources)| AccessLine {
-                namespace: c.record.namespace.clone(),
-                customer: c.record.name.clone(),
-                workspace: view.workspace.clone(),
-                permission,
-                sources,
-                export_allowed: !view.no_export.contains(&permission),
-            }));
-        }
-    }
-    // Customer level first, then workspaces by name; permissions in the matrix's order.
-    items.sort_by(|a, b| (&a.namespace, &a.customer, &a.workspace).cmp(&(&b.namespace, &b.customer, &b.workspace)));
+    let customers = db.customers(ns).await?;
+    let items = crate::access::lines(db, &customers, std::slice::from_ref(&subject)).await?;
     let nothing =
         || format!("{subject} holds nothing in {}", ns.map_or("any namespace".into(), |n| format!("namespace {n}")));
     if written_instead_of_table(out, output, &items, nothing)? {
@@ -675,25 +640,14 @@ async fn holders(
     output: OutputFormat,
     out: &mut impl Write,
 ) -> anyhow::Result<Option<Table>> {
-    let Some(p) = Permission::parse(permission) else {
-        anyhow::bail!(
-            "--permission: unknown permission {permission:?}; see `servicehub explain membership.spec.permissions`"
-        );
-    };
     let (ns, name) = split(workspace, "workspace")?;
-    let found = db.workspaces(Some(&ns)).await?.into_iter().find(|x| x.record.name == name);
-    let Some(found) = found else { anyhow::bail!("--workspace: workspace {workspace} is not in the store") };
-    let customer = db.customers(Some(&ns)).await?.into_iter().find(|c| c.record.uid == found.record.customer_uid);
-    let Some(customer) = customer else {
-        anyhow::bail!("--workspace: the customer of {workspace} is not in the store")
+    let items = match crate::access::holders(db, &ns, &name, permission).await {
+        Ok(items) => items,
+        Err(e @ crate::access::HoldersError::UnknownPermission(_)) => anyhow::bail!("--permission: {e}"),
+        Err(e @ crate::access::HoldersError::UnknownWorkspace(_)) => anyhow::bail!("--workspace: {e}"),
+        Err(crate::access::HoldersError::Store(e)) => return Err(e.into()),
     };
-    let items: Vec<_> = db
-        .grants(Some(&ns))
-        .await?
-        .into_iter()
-        .filter(|g| g.customer == customer.record.name && g.grant.permission == p)
-        .filter(|g| g.workspace.as_deref() == Some(name.as_str()) || (g.workspace.is_none() && g.scope == "workspace"))
-        .collect();
+    let p = permission;
     if written_instead_of_table(out, output, &items, || format!("nobody holds {p} in workspace {workspace}"))? {
         return Ok(None);
     }

@@ -234,6 +234,9 @@ pub struct ResendArgs {
     /// The invited address.
     #[arg(long)]
     pub email: String,
+    /// Only the invitations of this customer (by name).
+    #[arg(long)]
+    pub customer: Option<String>,
     /// Only the invitation to this workspace (by name).
     #[arg(long)]
     pub workspace: Option<String>,
@@ -332,7 +335,12 @@ async fn resend(a: ResendArgs) -> anyhow::Result<ExitCode> {
     let now = super::write_clock()?.as_second();
     let db = super::open_existing_store(&a.store).await?;
     let by = super::cli_actor(a.actor.as_deref());
-    let of = crate::store::ResendOf { namespace: &a.namespace, email: &a.email, workspace: a.workspace.as_deref() };
+    let of = crate::store::ResendOf {
+        namespace: &a.namespace,
+        customer: a.customer.as_deref(),
+        email: &a.email,
+        workspace: a.workspace.as_deref(),
+    };
     let done = db.invitations_resend(&of, i64::from(a.notify.invitation_reissues), now, &by).await?;
     let mut out = std::io::stdout().lock();
     if done.is_empty() {

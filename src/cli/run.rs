@@ -107,7 +107,11 @@ impl RunArgs {
             console_args,
         } = self;
         let console = match console {
-            true => Some((console_addr, console_args.into_setup(false)?)),
+            true => {
+                let mut setup = console_args.into_setup(false)?;
+                setup.config.invitation_reissues = notify.invitation_reissues;
+                Some((console_addr, setup))
+            }
             false => None,
         };
         let mut notify = notify.into_config()?;

@@ -531,6 +531,8 @@ pub struct ExpiredInvitation {
 pub struct ResendOf<'a> {
     /// The namespace of the customers.
     pub namespace: &'a str,
+    /// Only this customer (by name).
+    pub customer: Option<&'a str>,
     /// The invitee's email.
     pub email: &'a str,
     /// Only this workspace's invitation.

@@ -472,13 +472,16 @@ pub(super) async fn resend(
     at: i64,
     by: &Actor,
 ) -> Result<Vec<Resend>> {
-    let ResendOf { namespace, email, workspace } = *of;
+    let ResendOf { namespace, customer, email, workspace } = *of;
     let mut qb = super::sql::Sql::new(
         "SELECT i.id, i.membership_id, i.scope_key, i.email, i.issue, i.reissues, i.state, i.expires_at, c.name AS customer, \
          c.start_date, c.end_date, w.name AS workspace FROM invitations i JOIN customers c ON c.uid = i.customer_uid \
          LEFT JOIN workspaces w ON w.id = i.scope_key WHERE c.namespace = ",
     );
     qb.bind(namespace).push(" AND i.subject_key = ").bind(email.trim().to_ascii_lowercase());
+    if let Some(name) = customer {
+        qb.push(" AND c.name = ").bind(name);
+    }
     if let Some(w) = workspace {
         qb.push(" AND w.name = ").bind(w);
     }

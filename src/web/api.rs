@@ -4,6 +4,7 @@
 
 use super::Console;
 use crate::domain::actor::{Actor, Channel};
+use crate::store::StoreError;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -92,5 +93,81 @@ pub async fn caller(c: &Console, headers: &HeaderMap, endpoint: &str, writes: bo
         None => Err(unauthorized(
             "sign in: send Authorization: Bearer <ID token>, or the console's session cookie with X-CSRF-Token".into(),
         )),
+    }
+}
+
+/// Why an operation is refused: the status, a reason code, the field at fault, and a
+/// message that says what to do. Pages show it; the API sends it as JSON.
+#[derive(Debug)]
+pub struct Problem {
+    pub(crate) code: StatusCode,
+    pub(crate) reason: &'static str,
+    pub(crate) field: Option<&'static str>,
+    pub(crate) message: String,
+}
+
+impl Problem {
+    pub(crate) fn new(
+        code: StatusCode,
+        reason: &'static str,
+        field: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Problem {
+        Problem { code, reason, field, message: message.into() }
+    }
+
+    /// A field that breaks a rule: 422 naming it.
+    pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", Some(field), message)
+    }
+
+    /// 403 with why.
+    pub(crate) fn forbidden(message: impl Into<String>) -> Problem {
+        Problem::new(StatusCode::FORBIDDEN, "Forbidden", None, message)
+    }
+
+    pub(crate) fn store(e: &StoreError) -> Problem {
+        tracing::warn!(error = %e, "a Lockbox operation failed in the store");
+        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "StoreError", None, "the store is not available; retry")
+    }
+
+    pub(crate) fn json(self) -> Response {
+        error(self.code, self.reason, self.field, self.message)
+    }
+
+    pub(crate) fn page(self, s: &crate::store::Session, title: &str) -> Response {
+        let hint = match self.code {
+            StatusCode::CONFLICT => Some("The request's page shows its state and history now.".to_owned()),
+            StatusCode::FORBIDDEN => None,
+            _ => Some("Go back and correct the form.".to_owned()),
+        };
+        super::pages::message(self.code, title, Some(s.me()), "error", self.message, hint)
+    }
+}
+
+/// A body that is not the JSON asked for: the unknown field is named, else the position
+/// (serde's own message may quote the input).
+pub(crate) fn body_error(e: &serde_json::Error, shape: &str) -> Problem {
+    let text = e.to_string();
+    if let Some((name, _)) = text.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')) {
+        let name = crate::validate::shown(name);
+        return Problem::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid",
+            None,
+            format!("{name}: not a field of this request; the body is {shape}"),
+        );
+    }
+    let field = text.strip_prefix("missing field `").and_then(|rest| rest.split_once('`')).map(|(n, _)| n.to_owned());
+    match field {
+        Some(f) => {
+            Problem::new(StatusCode::BAD_REQUEST, "Invalid", None, format!("{f}: required; the body is {shape}"))
+        }
+        None => Problem::new(
+            StatusCode::BAD_REQUEST,
+            "Invalid",
+            None,
+            format!("the body must be JSON {shape} ({:?} error at column {})", e.classify(), e.column()),
+        ),
     }
 }

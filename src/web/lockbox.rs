@@ -9,7 +9,7 @@
 //! link in a notification leads to the request's page, where a form (with the session's
 //! CSRF token) decides.
 
-use super::api::{self, Caller};
+use super::api::{self, Caller, Problem};
 use super::pages::{self, Head};
 use super::signin::Signed;
 use super::{Console, form};
@@ -33,40 +33,6 @@ const MINE_LIMIT: i64 = 100;
 /// Longest reason and case id accepted (characters).
 const REASON_MAX: usize = 1000;
 const CASE_MAX: usize = 64;
-
-/// Why an operation is refused: the status, a reason code, the field at fault, and a
-/// message that says what to do. Pages show it; the API sends it as JSON.
-#[derive(Debug)]
-pub struct Problem {
-    code: StatusCode,
-    reason: &'static str,
-    field: Option<&'static str>,
-    message: String,
-}
-
-impl Problem {
-    fn new(code: StatusCode, reason: &'static str, field: Option<&'static str>, message: impl Into<String>) -> Problem {
-        Problem { code, reason, field, message: message.into() }
-    }
-
-    fn store(e: &StoreError) -> Problem {
-        tracing::warn!(error = %e, "a Lockbox operation failed in the store");
-        Problem::new(StatusCode::SERVICE_UNAVAILABLE, "StoreError", None, "the store is not available; retry")
-    }
-
-    fn json(self) -> Response {
-        api::error(self.code, self.reason, self.field, self.message)
-    }
-
-    fn page(self, s: &crate::store::Session, title: &str) -> Response {
-        let hint = match self.code {
-            StatusCode::CONFLICT => Some("The request's page shows its state and history now.".to_owned()),
-            StatusCode::FORBIDDEN => None,
-            _ => Some("Go back and correct the form.".to_owned()),
-        };
-        pages::message(self.code, title, Some(s.me()), "error", self.message, hint)
-    }
-}
 
 /// What a person may do with one request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -313,7 +279,7 @@ pub struct Ask {
 }
 
 fn invalid(field: &'static str, message: String) -> Problem {
-    Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", Some(field), message)
+    Problem::invalid(field, message)
 }
 
 /// Open the request `ask` describes, as `who`.
@@ -460,38 +426,13 @@ pub async fn api_create(State(c): State<Arc<Console>>, headers: HeaderMap, body:
     };
     let ask: Ask = match serde_json::from_slice(&body) {
         Ok(a) => a,
-        Err(e) => return body_error(&e, "{\"customer\", \"workload\", \"caseId\", \"reason\", \"duration\"}").json(),
+        Err(e) => {
+            return api::body_error(&e, "{\"customer\", \"workload\", \"caseId\", \"reason\", \"duration\"}").json();
+        }
     };
     match open(&c, &who, ask).await {
         Ok(r) => (StatusCode::CREATED, axum::Json(r)).into_response(),
         Err(p) => p.json(),
-    }
-}
-
-/// A body that is not the JSON asked for: the unknown field is named, else the position
-/// (serde's own message may quote the input).
-fn body_error(e: &serde_json::Error, shape: &str) -> Problem {
-    let text = e.to_string();
-    if let Some((name, _)) = text.strip_prefix("unknown field `").and_then(|rest| rest.split_once('`')) {
-        let name = crate::validate::shown(name);
-        return Problem::new(
-            StatusCode::BAD_REQUEST,
-            "Invalid",
-            None,
-            format!("{name}: not a field of this request; the body is {shape}"),
-        );
-    }
-    let field = text.strip_prefix("missing field `").and_then(|rest| rest.split_once('`')).map(|(n, _)| n.to_owned());
-    match field {
-        Some(f) => {
-            Problem::new(StatusCode::BAD_REQUEST, "Invalid", None, format!("{f}: required; the body is {shape}"))
-        }
-        None => Problem::new(
-            StatusCode::BAD_REQUEST,
-            "Invalid",
-            None,
-            format!("the body must be JSON {shape} ({:?} error at column {})", e.classify(), e.column()),
-        ),
     }
 }
 
@@ -818,7 +759,7 @@ pub async fn api_decide(
     } else {
         match serde_json::from_slice(&body) {
             Ok(b) => b,
-            Err(e) => return body_error(&e, "{\"reason\": \"…\"}").json(),
+            Err(e) => return api::body_error(&e, "{\"reason\": \"…\"}").json(),
         }
     };
     match act(&c, id, action, &who, b.reason).await {

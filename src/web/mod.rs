@@ -14,6 +14,7 @@
 // built once per refused request, so its size does not matter.
 #![allow(clippy::result_large_err)]
 
+pub mod access;
 pub mod api;
 pub mod invitations;
 pub mod lockbox;
@@ -100,6 +101,9 @@ pub struct Config {
     pub oidc_name: String,
     /// Who may open Customer Lockbox requests.
     pub requesters: crate::lockbox::Requesters,
+    /// How many times an invitation may be issued again (`--invitation-reissues`), for the
+    /// administrators' "send again".
+    pub invitation_reissues: u32,
 }
 
 impl Config {
@@ -301,6 +305,13 @@ pub fn router(console: Arc<Console>) -> axum::Router {
         .route("/invitations/accept", get(invitations::page).post(invitations::accept))
         .route("/v1/invitations/accept", post(invitations::api_accept))
         .route("/api/v1/invitations/accept", post(invitations::api_accept))
+        .route("/access", get(access::mine_page))
+        .route("/access/lookup", get(access::lookup_page))
+        .route("/access/resend", post(access::resend_form))
+        .route("/api/v1/access/me", get(access::api_mine))
+        .route("/api/v1/access/lookup", get(access::api_lookup))
+        .route("/api/v1/access/holders", get(access::api_holders))
+        .route("/api/v1/invitations/resend", post(access::api_resend))
         .route("/lockbox", get(lockbox::inbox_page))
         .route("/lockbox/new", get(lockbox::new_form))
         .route("/lockbox/requests", post(lockbox::create))

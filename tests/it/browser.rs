@@ -331,3 +331,32 @@ async fn lockbox_an_engineer_asks_an_approver_decides_a_late_approver_is_told_an
         c.close().await.expect("close");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workspace_administrator_looks_up_a_member_of_their_workspace_and_is_refused_for_another() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = crate::support::sqlite_unmigrated().await;
+    servicehub_operator::store::Store::migrate(&*s.store).await.expect("migrate");
+    let invites = tempfile::tempdir().expect("tempdir");
+    crate::console::apply_examples(&s, invites.path(), &[]);
+    let served = crate::console::Served::start(&s.url, &[]).await;
+    let (_d, c) = browser().await;
+    sign_in(&c, &served.base, &served.outbox, "adele.vance@contoso.com").await;
+    c.find(Locator::Id("nav-access")).await.expect("nav").click().await.expect("click");
+    c.wait().for_element(Locator::Id("my-access")).await.expect("her access");
+    page(&c, "20-access-mine").await;
+    c.find(Locator::Id("subject-1")).await.expect("field").send_keys("lee.gu@contoso.com").await.expect("type");
+    c.find(Locator::Id("ws-1")).await.expect("field").send_keys("contoso-emea").await.expect("type");
+    c.find(Locator::Id("lookup-1")).await.expect("button").click().await.expect("click");
+    let table = text(&c, "access").await;
+    assert!(table.contains("ViewAllSupportCases") && table.contains("Workspace contoso-emea"), "{table}");
+    page(&c, "21-access-lookup").await;
+    let workspace = c.find(Locator::Id("workspace")).await.expect("field");
+    workspace.clear().await.expect("clear");
+    workspace.send_keys("contoso-labs").await.expect("type");
+    c.find(Locator::Id("lookup")).await.expect("button").click().await.expect("click");
+    let refused = text(&c, "message").await;
+    assert!(refused.contains("may not look up people in workspace contoso-labs"), "{refused}");
+    page(&c, "22-access-refused").await;
+    c.close().await.expect("close");
+}

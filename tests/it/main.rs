@@ -10,6 +10,7 @@ mod chart;
 mod cli;
 mod cluster;
 mod console;
+mod console_access;
 mod console_lockbox;
 mod controller;
 mod crash;
