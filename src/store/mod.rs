@@ -120,6 +120,9 @@ pub struct AuditFilter {
     pub limit: Option<i64>,
     /// Only entries about this object (a uid, or a Lockbox request id).
     pub object: Option<String>,
+    /// Only entries of this customer (its uid): its objects, users, invitations, grants,
+    /// Lockbox requests, and the console sign-ins of its people.
+    pub customer_uid: Option<String>,
 }
 
 /// Filter for the Lockbox history.

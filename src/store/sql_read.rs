@@ -482,14 +482,15 @@ pub(super) async fn audit(pool: &AnyPool, filter: &AuditFilter) -> Result<Vec<Au
         qb.push(" AND object = ").bind(object.as_str());
     }
     qb.push(" ORDER BY id");
-    // The namespace filter is applied below, so the limit is too.
-    if let (Some(limit), None) = (filter.limit, &filter.namespace) {
+    // The namespace and customer filters are applied below, so the limit is too.
+    if let (Some(limit), None, None) = (filter.limit, &filter.namespace, &filter.customer_uid) {
         qb.push(" LIMIT ").bind(limit);
     }
     let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
-    let of_namespace = match &filter.namespace {
-        Some(ns) => Some(namespace_ids(pool, ns).await?),
-        None => None,
+    let of_namespace = match (&filter.namespace, &filter.customer_uid) {
+        (_, Some(uid)) => Some(scope_ids(pool, Scope::Customer(uid)).await?),
+        (Some(ns), None) => Some(scope_ids(pool, Scope::Namespace(ns)).await?),
+        (None, None) => None,
     };
     let entries = rows
         .iter()
@@ -514,48 +515,61 @@ pub(super) async fn audit(pool: &AnyPool, filter: &AuditFilter) -> Result<Vec<Au
     Ok(entries.into_iter().filter(|e| ids.holds(e)).take(limit).collect())
 }
 
-/// What belongs to a namespace's customers, for the audit's namespace filter: the ids of its
-/// customers, workspaces, memberships and Lockbox policies, and its Lockbox request ids.
-/// Audit objects name these ids in several shapes (`<uid>`, `<scope>/<email>`,
-/// `invitation/<membership>/<scope>/<issue>`, `<uid>/administrator/<email>`), so an entry
-/// belongs when one of its object's `/`-separated parts is one of them. Objects deleted
-/// since are not found this way (a namespace recorded with each entry would find them).
+/// What belongs to a namespace's customers (or one customer), for the audit's filters: the
+/// ids of its customers, workspaces, memberships and Lockbox policies, its Lockbox request
+/// ids, and its people's addresses (their console sessions). Audit objects name these ids
+/// in several shapes (`<uid>`, `<scope>/<email>`, `invitation/<membership>/<scope>/<issue>`,
+/// `<uid>/administrator/<email>`), so an entry belongs when one of its object's
+/// `/`-separated parts is one of them. Objects deleted since are not found this way (a
+/// namespace recorded with each entry would find them).
 struct NamespaceIds {
     ids: std::collections::HashSet<String>,
     requests: std::collections::HashSet<String>,
+    people: std::collections::HashSet<String>,
 }
 
 impl NamespaceIds {
     fn holds(&self, e: &AuditEntry) -> bool {
-        if e.kind == "lockbox" {
-            return self.requests.contains(&e.object);
+        match e.kind.as_str() {
+            "lockbox" => self.requests.contains(&e.object),
+            "Session" => self.people.contains(&e.object),
+            _ => self.ids.contains(&e.object) || e.object.split('/').any(|part| self.ids.contains(part)),
         }
-        self.ids.contains(&e.object) || e.object.split('/').any(|part| self.ids.contains(part))
     }
 }
 
-async fn namespace_ids(pool: &AnyPool, ns: &str) -> Result<NamespaceIds> {
+/// Whose entries: a namespace's customers, or one customer (by uid).
+enum Scope<'a> {
+    Namespace(&'a str),
+    Customer(&'a str),
+}
+
+async fn scope_ids(pool: &AnyPool, scope: Scope<'_>) -> Result<NamespaceIds> {
+    let (key, column, customers) = match scope {
+        Scope::Namespace(ns) => (ns, "namespace", "SELECT uid FROM customers WHERE namespace = $1"),
+        Scope::Customer(uid) => (uid, "customer_uid", "SELECT uid FROM customers WHERE uid = $1"),
+    };
     let mut ids = std::collections::HashSet::new();
-    for sql in [
-        "SELECT uid AS id FROM customers WHERE namespace = $1",
-        "SELECT id FROM workspaces WHERE namespace = $1",
-        "SELECT id FROM memberships WHERE namespace = $1",
-        "SELECT uid AS id FROM lockbox_policies WHERE namespace = $1",
-    ] {
-        for r in sqlx::query(sql).bind(ns).fetch_all(pool).await.map_err(map_err)? {
+    let queries = [
+        customers.replace("SELECT uid", "SELECT uid AS id"),
+        format!("SELECT id FROM workspaces WHERE {column} = $1"),
+        format!("SELECT id FROM memberships WHERE {column} = $1"),
+        format!("SELECT uid AS id FROM lockbox_policies WHERE {column} = $1"),
+    ];
+    for sql in queries {
+        for r in sqlx::query(AssertSqlSafe(sql)).bind(key).fetch_all(pool).await.map_err(map_err)? {
             ids.insert(get::<String>(&r, "id")?);
         }
     }
-    let rows = sqlx::query(
-        "SELECT CAST(r.id AS TEXT) AS id FROM lockbox_requests r JOIN customers c ON c.uid = r.customer_uid \
-         WHERE c.namespace = $1",
-    )
-    .bind(ns)
-    .fetch_all(pool)
-    .await
-    .map_err(map_err)?;
+    let sql = format!("SELECT CAST(r.id AS TEXT) AS id FROM lockbox_requests r WHERE r.customer_uid IN ({customers})");
+    let rows = sqlx::query(AssertSqlSafe(sql)).bind(key).fetch_all(pool).await.map_err(map_err)?;
     let requests = rows.iter().map(|r| get::<String>(r, "id")).collect::<Result<_>>()?;
-    Ok(NamespaceIds { ids, requests })
+    let sql = format!(
+        "SELECT email AS id FROM users WHERE customer_uid IN ({customers}) UNION          SELECT subject_key AS id FROM memberships WHERE customer_uid IN ({customers})"
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql)).bind(key).fetch_all(pool).await.map_err(map_err)?;
+    let people = rows.iter().map(|r| get::<String>(r, "id")).collect::<Result<_>>()?;
+    Ok(NamespaceIds { ids, requests, people })
 }
 
 pub(super) async fn workspace_members(pool: &AnyPool, workspace_id: &str) -> Result<Vec<MemberView>> {

@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod api;
+pub mod audit;
 pub mod invitations;
 pub mod lockbox;
 pub mod pages;
@@ -312,6 +313,10 @@ pub fn router(console: Arc<Console>) -> axum::Router {
         .route("/api/v1/access/lookup", get(access::api_lookup))
         .route("/api/v1/access/holders", get(access::api_holders))
         .route("/api/v1/invitations/resend", post(access::api_resend))
+        .route("/audit", get(audit::page))
+        .route("/audit/export", get(audit::export_page))
+        .route("/api/v1/audit", get(audit::api_list))
+        .route("/api/v1/audit/export", get(audit::api_export))
         .route("/lockbox", get(lockbox::inbox_page))
         .route("/lockbox/new", get(lockbox::new_form))
         .route("/lockbox/requests", post(lockbox::create))

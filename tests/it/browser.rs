@@ -279,6 +279,30 @@ async fn lockbox_an_engineer_asks_an_approver_decides_a_late_approver_is_told_an
     assert!(told.contains("megan.bowen@contoso.com approved this request first, at "), "{told}");
     page(&nestor, "15-lockbox-lost-race").await;
 
+    // Nestor audits: the customer's audit page, and its CSV export holds the decision with
+    // the approver's authenticated identity and channel.
+    nestor.goto(&format!("{base}/audit?customer=contoso/contoso&kind=lockbox")).await.expect("audit");
+    assert!(text(&nestor, "summary").await.contains("entries, newest first"));
+    page(&nestor, "23-audit").await;
+    // The link is followed with the browser's own session cookie (the page's CSP allows no
+    // script to fetch, and a download is not shown in a headless browser).
+    let href = nestor.find(Locator::Id("export-csv")).await.expect("link").attr("href").await.expect("href");
+    let cookie = nestor
+        .get_all_cookies()
+        .await
+        .expect("cookies")
+        .iter()
+        .map(|c| format!("{}={}", c.name(), c.value()))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let url = format!("{base}{}", href.expect("an href"));
+    let res = reqwest::Client::new().get(&url).header("cookie", cookie).send().await.expect("export");
+    assert_eq!(res.status(), 200);
+    let csv = res.text().await.expect("csv");
+    std::fs::write(repo("target/screenshots/23-audit-export.csv"), &csv).expect("keep the export");
+    let decision = csv.lines().find(|l| l.contains(",lockbox.approved,")).unwrap_or_else(|| panic!("{csv}"));
+    assert!(decision.contains(",megan.bowen@contoso.com,console-email,megan.bowen@contoso.com,"), "{decision}");
+
     // The engineer completes it.
     eng.refresh().await.expect("reload");
     eng.wait().for_element(Locator::Id("complete")).await.expect("complete").click().await.expect("click");

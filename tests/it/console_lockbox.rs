@@ -185,6 +185,35 @@ async fn an_engineer_asks_an_approver_decides_a_second_approver_loses_the_race_a
         );
         // The history on the page says the same, as people read it.
         assert!(page.body.contains("console (email link)"), "{}", page.body);
+        // The auditor (a Global Administrator) reads and exports the customer's audit: the
+        // decision with the approver's authenticated identity, the sign-ins of its people.
+        let audit = nestor.get("/audit?customer=contoso/contoso&kind=lockbox").await;
+        assert_eq!(audit.status, 200, "{}", audit.body);
+        assert!(audit.body.contains("<td>lockbox.approved</td>"), "{}", audit.body);
+        assert!(!audit.body.contains("<td>membership.create</td>"), "filtered by kind");
+        let csv = nestor.get("/audit/export?format=csv&customer=contoso/contoso").await;
+        assert_eq!(csv.status, 200, "{}", csv.body);
+        assert_eq!(csv.header("content-type"), "text/csv; charset=utf-8");
+        assert!(csv.header("content-disposition").contains("audit-contoso-contoso.csv"));
+        assert!(csv.body.starts_with("id,at,actor,channel,subject,action,kind,object,before,after\r\n"));
+        let decision = csv.body.lines().find(|l| l.contains(",lockbox.approved,")).expect("the decision");
+        assert!(decision.contains(&format!(",{winner},console-email,{winner},")), "{decision}");
+        assert!(csv.body.lines().any(|l| l.contains(",session.start,Session,megan.bowen@contoso.com")), "sign-ins");
+        let json = nestor.get("/api/v1/audit/export?format=json&customer=contoso/contoso&channel=console-email").await;
+        let v: serde_json::Value = serde_json::from_str(&json.body).expect("json");
+        let items = v["items"].as_array().expect("items");
+        assert!(!items.is_empty() && items.iter().all(|e| e["channel"] == "console-email"), "{v}");
+        let paged = nestor.get("/api/v1/audit?customer=contoso/contoso").await;
+        let v: serde_json::Value = serde_json::from_str(&paged.body).expect("json");
+        assert_eq!(v["page"], 1);
+        assert!(v["total"].as_u64().is_some_and(|t| t > 50) && v["items"].as_array().is_some_and(|a| a.len() == 50));
+        let bad = nestor.get("/api/v1/audit?customer=contoso/contoso&since=yesterday").await;
+        assert_eq!(bad.status, 422);
+        assert!(bad.body.contains("\"field\":\"since\""), "{}", bad.body);
+        // Neither the engineer nor the approver by email is an auditor of the customer.
+        assert_eq!(eng.get("/audit?customer=contoso/contoso").await.status, 403);
+        assert_eq!(megan.get("/api/v1/audit/export?format=csv&customer=contoso/contoso").await.status, 403);
+
         // The approvers were notified with a link to the page (which decides nothing).
         let notes = crate::support::eml_files(&outbox);
         let (_, note) =
