@@ -8,7 +8,7 @@ use crate::store::{CustomerRow, GrantRow, Store, StoreError};
 use std::collections::BTreeSet;
 
 /// One permission a subject holds in one scope.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessLine {
     /// Namespace of the customer.

@@ -17,7 +17,9 @@
 use std::fmt;
 
 /// A request's state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub enum State {
     /// Waiting for an approver until the pending deadline.
     Pending,
@@ -82,7 +84,7 @@ impl fmt::Display for State {
 }
 
 /// One request, as stored.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Request {
     /// Store id (0 before it is stored).
@@ -105,12 +107,15 @@ pub struct Request {
     pub state: State,
     /// When it was opened.
     #[serde(serialize_with = "super::time::as_rfc3339")]
+    #[schemars(with = "String")]
     pub created_at: i64,
     /// Until when it waits for a decision (pending requests).
     #[serde(serialize_with = "super::time::as_rfc3339_opt")]
+    #[schemars(with = "Option<String>")]
     pub pending_deadline: Option<i64>,
     /// When it was approved or denied.
     #[serde(serialize_with = "super::time::as_rfc3339_opt")]
+    #[schemars(with = "Option<String>")]
     pub decided_at: Option<i64>,
     /// Who approved or denied (or revoked).
     pub decided_by: Option<String>,
@@ -118,9 +123,11 @@ pub struct Request {
     pub decision_reason: Option<String>,
     /// Until when access lasts (approved and not-required requests).
     #[serde(serialize_with = "super::time::as_rfc3339_opt")]
+    #[schemars(with = "Option<String>")]
     pub access_deadline: Option<i64>,
     /// When it reached a final state (for an expiry: the deadline, not when it was noticed).
     #[serde(serialize_with = "super::time::as_rfc3339_opt")]
+    #[schemars(with = "Option<String>")]
     pub closed_at: Option<i64>,
     /// Expired without a decision.
     pub expired_by_inaction: bool,

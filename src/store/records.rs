@@ -102,13 +102,14 @@ pub struct UserRecord {
 }
 
 /// One grant a membership holds: a permission and where it comes from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Grant {
     /// The permission.
     pub permission: Permission,
     /// `role:<Role>` or `individual`.
     #[serde(serialize_with = "source_label")]
+    #[schemars(with = "String")]
     pub source: Source,
 }
 
@@ -189,7 +190,7 @@ pub mod invitation_state {
 }
 
 /// An invitation: one per subject per scope.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InvitationRecord {
     /// The customer's uid.
@@ -210,15 +211,19 @@ pub struct InvitationRecord {
     pub attempts: i64,
     /// When it was issued (Unix seconds; RFC 3339 in JSON).
     #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
+    #[schemars(with = "String")]
     pub created_at: i64,
     /// When it was delivered.
     #[serde(serialize_with = "crate::domain::time::as_rfc3339_opt")]
+    #[schemars(with = "Option<String>")]
     pub sent_at: Option<i64>,
     /// When it stops being acceptable.
     #[serde(serialize_with = "crate::domain::time::as_rfc3339_opt")]
+    #[schemars(with = "Option<String>")]
     pub expires_at: Option<i64>,
     /// When it was accepted.
     #[serde(serialize_with = "crate::domain::time::as_rfc3339_opt")]
+    #[schemars(with = "Option<String>")]
     pub accepted_at: Option<i64>,
     /// The account that accepted it.
     pub accepted_by: Option<String>,
@@ -313,7 +318,7 @@ pub struct MembershipRow {
 }
 
 /// An invitation with names, for `get invitations`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct InvitationRow {
     /// The stored invitation.
@@ -358,7 +363,7 @@ pub struct PolicyRow {
 }
 
 /// A grant with names, for `get grants`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GrantRow {
     /// Namespace.
@@ -540,7 +545,7 @@ pub struct ResendOf<'a> {
 }
 
 /// What a resend did with one invitation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Resend {
     /// The invitee.
@@ -557,6 +562,7 @@ pub struct Resend {
     pub refused: Option<String>,
     /// The Membership to refresh.
     #[serde(skip)]
+    #[schemars(skip)]
     pub membership: Option<MembershipRef>,
 }
 
@@ -580,7 +586,7 @@ pub struct Acceptance {
 }
 
 /// An accepted invitation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Accepted {
     /// Namespace of the customer.
@@ -595,6 +601,7 @@ pub struct Accepted {
     pub account: String,
     /// When (Unix seconds; RFC 3339 in JSON).
     #[serde(serialize_with = "crate::domain::time::as_rfc3339")]
+    #[schemars(with = "String")]
     pub accepted_at: i64,
 }
 

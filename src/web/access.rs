@@ -73,7 +73,7 @@ fn refused(who: &Caller, customer: &CustomerRow, workspace: Option<&str>, reach:
 }
 
 /// What a look-up answers.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Lookup {
     /// The subject looked up.
@@ -455,9 +455,9 @@ pub async fn api_holders(State(c): State<Arc<Console>>, headers: HeaderMap, uri:
 }
 
 /// The body of a resend.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ResendBody {
+pub struct ResendBody {
     customer: String,
     email: String,
     #[serde(default)]

@@ -113,7 +113,7 @@ async fn entries(c: &Console, who: &Caller, q: &Query) -> Result<(CustomerRow, V
 }
 
 /// One entry as the page, the CSV and the JSON show it.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Line {
     pub id: i64,

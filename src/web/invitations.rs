@@ -171,9 +171,9 @@ pub async fn accept(
 
 /// The request body of the JSON endpoint: the token only. The account and its type come
 /// from the authentication, never from the body.
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ApiRequest {
+pub struct ApiRequest {
     token: String,
 }
 

@@ -161,7 +161,7 @@ fn line(r: &Request, customers: &Customers, now: i64) -> Line {
 
 /// The requests of a person's inbox: waiting for their decision, active access they may
 /// revoke, and their own.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Inbox {
     pub pending: Vec<Request>,
@@ -263,7 +263,7 @@ async fn requestable(c: &Console, who: &Caller) -> Result<Vec<(String, String, V
 const WORKLOADS: [&str; 3] = ["ExchangeOnline", "SharePointOnline", "OneDriveForBusiness"];
 
 /// A new request as a form or JSON body gives it.
-#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[derive(Clone, Debug, Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Ask {
     /// The customer, `namespace/name`.
@@ -437,7 +437,7 @@ pub async fn api_create(State(c): State<Arc<Console>>, headers: HeaderMap, body:
 }
 
 /// One step of a request's history.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Step {
     /// When (RFC 3339).
@@ -451,7 +451,7 @@ pub struct Step {
 }
 
 /// A request with what the reader needs around it.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Detail {
     pub request: Request,
@@ -461,8 +461,10 @@ pub struct Detail {
     /// What the reader may do now (`approve`, `deny`, `revoke`, `complete`).
     pub allowed_actions: Vec<&'static str>,
     #[serde(skip)]
+    #[schemars(skip)]
     rights: Rights,
     #[serde(skip)]
+    #[schemars(skip)]
     shown_customer: String,
 }
 
@@ -731,11 +733,11 @@ pub async fn decide_form(
 }
 
 /// The body of a decision.
-#[derive(Default, serde::Deserialize)]
+#[derive(Default, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DecisionBody {
+pub struct DecisionBody {
     #[serde(default)]
-    reason: Option<String>,
+    pub reason: Option<String>,
 }
 
 /// `POST /api/v1/lockbox/requests/{id}/{action}`: `{reason?}`; 200 with the request.

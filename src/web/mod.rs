@@ -19,6 +19,7 @@ pub mod api;
 pub mod audit;
 pub mod invitations;
 pub mod lockbox;
+pub mod openapi;
 pub mod pages;
 pub mod signin;
 
@@ -305,6 +306,7 @@ pub fn router(console: Arc<Console>) -> axum::Router {
         .route("/signout", post(signin::signout))
         .route("/invitations/accept", get(invitations::page).post(invitations::accept))
         .route("/v1/invitations/accept", post(invitations::api_accept))
+        .route("/api/v1/openapi.json", get(openapi::serve))
         .route("/api/v1/invitations/accept", post(invitations::api_accept))
         .route("/access", get(access::mine_page))
         .route("/access/lookup", get(access::lookup_page))

@@ -1,6 +1,7 @@
 //! All integration tests in one binary (one link, shared helpers), one module per capability.
 
 mod adopt;
+mod api;
 #[path = "../apiserver/mod.rs"]
 mod apiserver;
 mod apply;
