@@ -132,3 +132,146 @@ async fn people_see_their_access_and_administrators_look_up_only_within_their_re
         assert_eq!(group.status, 200, "a group id is a subject too");
     }
 }
+
+/// A request opened through the CLI (now), by `who`; its id.
+fn open_request(url: &str, who: &str) -> i64 {
+    let out = Command::new(env!("CARGO_BIN_EXE_servicehub"))
+        .args(["lockbox", "request", "--customer", "contoso/contoso", "--workload", "ExchangeOnline", "--case", "5"])
+        .args(["--reason", "repair", "--duration", "1h", "--as", who, "--store", url, "-o", "json"])
+        .output()
+        .expect("request");
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("json")["id"].as_i64().expect("id")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_answers_each_role_as_the_store_grants() {
+    // The people of the examples, by role (the approver is the policy's approver by email).
+    const ROLES: [(&str, &str); 9] = [
+        ("none", ""),
+        ("User", "diego.siciliani@contoso.com"),
+        ("WA of another workspace", "grady.archie@contoso.com"),
+        ("WA", ADELE),
+        ("GA", "nestor.wilke@contoso.com"),
+        ("CSAM", "pradeep.gupta@microsoft.com"),
+        ("IM", "irvin.sayers@microsoft.com"),
+        ("approver", "megan.bowen@contoso.com"),
+        ("requester", "eng@microsoft.com"),
+    ];
+    let ok = |who: &[&str]| -> [u16; 9] {
+        let mut out = [403; 9];
+        out[0] = 401;
+        for (i, (role, _)) in ROLES.iter().enumerate() {
+            if who.contains(role) {
+                out[i] = 200;
+            }
+        }
+        out
+    };
+    let everyone = ok(&["User", "WA of another workspace", "WA", "GA", "CSAM", "IM", "approver", "requester"]);
+    let emea = "customer=contoso/contoso&workspace=contoso-emea";
+    for s in stores().await {
+        let invites = tempfile::tempdir().expect("tempdir");
+        apply_examples(&s, invites.path(), &[]);
+        let pending = open_request(&s.url, "eng@microsoft.com");
+        let served = Served::start(&s.url, &[]).await;
+        let mut people = Vec::new();
+        for (role, email) in ROLES {
+            let mut b = Browser::new(&served.base);
+            let csrf = if email.is_empty() {
+                String::new()
+            } else {
+                b.sign_in_by_email(&served.outbox, email).await;
+                b.get("/").await.csrf()
+            };
+            people.push((role, b, csrf));
+        }
+        let reads: Vec<(String, [u16; 9])> = vec![
+            ("/api/v1/access/me".into(), everyone),
+            (format!("/api/v1/access/lookup?{emea}&subject={LEE}"), ok(&["WA", "GA", "CSAM"])),
+            (format!("/api/v1/access/holders?{emea}&permission=ManageUsers"), ok(&["WA", "GA", "CSAM"])),
+            ("/api/v1/audit?customer=contoso/contoso".into(), ok(&["GA", "CSAM"])),
+            ("/api/v1/audit/export?format=csv&customer=contoso/contoso".into(), ok(&["GA", "CSAM"])),
+            ("/api/v1/lockbox/inbox".into(), everyone),
+            ("/api/v1/lockbox/requests".into(), everyone),
+            (format!("/api/v1/lockbox/requests/{pending}"), ok(&["GA", "CSAM", "approver", "requester"])),
+        ];
+        let mut wrong = Vec::new();
+        for (path, expected) in &reads {
+            for (i, (role, b, _)) in people.iter_mut().enumerate() {
+                let got = b.get(path).await.status;
+                if got != expected[i] {
+                    wrong.push(format!("GET {path} as {role}: {got}, expected {}", expected[i]));
+                }
+            }
+        }
+        // The pages answer as their endpoints (a page without a session redirects to sign-in).
+        let pages: Vec<(String, [u16; 9])> = vec![
+            (format!("/access/lookup?{emea}&subject={LEE}"), ok(&["WA", "GA", "CSAM"])),
+            ("/audit?customer=contoso/contoso".into(), ok(&["GA", "CSAM"])),
+            (format!("/lockbox/requests/{pending}"), ok(&["GA", "CSAM", "approver", "requester"])),
+            ("/lockbox/new".into(), ok(&["CSAM", "IM", "requester"])),
+        ];
+        for (path, expected) in &pages {
+            for (i, (role, b, _)) in people.iter_mut().enumerate() {
+                let got = b.get(path).await.status;
+                let expected = if i == 0 { 303 } else { expected[i] };
+                if got != expected {
+                    wrong.push(format!("GET {path} as {role}: {got}, expected {expected}"));
+                }
+            }
+        }
+        // Writes: resend (Lee's invitation is still valid: nothing is sent, but the answer
+        // says so to those who may ask), opening a request, and decisions.
+        let resend = format!(r#"{{"customer":"contoso/contoso","email":"{LEE}","workspace":"contoso-emea"}}"#);
+        let ask =
+            r#"{"customer":"contoso/contoso","workload":"ExchangeOnline","caseId":"9","reason":"r","duration":"1h"}"#;
+        let writes: Vec<(String, String, [u16; 9])> = vec![
+            ("/api/v1/invitations/resend".into(), resend, ok(&["WA", "GA", "CSAM"])),
+            ("/api/v1/lockbox/requests".into(), ask.into(), {
+                let mut e = ok(&["CSAM", "IM", "requester"]);
+                e.iter_mut().filter(|c| **c == 200).for_each(|c| *c = 201);
+                e
+            }),
+        ];
+        for (path, body, expected) in &writes {
+            for (i, (role, b, csrf)) in people.iter_mut().enumerate() {
+                let got = b.post_json(path, body, &[("x-csrf-token", csrf.as_str())]).await.status;
+                if got != expected[i] {
+                    wrong.push(format!("POST {path} as {role}: {got}, expected {}", expected[i]));
+                }
+            }
+        }
+        // Decisions: the approvers (by email, and the GA through the policy's role) each on a
+        // request of their own; everyone else is refused on the pending one.
+        let decide = ok(&["GA", "approver"]);
+        for (i, (role, b, csrf)) in people.iter_mut().enumerate() {
+            let id = if decide[i] == 200 { open_request(&s.url, "eng@microsoft.com") } else { pending };
+            let path = format!("/api/v1/lockbox/requests/{id}/approve");
+            let got = b.post_json(&path, "{}", &[("x-csrf-token", csrf.as_str())]).await.status;
+            if got != decide[i] {
+                wrong.push(format!("POST {path} as {role}: {got}, expected {}", decide[i]));
+            }
+        }
+        let complete = ok(&["requester"]);
+        let approved = open_request(&s.url, "eng@microsoft.com");
+        let (_, megan, m_csrf) = &mut people[7];
+        let m_csrf = m_csrf.clone();
+        let path = format!("/api/v1/lockbox/requests/{approved}/approve");
+        assert_eq!(megan.post_json(&path, "{}", &[("x-csrf-token", m_csrf.as_str())]).await.status, 200);
+        for (i, (role, b, csrf)) in people.iter_mut().enumerate() {
+            let path = format!("/api/v1/lockbox/requests/{approved}/complete");
+            let got = b.post_json(&path, "{}", &[("x-csrf-token", csrf.as_str())]).await.status;
+            if got != complete[i] {
+                wrong.push(format!("POST {path} as {role}: {got}, expected {}", complete[i]));
+            }
+        }
+        assert!(wrong.is_empty(), "{}: {} answers differ:\n{}", s.name, wrong.len(), wrong.join("\n"));
+        assert_eq!(
+            count(&s, &format!("SELECT COUNT(*) FROM lockbox_requests WHERE id = {pending} AND state = 'Pending'"))
+                .await,
+            1,
+            "the refused decisions changed nothing"
+        );
+    }
+}
