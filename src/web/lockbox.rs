@@ -517,6 +517,8 @@ pub struct RequestPage {
     pub csrf: String,
     pub r: Request,
     pub customer: String,
+    /// `namespace/name`.
+    pub customer_key: String,
     pub duration: String,
     pub approvers: String,
     pub decide_by: String,
@@ -574,6 +576,7 @@ pub async fn request_page(
         head: Head::new(format!("Customer Lockbox request {id}"), Some(s.me())),
         csrf: s.csrf.clone(),
         customer: d.shown_customer,
+        customer_key: d.customer,
         duration: domain::human(r.requested_seconds),
         approvers: if r.approvers.is_empty() { "-".into() } else { r.approvers.join(", ") },
         decide_by: when(r.pending_deadline),
@@ -768,4 +771,99 @@ pub async fn api_decide(
         Ok(r) => (StatusCode::OK, axum::Json(r)).into_response(),
         Err(p) => p.json(),
     }
+}
+
+/// The LockboxPolicy page: the policy as applied and its live requests.
+#[derive(Template)]
+#[template(path = "lockbox_policy.html")]
+pub struct PolicyPage {
+    pub head: Head,
+    pub customer: String,
+    pub object: String,
+    pub enabled: bool,
+    /// As written: emails and roles.
+    pub named: String,
+    /// Resolved to people now.
+    pub approvers: Vec<String>,
+    pub pending_ttl: String,
+    pub max_access: String,
+    pub workloads: String,
+    pub recipients: String,
+    pub live: Vec<Line>,
+}
+
+/// `GET /lockbox/policy?customer=NS/NAME`: for the policy's approvers (resolved now) and the
+/// customer's Global Administrators and CSAM.
+pub async fn policy_page(State(c): State<Arc<Console>>, Signed(s): Signed, uri: axum::http::Uri) -> Response {
+    let title = "Customer Lockbox policy";
+    let given = super::query(&uri).get("customer").cloned().unwrap_or_default();
+    let who = Caller::from(&s);
+    let unknown = || Problem::invalid("customer", format!("customer: no customer {}", crate::validate::shown(&given)));
+    let Some((ns, name)) = given.split_once('/') else { return unknown().page(&s, title) };
+    let read = async {
+        let policy = c.store.lockbox_policy(ns, name).await?;
+        let rows = c.store.policies(Some(ns)).await?;
+        let customers = Customers::read(&c).await?;
+        Ok::<_, StoreError>((policy, rows, customers))
+    };
+    let (policy, rows, customers) = match read.await {
+        Ok(v) => v,
+        Err(e) => return Problem::store(&e).page(&s, title),
+    };
+    let Some((uid, resolved)) = policy else { return unknown().page(&s, title) };
+    let Some((resolved, row)) = resolved.zip(rows.into_iter().find(|r| r.record.customer_uid == uid)) else {
+        let m = format!("{given} has no LockboxPolicy: requests need no approval and are time-bound by 8h");
+        return pages::message(StatusCode::NOT_FOUND, title, Some(s.me()), "note", m, None);
+    };
+    let roles = match c.store.roles_of(&uid, &lockbox::subject_keys(&who.email, &who.groups)).await {
+        Ok(r) => r,
+        Err(e) => return Problem::store(&e).page(&s, title),
+    };
+    let auditor = roles.iter().any(|r| matches!(r, Role::GlobalAdministrator | Role::CustomerSuccessAccountManager));
+    if !auditor && !resolved.approvers.contains(&who.email) {
+        let m = format!(
+            "{} may not see the Lockbox policy of {given}: its approvers and the customer's Global Administrators and \
+             CSAM can",
+            who.email
+        );
+        return Problem::forbidden(m).page(&s, title);
+    }
+    let live = match c.store.lockbox_due(i64::MAX, Some(&uid), LIVE_LIMIT).await {
+        Ok(v) => v,
+        Err(e) => return Problem::store(&e).page(&s, title),
+    };
+    let now = c.clock.now();
+    let list = |json: &str| {
+        serde_json::from_str::<serde_json::Value>(json)
+            .map(|v| match v {
+                serde_json::Value::Array(a) => {
+                    a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect::<Vec<_>>().join(", ")
+                }
+                other => other.to_string(),
+            })
+            .unwrap_or_default()
+    };
+    let named: serde_json::Value = serde_json::from_str(&row.record.approvers).unwrap_or_default();
+    let join = |v: &serde_json::Value| {
+        v.as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default()
+    };
+    let page = PolicyPage {
+        head: Head::new(format!("Customer Lockbox policy of {}", customers.shown(&uid)), Some(s.me())),
+        customer: given.clone(),
+        object: format!("LockboxPolicy {}/{}", row.record.namespace, row.record.name),
+        enabled: resolved.enabled,
+        named: format!("emails: {}; roles: {}", join(&named["emails"]), join(&named["roles"])),
+        approvers: resolved.approvers,
+        pending_ttl: domain::human(resolved.pending_ttl),
+        max_access: domain::human(resolved.max_access),
+        workloads: resolved.workloads.join(", "),
+        recipients: list(&row.record.recipients),
+        live: live
+            .into_iter()
+            .map(|r| as_of(r, now))
+            .filter(|r| r.due_at().is_some_and(|d| d > now))
+            .map(|r| line(&r, &customers, now))
+            .collect(),
+    };
+    pages::html(StatusCode::OK, &page)
 }

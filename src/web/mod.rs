@@ -321,6 +321,7 @@ pub fn router(console: Arc<Console>) -> axum::Router {
         .route("/api/v1/audit/export", get(audit::api_export))
         .route("/lockbox", get(lockbox::inbox_page))
         .route("/lockbox/new", get(lockbox::new_form))
+        .route("/lockbox/policy", get(lockbox::policy_page))
         .route("/lockbox/requests", post(lockbox::create))
         .route("/lockbox/requests/{id}", get(lockbox::request_page).post(lockbox::decide_form))
         .route("/api/v1/lockbox/inbox", get(lockbox::api_inbox))

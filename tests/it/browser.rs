@@ -273,6 +273,10 @@ async fn lockbox_an_engineer_asks_an_approver_decides_a_late_approver_is_told_an
     assert_eq!(text(&megan, "state").await, "Approved");
     assert!(text(&megan, "decided").await.contains("by megan.bowen@contoso.com: go ahead"));
     page(&megan, "14-lockbox-approved").await;
+    megan.find(Locator::Id("policy-link")).await.expect("policy link").click().await.expect("click");
+    assert!(text(&megan, "approvers").await.contains("megan.bowen@contoso.com"));
+    page(&megan, "14b-lockbox-policy").await;
+    megan.back().await.expect("back");
 
     nestor.find(Locator::Id("approve")).await.expect("approve").click().await.expect("click");
     let told = text(&nestor, "message").await;

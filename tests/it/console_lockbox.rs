@@ -126,6 +126,24 @@ async fn an_engineer_asks_an_approver_decides_a_second_approver_loses_the_race_a
             inbox.body[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().expect("n");
         assert!((43_140..=43_200).contains(&left), "about 12 h left: {left}");
         assert!(!inbox.body.contains("id=\"new-request\""), "a customer's approver opens no requests");
+        // The policy as applied: approvers resolved to people, deadlines, workloads, and
+        // the live request; not for a customer user.
+        let policy = megan.get("/lockbox/policy?customer=contoso/contoso").await;
+        assert_eq!(policy.status, 200, "{}", policy.body);
+        assert_eq!(
+            policy.text_of("approvers").as_deref(),
+            Some("joni.sherman@contoso.com, megan.bowen@contoso.com, nestor.wilke@contoso.com")
+        );
+        assert_eq!(
+            (policy.text_of("pending-ttl").as_deref(), policy.text_of("max-access").as_deref()),
+            (Some("12h"), Some("8h"))
+        );
+        assert!(
+            policy.body.contains("<a href=\"/lockbox/requests/1\">Request 1</a></td><td>Pending</td>"),
+            "{}",
+            policy.body
+        );
+        assert_eq!(user.get("/lockbox/policy?customer=contoso/contoso").await.status, 403);
         let detail = megan.get("/lockbox/requests/1").await;
         assert!(detail.body.contains("id=\"approve\"") && detail.body.contains("id=\"deny\""), "{}", detail.body);
         assert!(detail.body.contains("Contoso Ltd (contoso/contoso)") && detail.body.contains(ENGINEER));
