@@ -97,15 +97,7 @@ pub async fn holders(
     let found = db.workspaces(Some(namespace)).await?.into_iter().find(|x| x.record.name == workspace);
     let unknown = || HoldersError::UnknownWorkspace(format!("{namespace}/{workspace}"));
     let found = found.ok_or_else(unknown)?;
-    let customer = db.customers(Some(namespace)).await?.into_iter().find(|c| c.record.uid == found.record.customer_uid);
-    let customer = customer.ok_or_else(unknown)?;
-    Ok(db
-        .grants(Some(namespace))
-        .await?
-        .into_iter()
-        .filter(|g| g.customer == customer.record.name && g.grant.permission == p)
-        .filter(|g| g.workspace.as_deref() == Some(workspace) || (g.workspace.is_none() && g.scope == "workspace"))
-        .collect())
+    Ok(db.holders(&found.record.customer_uid, &found.record.id, p.as_str()).await?)
 }
 
 /// How far a person's look-ups reach in one customer.

@@ -327,6 +327,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Counts and next deadline of one customer's requests.
     async fn lockbox_summary(&self, customer_uid: &str) -> Result<LockboxSummary>;
 
+    /// One subject's invitations in one customer (through the `invitations_subject` index).
+    async fn invitations_of(&self, customer_uid: &str, subject_key: &str) -> Result<Vec<InvitationRow>>;
+
+    /// Grants of `permission` that hold in one workspace: its own memberships', and
+    /// customer-level memberships' of workspace scope (they reach every workspace).
+    async fn holders(&self, customer_uid: &str, workspace_id: &str, permission: &str) -> Result<Vec<GrantRow>>;
+
     /// The roles any of `subject_keys` (a normalized email, `group:<id>`) holds in the
     /// customer, at customer level or in any workspace, each once.
     async fn roles_of(&self, customer_uid: &str, subject_keys: &[String]) -> Result<Vec<crate::api::Role>>;

@@ -395,6 +395,15 @@ impl Store for SqlStore {
         super::sql_lockbox::summary(&self.pool, customer_uid).await
     }
 
+    async fn invitations_of(&self, customer_uid: &str, subject_key: &str) -> Result<Vec<InvitationRow>> {
+        super::sql_read::invitations(&self.pool, super::sql_read::Rows::Subject { customer_uid, subject_key }).await
+    }
+
+    async fn holders(&self, customer_uid: &str, workspace_id: &str, permission: &str) -> Result<Vec<GrantRow>> {
+        let rows = super::sql_read::Rows::Holders { customer_uid, workspace_id, permission };
+        super::sql_read::grants(&self.pool, rows).await
+    }
+
     async fn roles_of(&self, customer_uid: &str, subject_keys: &[String]) -> Result<Vec<crate::api::Role>> {
         super::sql_read::roles_of(&self.pool, customer_uid, subject_keys).await
     }
@@ -614,11 +623,11 @@ impl Store for SqlStore {
     }
 
     async fn invitations(&self, namespace: Option<&str>) -> Result<Vec<InvitationRow>> {
-        super::sql_read::invitations(&self.pool, namespace).await
+        super::sql_read::invitations(&self.pool, super::sql_read::Rows::Namespace(namespace)).await
     }
 
     async fn grants(&self, namespace: Option<&str>) -> Result<Vec<GrantRow>> {
-        super::sql_read::grants(&self.pool, namespace).await
+        super::sql_read::grants(&self.pool, super::sql_read::Rows::Namespace(namespace)).await
     }
 
     async fn record_audit(&self, entry: &AuditEntry) -> Result<()> {

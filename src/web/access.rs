@@ -104,14 +104,10 @@ async fn lookup(
     let lines = access::lines(c.store.as_ref(), std::slice::from_ref(&cust), std::slice::from_ref(&subject))
         .await
         .map_err(|e| Problem::store(&e))?;
-    let invitations = c.store.invitations(Some(&cust.record.namespace)).await.map_err(|e| Problem::store(&e))?;
+    let invitations = c.store.invitations_of(&cust.record.uid, &subject).await.map_err(|e| Problem::store(&e))?;
     Ok(Lookup {
         items: lines.into_iter().filter(|l| within(l.workspace.as_deref())).collect(),
-        invitations: invitations
-            .into_iter()
-            .filter(|i| i.customer == cust.record.name && i.record.subject_key == subject)
-            .filter(|i| within(i.workspace.as_deref()))
-            .collect(),
+        invitations: invitations.into_iter().filter(|i| within(i.workspace.as_deref())).collect(),
         subject,
     })
 }
@@ -130,7 +126,7 @@ async fn holders(
         return Err(refused(who, &cust, Some(workspace), &reach));
     }
     match access::holders(c.store.as_ref(), &cust.record.namespace, workspace, permission).await {
-        Ok(rows) => Ok(rows.into_iter().filter(|g| g.customer == cust.record.name).collect()),
+        Ok(rows) => Ok(rows),
         Err(e @ access::HoldersError::UnknownPermission(_)) => {
             Err(Problem::invalid("permission", format!("permission: {e}")))
         }
