@@ -267,8 +267,13 @@ async fn lockbox_an_engineer_asks_an_approver_decides_a_late_approver_is_told_an
 
     megan.find(Locator::Id("pending-1")).await.expect("the request").click().await.expect("click");
     megan.wait().for_element(Locator::Id("reason")).await.expect("reason").send_keys("go ahead").await.expect("type");
+    // The deadline in UTC, and in the reader's own time (the browser's time zone).
+    assert!(text(&megan, "decide-by").await.contains("your time)"));
     page(&megan, "13-lockbox-decide").await;
-    megan.find(Locator::Id("approve")).await.expect("approve").click().await.expect("click");
+    // By keyboard: from the reason, Tab reaches Approve, Enter decides.
+    megan.active_element().await.expect("focus").send_keys(&Key::Tab).await.expect("tab");
+    assert_eq!(focused(&megan).await, "approve");
+    megan.active_element().await.expect("focus").send_keys(&Key::Enter).await.expect("enter");
     assert_eq!(text(&megan, "done").await, "You approved this request.");
     assert_eq!(text(&megan, "state").await, "Approved");
     assert!(text(&megan, "decided").await.contains("by megan.bowen@contoso.com: go ahead"));
