@@ -75,6 +75,8 @@ async fn schemathesis_finds_no_server_error_and_no_response_outside_the_document
 
     let report = tempfile::tempdir().expect("tempdir");
     let out = Command::new(&st)
+        // Its caches land in the working directory: a scratch one, not the checkout.
+        .current_dir(report.path())
         .args(["run", &format!("{}/api/v1/openapi.json", served.base)])
         .args([
             "--checks",
