@@ -13,6 +13,7 @@
 
 pub mod accept;
 pub mod message;
+pub mod smtp;
 pub mod token;
 pub mod transport;
 

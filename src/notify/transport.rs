@@ -93,8 +93,8 @@ pub const DELIVERY_HEADER: &str = "X-Servicehub-Delivery";
 pub enum Transport {
     /// `.eml` files.
     File(PathBuf),
-    /// SMTP.
-    Smtp(lettre::AsyncSmtpTransport<lettre::Tokio1Executor>),
+    /// SMTP, on pooled connections with `TCP_NODELAY` (see [`super::smtp`]).
+    Smtp(super::smtp::Client),
     /// Webhook.
     Webhook {
         /// HTTP client with the timeout.
@@ -157,25 +157,10 @@ impl Transport {
                 Transport::File(dir.clone())
             }
             TransportConfig::Smtp { host, port, tls, credentials, timeout } => {
-                use lettre::AsyncSmtpTransport as T;
-                let builder = match tls {
-                    SmtpTls::Starttls => {
-                        T::<lettre::Tokio1Executor>::starttls_relay(host).map_err(|e| e.to_string())?
-                    }
-                    SmtpTls::Tls => T::<lettre::Tokio1Executor>::relay(host).map_err(|e| e.to_string())?,
-                    SmtpTls::None => T::<lettre::Tokio1Executor>::builder_dangerous(host),
-                };
-                let mut builder = builder.timeout(Some(*timeout));
-                if let Some(p) = port {
-                    builder = builder.port(*p);
+                if host.trim().is_empty() {
+                    return Err("--smtp-host: the SMTP relay's host name is empty".into());
                 }
-                if let Some((user, password)) = credentials {
-                    builder = builder.credentials(lettre::transport::smtp::authentication::Credentials::new(
-                        user.clone(),
-                        password.clone(),
-                    ));
-                }
-                Transport::Smtp(builder.build())
+                Transport::Smtp(super::smtp::Client::new(host, *port, *tls, credentials.clone(), *timeout, 64))
             }
             TransportConfig::Webhook { url, secret, timeout } => {
                 if secret.is_empty() {
@@ -202,13 +187,12 @@ impl Transport {
                     .await
                     .map_err(|e| SendError::transient(format!("{}: {e}", path.display())))
             }
-            Transport::Smtp(mailer) => {
-                use lettre::AsyncTransport;
+            Transport::Smtp(client) => {
                 let msg = message::rfc5322(m, from).map_err(SendError::permanent)?;
-                match mailer.send(msg).await {
-                    Ok(_) => Ok(()),
-                    Err(e) if e.is_permanent() => Err(SendError::permanent(format!("SMTP: {e}"))),
-                    Err(e) => Err(SendError::transient(format!("SMTP: {e}"))),
+                match client.send(msg.envelope(), &msg.formatted()).await {
+                    Ok(()) => Ok(()),
+                    Err(f) if f.permanent => Err(SendError::permanent(f.message)),
+                    Err(f) => Err(SendError::transient(f.message)),
                 }
             }
             Transport::Webhook { client, url, secret } => {
