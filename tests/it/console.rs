@@ -184,6 +184,15 @@ impl Browser {
         self.send(req).await
     }
 
+    /// GET with extra headers.
+    pub async fn get_with(&mut self, path: &str, headers: &[(&str, &str)]) -> Page {
+        let mut req = self.http.get(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.send(req).await
+    }
+
     /// POST a form.
     pub async fn post(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
         let body: String = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(fields).finish();

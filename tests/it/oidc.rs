@@ -231,3 +231,71 @@ async fn invitations_are_accepted_with_the_identity_the_provider_proved_and_bad_
         assert_eq!(audited, vec![format!("lee.gu@contoso.com api-bearer {}#lee", provider.issuer)], "{}", s.name);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_takes_bearer_id_tokens_with_the_groups_they_carry_and_the_same_authorization() {
+    let s = crate::support::sqlite_unmigrated().await;
+    servicehub_operator::store::Store::migrate(&*s.store).await.expect("migrate");
+    let (provider, served) = console_with(&s).await;
+    let invites = tempfile::tempdir().expect("tempdir");
+    apply_examples(&s, invites.path(), &format!("{}/invitations/accept", served.base));
+    // Lee's token names a group; a Membership of that group grants Health in EMEA.
+    let group = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        group.path().join("group.yaml"),
+        "apiVersion: servicehub.io/v1alpha1\nkind: Membership\nmetadata: {name: emea-health-group, namespace: contoso}\n\
+         spec:\n  customerRef: {name: contoso}\n  workspaceRef: {name: contoso-labs}\n  subject:\n    kind: Group\n    \
+         groupId: 6f1c5d2e-0000-4000-8000-00000000c0de\n  permissions: [Health]\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_servicehub"))
+        .args(["apply", "-f"])
+        .arg(group.path())
+        .args(["--store", &s.url, "--deliver=false"])
+        .output()
+        .expect("apply");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = Command::new(env!("CARGO_BIN_EXE_servicehub"))
+        .args(["lockbox", "request", "--customer", "contoso/contoso", "--workload", "ExchangeOnline", "--case", "3"])
+        .args(["--reason", "repair", "--duration", "1h", "--as", "eng@microsoft.com", "--store", &s.url])
+        .output()
+        .expect("request");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let lee = format!("Bearer {}", provider.mint("lee", "valid").await);
+    let mut api = Browser::new(&served.base);
+    let me = api.get_with("/api/v1/access/me", &[("authorization", &lee)]).await;
+    assert_eq!(me.status, 200, "{}", me.body);
+    let v: serde_json::Value = serde_json::from_str(&me.body).expect("json");
+    let items = v["items"].as_array().expect("items");
+    assert!(
+        items.iter().any(|l| l["permission"] == "Health"
+            && l["workspace"] == "contoso-labs"
+            && l["throughGroup"] == "6f1c5d2e-0000-4000-8000-00000000c0de"),
+        "the group from the token: {v}"
+    );
+    assert_eq!(api.get_with("/api/v1/audit?customer=contoso/contoso", &[("authorization", &lee)]).await.status, 403);
+    // A bearer token needs no CSRF token (a browser never sends it by itself); Lee is a
+    // customer user, so opening a request is refused all the same.
+    let ask = r#"{"customer":"contoso/contoso","workload":"ExchangeOnline","caseId":"9","reason":"r","duration":"1h"}"#;
+    let refused = api.post_json("/api/v1/lockbox/requests", ask, &[("authorization", &lee)]).await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(refused.body.contains("lee.gu@contoso.com may not open Customer Lockbox requests"), "{}", refused.body);
+
+    // Megan approves through the API with her token; the audit names the channel and subject.
+    let megan = format!("Bearer {}", provider.mint("megan", "valid").await);
+    let inbox = api.get_with("/api/v1/lockbox/inbox", &[("authorization", &megan)]).await;
+    let v: serde_json::Value = serde_json::from_str(&inbox.body).expect("json");
+    assert_eq!(v["pending"][0]["id"], 1, "{v}");
+    let approved =
+        api.post_json("/api/v1/lockbox/requests/1/approve", r#"{"reason":"ok"}"#, &[("authorization", &megan)]).await;
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    let row = s
+        .store
+        .strings("SELECT actor || ' ' || channel || ' ' || subject FROM audit WHERE action = 'lockbox.approved'")
+        .await
+        .expect("audit");
+    assert_eq!(row, [format!("megan.bowen@contoso.com api-bearer {}#megan", provider.issuer)]);
+    let expired = format!("Bearer {}", provider.mint("megan", "expired").await);
+    assert_eq!(api.get_with("/api/v1/lockbox/inbox", &[("authorization", &expired)]).await.status, 401);
+}
