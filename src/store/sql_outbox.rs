@@ -242,6 +242,42 @@ pub(super) async fn failed(
     Ok(touched)
 }
 
+/// Issue invitation `id` (of `membership` and `scope`, now at `issue` in `state`) again, in
+/// `tx`: a new issue number, the delivery state cleared, and a new outbox entry with the
+/// same content (a new token is made when it is sent). `false` when it changed since it was
+/// read (accepted, revoked, re-sent): nothing is written then.
+async fn reissue_invitation(
+    tx: &mut Transaction<'static, Any>,
+    id: i64,
+    membership: &str,
+    scope: &str,
+    state: &str,
+    issue: i64,
+    at: i64,
+) -> Result<bool> {
+    let changed = sqlx::query(
+        "UPDATE invitations SET state = 'Pending', issue = issue + 1, reissues = reissues + 1, attempts = 0, \
+         sent_at = NULL, expires_at = NULL, last_error = NULL WHERE id = $1 AND state = $2 AND issue = $3",
+    )
+    .bind(id)
+    .bind(state)
+    .bind(issue)
+    .execute(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    if changed.rows_affected() == 0 {
+        return Ok(false);
+    }
+    let payload: Option<String> = sqlx::query_scalar("SELECT payload FROM outbox WHERE idempotency_key = $1")
+        .bind(invitation_key(membership, scope, issue))
+        .fetch_optional(&mut **tx)
+        .await
+        .map_err(map_err)?;
+    let key = invitation_key(membership, scope, issue + 1);
+    enqueue(tx, "invitation", &key, payload.as_deref().unwrap_or("{}"), at, Some(id)).await?;
+    Ok(true)
+}
+
 /// Expire sent invitations whose tokens ran out by `at` (through the `invitations_due` partial
 /// index), at most `limit`. One with fewer than `max_reissues` re-issues is issued again at
 /// once: new issue number, new outbox entry with the same content, a new token when sent.
@@ -279,35 +315,24 @@ pub(super) async fn expire(
         let mut tx = begin(pool, backend).await?;
         let reissue = reissues < max_reissues && !ended;
         let changed = if reissue {
-            sqlx::query(
-                "UPDATE invitations SET state = 'Pending', issue = issue + 1, reissues = reissues + 1, attempts = 0, \
-                 sent_at = NULL, expires_at = NULL, last_error = NULL WHERE id = $1 AND state = 'Sent' AND issue = $2",
-            )
+            reissue_invitation(&mut tx, id, &membership, &scope, "Sent", issue, at).await?
         } else {
             sqlx::query("UPDATE invitations SET state = 'Expired' WHERE id = $1 AND state = 'Sent' AND issue = $2")
-        }
-        .bind(id)
-        .bind(issue)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if changed.rows_affected() == 0 {
+                .bind(id)
+                .bind(issue)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?
+                .rows_affected()
+                == 1
+        };
+        if !changed {
             // Accepted or revoked since it was read.
             tx.rollback().await.map_err(map_err)?;
             continue;
         }
         let old_key = invitation_key(&membership, &scope, issue);
-        let mut new_issue = issue;
-        if reissue {
-            new_issue = issue + 1;
-            let payload: Option<String> = sqlx::query_scalar("SELECT payload FROM outbox WHERE idempotency_key = $1")
-                .bind(&old_key)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(map_err)?;
-            let key = invitation_key(&membership, &scope, new_issue);
-            enqueue(&mut tx, "invitation", &key, payload.as_deref().unwrap_or("{}"), at, Some(id)).await?;
-        }
+        let new_issue = if reissue { issue + 1 } else { issue };
         let action = if reissue { "invitation.reissue" } else { "invitation.expire" };
         let mut after = serde_json::json!({ "expiredIssue": issue, "issue": new_issue, "reissued": reissue });
         if ended {
@@ -536,30 +561,13 @@ pub(super) async fn resend(
             continue;
         }
         let mut tx = begin(pool, backend).await?;
-        let changed = sqlx::query(
-            "UPDATE invitations SET state = 'Pending', issue = issue + 1, reissues = reissues + 1, attempts = 0, \
-             sent_at = NULL, expires_at = NULL, last_error = NULL WHERE id = $1 AND state = $2 AND issue = $3",
-        )
-        .bind(id)
-        .bind(&state)
-        .bind(issue)
-        .execute(&mut *tx)
-        .await
-        .map_err(map_err)?;
-        if changed.rows_affected() == 0 {
+        if !reissue_invitation(&mut tx, id, &membership, &scope, &state, issue, at).await? {
             tx.rollback().await.map_err(map_err)?;
             r.refused = Some("changed meanwhile (accepted, revoked or re-sent by someone else)".into());
             out.push(r);
             continue;
         }
         let old_key = invitation_key(&membership, &scope, issue);
-        let payload: Option<String> = sqlx::query_scalar("SELECT payload FROM outbox WHERE idempotency_key = $1")
-            .bind(&old_key)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_err)?;
-        let key = invitation_key(&membership, &scope, issue + 1);
-        enqueue(&mut tx, "invitation", &key, payload.as_deref().unwrap_or("{}"), at, Some(id)).await?;
         let after = serde_json::json!({ "previousIssue": issue, "previousState": state, "issue": issue + 1 });
         audit(&mut tx, at, by, "invitation.resend", &old_key, after).await?;
         r.membership = membership_of(&mut tx, id).await?;

@@ -209,6 +209,18 @@ async fn sign_in(c: &Client, base: &str, outbox: &std::path::Path, email: &str) 
     assert_eq!(text(c, "signed-in-as").await, email);
 }
 
+/// `serve` over a fresh SQLite store with the examples applied (their invitations kept in
+/// the returned directory).
+async fn examples_served() -> (crate::support::TestStore, crate::console::Served, tempfile::TempDir) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let s = crate::support::sqlite_unmigrated().await;
+    servicehub_operator::store::Store::migrate(&*s.store).await.expect("migrate");
+    let invites = tempfile::tempdir().expect("tempdir");
+    crate::console::apply_examples(&s, invites.path(), &[]);
+    let served = crate::console::Served::start(&s.url, &[]).await;
+    (s, served, invites)
+}
+
 /// The id of the element that has the keyboard focus.
 async fn focused(c: &Client) -> String {
     c.active_element().await.expect("focus").attr("id").await.expect("id").unwrap_or_default()
@@ -217,12 +229,7 @@ async fn focused(c: &Client) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lockbox_an_engineer_asks_an_approver_decides_a_late_approver_is_told_and_a_customer_user_is_refused() {
     use fantoccini::key::Key;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let s = crate::support::sqlite_unmigrated().await;
-    servicehub_operator::store::Store::migrate(&*s.store).await.expect("migrate");
-    let invites = tempfile::tempdir().expect("tempdir");
-    crate::console::apply_examples(&s, invites.path(), &[]);
-    let served = crate::console::Served::start(&s.url, &[]).await;
+    let (s, served, _invites) = examples_served().await;
     let (base, outbox) = (served.base.clone(), served.outbox.clone());
 
     // The engineer asks, by keyboard only: Tab moves through the form in order, Enter sends.
@@ -367,12 +374,7 @@ async fn lockbox_an_engineer_asks_an_approver_decides_a_late_approver_is_told_an
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workspace_administrator_looks_up_a_member_of_their_workspace_and_is_refused_for_another() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let s = crate::support::sqlite_unmigrated().await;
-    servicehub_operator::store::Store::migrate(&*s.store).await.expect("migrate");
-    let invites = tempfile::tempdir().expect("tempdir");
-    crate::console::apply_examples(&s, invites.path(), &[]);
-    let served = crate::console::Served::start(&s.url, &[]).await;
+    let (_s, served, _invites) = examples_served().await;
     let (_d, c) = browser().await;
     sign_in(&c, &served.base, &served.outbox, "adele.vance@contoso.com").await;
     c.find(Locator::Id("nav-access")).await.expect("nav").click().await.expect("click");
