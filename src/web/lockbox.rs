@@ -735,7 +735,18 @@ pub async fn decide_form(
     };
     match act(&c, id, action, &Caller::from(&s), f.get("reason").cloned()).await {
         Ok(_) => pages::see_other(&format!("/lockbox/requests/{id}?done={}", action.as_str()), &[]),
-        Err(p) => p.page(&s, &title),
+        // Back to the request, as it is now.
+        Err(p) => {
+            let page = pages::Message {
+                head: Head::new(title, Some(s.me())),
+                class: "error",
+                message: p.message,
+                hint: None,
+                operation: None,
+                next: Some((format!("/lockbox/requests/{id}"), format!("Request {id} as it is now"))),
+            };
+            pages::html(p.code, &page)
+        }
     }
 }
 

@@ -63,6 +63,8 @@ pub struct Message {
     pub hint: Option<String>,
     /// The operation id of a server error (also in the log).
     pub operation: Option<String>,
+    /// Where to go on from here (path, text), besides the start page.
+    pub next: Option<(String, String)>,
 }
 
 /// A page asking to confirm an action with one button (no link acts by being opened).
@@ -135,7 +137,7 @@ pub fn message(
     text: impl Into<String>,
     hint: Option<String>,
 ) -> Response {
-    let page = Message { head: Head::new(title, me), class, message: text.into(), hint, operation: None };
+    let page = Message { head: Head::new(title, me), class, message: text.into(), hint, operation: None, next: None };
     html(status, &page)
 }
 
@@ -149,6 +151,7 @@ pub fn server_error(what: &str, error: &dyn std::fmt::Display) -> Response {
         message: "The console could not finish this request. Try again in a moment.".into(),
         hint: Some("If it keeps failing, give the operation id below to your administrator.".into()),
         operation: Some(operation),
+        next: None,
     };
     html(StatusCode::SERVICE_UNAVAILABLE, &page)
 }

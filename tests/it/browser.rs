@@ -293,6 +293,7 @@ async fn lockbox_an_engineer_asks_an_approver_decides_a_late_approver_is_told_an
     nestor.find(Locator::Id("approve")).await.expect("approve").click().await.expect("click");
     let told = text(&nestor, "message").await;
     assert!(told.contains("megan.bowen@contoso.com approved this request first, at "), "{told}");
+    assert_eq!(text(&nestor, "next").await, "Request 1 as it is now");
     page(&nestor, "15-lockbox-lost-race").await;
 
     // Nestor audits: the customer's audit page, and its CSV export holds the decision with
