@@ -796,3 +796,81 @@ async fn lockbox_notifications_go_out_through_the_same_transports() {
         assert!(to.contains(who), "{who} missing from {to}");
     }
 }
+
+/// An SMTP server on loopback offering STARTTLS with a self-signed certificate (made with
+/// the `openssl` command); its mailbox and port.
+fn smtp_server_self_signed(dir: &Path) -> (Arc<Mutex<Mailbox>>, u16) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl (Debian's openssl package) makes the test certificate");
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mailbox = Arc::new(Mutex::new(Mailbox::default()));
+    let handler = SmtpHandler { mailbox: mailbox.clone(), rcpt: Vec::new(), data: Vec::new() };
+    let mut server = mailin_embedded::Server::new(handler);
+    let ssl = mailin_embedded::SslConfig::SelfSigned {
+        cert_path: cert.display().to_string(),
+        key_path: key.display().to_string(),
+    };
+    server.with_name("localhost").with_ssl(ssl).expect("tls").with_num_threads(4).with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    (mailbox, port)
+}
+
+#[tokio::test]
+async fn smtp_refuses_an_untrusted_certificate_a_missing_starttls_and_a_plaintext_port_for_tls() {
+    use servicehub_operator::notify::message::Message;
+    use servicehub_operator::notify::transport::{SmtpTls, Transport, TransportConfig};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (untrusted_box, untrusted) = smtp_server_self_signed(dir.path());
+    let (plain_box, plain) = smtp_server();
+    let m = Message {
+        id: "invitation/test/scope/1".into(),
+        kind: "invitation".into(),
+        to: vec!["lee.gu@contoso.com".into()],
+        subject: "Invitation".into(),
+        text: "Hello".into(),
+        html: "<p>Hello</p>".into(),
+        data: serde_json::json!({}),
+    };
+    let from: lettre::message::Mailbox = "Services Hub <hub@contoso.example>".parse().expect("from");
+    let send = |port: u16, tls: SmtpTls| {
+        let m = m.clone();
+        let from = from.clone();
+        async move {
+            let config = TransportConfig::Smtp {
+                host: "localhost".into(),
+                port: Some(port),
+                tls,
+                credentials: None,
+                timeout: Duration::from_secs(5),
+            };
+            Transport::new(&config).expect("transport").send(&m, &from).await
+        }
+    };
+    // A certificate no public authority signed: refused, to be retried, nothing delivered.
+    let e = send(untrusted, SmtpTls::Starttls).await.expect_err("an untrusted certificate");
+    assert!(!e.permanent && e.message.to_ascii_lowercase().contains("certificate"), "{e:?}");
+    // STARTTLS required and not offered: refused, never sent in the clear.
+    let e = send(plain, SmtpTls::Starttls).await.expect_err("no STARTTLS");
+    assert!(e.message.contains("STARTTLS is not supported"), "{e:?}");
+    // Implicit TLS to a plaintext port: an error within the timeout, not a hang.
+    let started = std::time::Instant::now();
+    assert!(send(plain, SmtpTls::Tls).await.is_err());
+    assert!(started.elapsed() < Duration::from_secs(6));
+    // Neither server received anything; plaintext where configured still works.
+    assert!(untrusted_box.lock().expect("mailbox").received.is_empty());
+    assert!(plain_box.lock().expect("mailbox").received.is_empty());
+    send(plain, SmtpTls::None).await.expect("plaintext on loopback, as configured");
+    assert_eq!(plain_box.lock().expect("mailbox").received.len(), 1);
+}
