@@ -108,6 +108,21 @@ pub enum Workload {
     OneDriveForBusiness,
 }
 
+impl Workload {
+    /// Every workload.
+    pub const ALL: [Workload; 3] =
+        [Workload::ExchangeOnline, Workload::SharePointOnline, Workload::OneDriveForBusiness];
+
+    /// The name, as in the spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workload::ExchangeOnline => "ExchangeOnline",
+            Workload::SharePointOnline => "SharePointOnline",
+            Workload::OneDriveForBusiness => "OneDriveForBusiness",
+        }
+    }
+}
+
 /// Observed state of a LockboxPolicy, written by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

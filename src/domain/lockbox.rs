@@ -194,6 +194,14 @@ pub enum Action {
 }
 
 impl Action {
+    /// Every action.
+    pub const ALL: [Action; 4] = [Action::Approve, Action::Deny, Action::Revoke, Action::Complete];
+
+    /// The action named by its verb (`approve`, ...).
+    pub fn parse(verb: &str) -> Option<Action> {
+        Action::ALL.into_iter().find(|a| a.as_str() == verb)
+    }
+
     /// The verb, for messages and the audit log.
     pub fn as_str(self) -> &'static str {
         match self {

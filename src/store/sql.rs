@@ -396,11 +396,12 @@ impl Store for SqlStore {
     }
 
     async fn invitations_of(&self, customer_uid: &str, subject_key: &str) -> Result<Vec<InvitationRow>> {
-        super::sql_read::invitations(&self.pool, super::sql_read::Rows::Subject { customer_uid, subject_key }).await
+        super::sql_read::invitations(&self.pool, super::sql_read::Invitations::Subject { customer_uid, subject_key })
+            .await
     }
 
     async fn holders(&self, customer_uid: &str, workspace_id: &str, permission: &str) -> Result<Vec<GrantRow>> {
-        let rows = super::sql_read::Rows::Holders { customer_uid, workspace_id, permission };
+        let rows = super::sql_read::Grants::Holders { customer_uid, workspace_id, permission };
         super::sql_read::grants(&self.pool, rows).await
     }
 
@@ -623,11 +624,11 @@ impl Store for SqlStore {
     }
 
     async fn invitations(&self, namespace: Option<&str>) -> Result<Vec<InvitationRow>> {
-        super::sql_read::invitations(&self.pool, super::sql_read::Rows::Namespace(namespace)).await
+        super::sql_read::invitations(&self.pool, super::sql_read::Invitations::Namespace(namespace)).await
     }
 
     async fn grants(&self, namespace: Option<&str>) -> Result<Vec<GrantRow>> {
-        super::sql_read::grants(&self.pool, super::sql_read::Rows::Namespace(namespace)).await
+        super::sql_read::grants(&self.pool, super::sql_read::Grants::Namespace(namespace)).await
     }
 
     async fn record_audit(&self, entry: &AuditEntry) -> Result<()> {

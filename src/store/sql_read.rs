@@ -378,25 +378,30 @@ pub(super) async fn memberships(pool: &AnyPool, namespace: Option<&str>) -> Resu
     Ok(out)
 }
 
-/// Which invitations or grants a read returns: a namespace's (all when `None`), or one
-/// subject's in one customer, or the holders of one permission in one workspace.
-pub(super) enum Rows<'a> {
+/// Which invitations a read returns: a namespace's (all when `None`), or one subject's in
+/// one customer.
+pub(super) enum Invitations<'a> {
     Namespace(Option<&'a str>),
     Subject { customer_uid: &'a str, subject_key: &'a str },
+}
+
+/// Which grants a read returns: a namespace's (all when `None`), or those of one permission
+/// that hold in one workspace.
+pub(super) enum Grants<'a> {
+    Namespace(Option<&'a str>),
     Holders { customer_uid: &'a str, workspace_id: &'a str, permission: &'a str },
 }
 
-pub(super) async fn invitations(pool: &AnyPool, rows: Rows<'_>) -> Result<Vec<InvitationRow>> {
+pub(super) async fn invitations(pool: &AnyPool, rows: Invitations<'_>) -> Result<Vec<InvitationRow>> {
     let mut qb = Sql::new(format!(
         "SELECT {INVITATION_COLS}, c.namespace AS namespace, c.name AS customer, w.name AS workspace \
          FROM invitations i JOIN customers c ON c.uid = i.customer_uid LEFT JOIN workspaces w ON w.id = i.scope_key"
     ));
     match rows {
-        Rows::Namespace(namespace) => namespace_filter(&mut qb, "c.namespace", namespace, true),
-        Rows::Subject { customer_uid, subject_key } => {
+        Invitations::Namespace(namespace) => namespace_filter(&mut qb, "c.namespace", namespace, true),
+        Invitations::Subject { customer_uid, subject_key } => {
             qb.push(" WHERE i.customer_uid = ").bind(customer_uid).push(" AND i.subject_key = ").bind(subject_key);
         }
-        Rows::Holders { .. } => return Ok(Vec::new()),
     }
     qb.push(" ORDER BY c.namespace, c.name, i.scope_key, i.subject_key");
     let rows = qb.build().fetch_all(pool).await.map_err(map_err)?;
@@ -412,7 +417,7 @@ pub(super) async fn invitations(pool: &AnyPool, rows: Rows<'_>) -> Result<Vec<In
         .collect()
 }
 
-pub(super) async fn grants(pool: &AnyPool, rows: Rows<'_>) -> Result<Vec<GrantRow>> {
+pub(super) async fn grants(pool: &AnyPool, rows: Grants<'_>) -> Result<Vec<GrantRow>> {
     let mut qb = Sql::new(format!(
         "SELECT c.namespace AS namespace, c.name AS customer, w.name AS workspace, g.scope, m.subject_key, \
              g.permission, g.source, m.origin, m.name AS object, {} AS microsoft FROM grants g \
@@ -421,13 +426,10 @@ pub(super) async fn grants(pool: &AnyPool, rows: Rows<'_>) -> Result<Vec<GrantRo
         microsoft_membership("m")
     ));
     match rows {
-        Rows::Namespace(namespace) => namespace_filter(&mut qb, "c.namespace", namespace, true),
-        Rows::Subject { customer_uid, subject_key } => {
-            qb.push(" WHERE m.customer_uid = ").bind(customer_uid).push(" AND m.subject_key = ").bind(subject_key);
-        }
+        Grants::Namespace(namespace) => namespace_filter(&mut qb, "c.namespace", namespace, true),
         // In the workspace, and customer-level grants of workspace scope (they reach every
         // workspace): through the memberships_customer index.
-        Rows::Holders { customer_uid, workspace_id, permission } => {
+        Grants::Holders { customer_uid, workspace_id, permission } => {
             qb.push(" WHERE m.customer_uid = ").bind(customer_uid).push(" AND g.permission = ").bind(permission);
             qb.push(" AND (m.workspace_id = ").bind(workspace_id);
             qb.push(" OR (m.workspace_id IS NULL AND g.scope = 'workspace'))");

@@ -19,11 +19,6 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 
-/// The subject keys of a caller: their email and `group:<id>` per group of their sign-in.
-fn keys(who: &Caller) -> Vec<String> {
-    crate::lockbox::subject_keys(&who.email, &who.groups)
-}
-
 /// A look-up's subject as given: an email, or a group's object id (`group:<id>` or the id).
 fn subject_key(given: &str) -> Result<String, Problem> {
     let given = given.trim();
@@ -37,17 +32,23 @@ fn subject_key(given: &str) -> Result<String, Problem> {
     })
 }
 
-/// The customer `ns/name`, or a 422 naming `customer`.
-async fn customer(c: &Console, given: &str) -> Result<CustomerRow, Problem> {
-    let unknown = || Problem::invalid("customer", format!("customer: no customer {}", crate::validate::shown(given)));
-    let (ns, name) = given.split_once('/').ok_or_else(unknown)?;
-    let rows = c.store.customers(Some(ns)).await.map_err(|e| Problem::store(&e))?;
-    rows.into_iter().find(|r| r.record.name == name).ok_or_else(unknown)
+/// A customer and how far the caller reaches in it.
+struct Reached {
+    customer: CustomerRow,
+    reach: Reach,
 }
 
-/// The caller's reach in `customer`, refusing nothing yet.
-async fn reach_of(c: &Console, customer: &CustomerRow, who: &Caller) -> Result<Reach, Problem> {
-    access::reach(c.store.as_ref(), customer, &keys(who)).await.map_err(|e| Problem::store(&e))
+/// The customer `customer` and the caller's reach there, read once per request: refused
+/// when they reach nothing there, or name a workspace they do not administer.
+async fn reached(c: &Console, who: &Caller, customer: &str, workspace: Option<&str>) -> Result<Reached, Problem> {
+    let customer = api::customer(c, customer).await?;
+    let reach =
+        access::reach(c.store.as_ref(), &customer, &who.subject_keys()).await.map_err(|e| Problem::store(&e))?;
+    // Without a workspace, a Workspace Administrator sees what lies in their workspaces.
+    if reach == Reach::Nothing || (workspace.is_some() && !reach.covers(workspace)) {
+        return Err(refused(who, &customer, workspace, &reach));
+    }
+    Ok(Reached { customer, reach })
 }
 
 fn refused(who: &Caller, customer: &CustomerRow, workspace: Option<&str>, reach: &Reach) -> Problem {
@@ -86,22 +87,11 @@ pub struct Lookup {
 
 /// `subject`'s access and invitations in `customer` (of `workspace` only, if given), within
 /// the caller's reach.
-async fn lookup(
-    c: &Console,
-    who: &Caller,
-    customer: &str,
-    subject: &str,
-    workspace: Option<&str>,
-) -> Result<Lookup, Problem> {
-    let cust = self::customer(c, customer).await?;
+async fn lookup(c: &Console, at: &Reached, subject: &str, workspace: Option<&str>) -> Result<Lookup, Problem> {
+    let (cust, reach) = (&at.customer, &at.reach);
     let subject = subject_key(subject)?;
-    let reach = reach_of(c, &cust, who).await?;
-    // Without a workspace, a Workspace Administrator sees what lies in their workspaces.
-    if reach == Reach::Nothing || (workspace.is_some() && !reach.covers(workspace)) {
-        return Err(refused(who, &cust, workspace, &reach));
-    }
     let within = |w: Option<&str>| workspace.is_none_or(|x| w == Some(x)) && reach.covers(w);
-    let lines = access::lines(c.store.as_ref(), std::slice::from_ref(&cust), std::slice::from_ref(&subject))
+    let lines = access::lines(c.store.as_ref(), std::slice::from_ref(cust), std::slice::from_ref(&subject))
         .await
         .map_err(|e| Problem::store(&e))?;
     let invitations = c.store.invitations_of(&cust.record.uid, &subject).await.map_err(|e| Problem::store(&e))?;
@@ -113,19 +103,9 @@ async fn lookup(
 }
 
 /// Who holds `permission` in `workspace` of `customer`, if the caller's reach covers it.
-async fn holders(
-    c: &Console,
-    who: &Caller,
-    customer: &str,
-    workspace: &str,
-    permission: &str,
-) -> Result<Vec<GrantRow>, Problem> {
-    let cust = self::customer(c, customer).await?;
-    let reach = reach_of(c, &cust, who).await?;
-    if !reach.covers(Some(workspace)) {
-        return Err(refused(who, &cust, Some(workspace), &reach));
-    }
-    match access::holders(c.store.as_ref(), &cust.record.namespace, workspace, permission).await {
+/// (`at` was reached for `workspace`, so the caller's reach covers it.)
+async fn holders(c: &Console, at: &Reached, workspace: &str, permission: &str) -> Result<Vec<GrantRow>, Problem> {
+    match access::holders(c.store.as_ref(), &at.customer.record.namespace, workspace, permission).await {
         Ok(rows) => Ok(rows),
         Err(e @ access::HoldersError::UnknownPermission(_)) => {
             Err(Problem::invalid("permission", format!("permission: {e}")))
@@ -145,8 +125,8 @@ async fn resend(
     email: &str,
     workspace: Option<&str>,
 ) -> Result<Vec<Resend>, Problem> {
-    let cust = self::customer(c, customer).await?;
-    let reach = reach_of(c, &cust, who).await?;
+    let Reached { customer: cust, reach } = reached(c, who, customer, workspace).await?;
+    // Across the customer only for those who reach all of it.
     if !reach.covers(workspace) {
         return Err(refused(who, &cust, workspace, &reach));
     }
@@ -220,10 +200,10 @@ pub async fn mine_page(State(c): State<Arc<Console>>, Signed(s): Signed, uri: Ur
     let filter = super::query(&uri).get("workspace").cloned().unwrap_or_default();
     let read = async {
         let customers = c.store.customers(None).await?;
-        let lines = access::lines(c.store.as_ref(), &customers, &keys(&who)).await?;
+        let lines = access::lines(c.store.as_ref(), &customers, &who.subject_keys()).await?;
         let mut lookups = Vec::new();
         for cust in &customers {
-            let what = match access::reach(c.store.as_ref(), cust, &keys(&who)).await? {
+            let what = match access::reach(c.store.as_ref(), cust, &who.subject_keys()).await? {
                 Reach::Customer => "everyone".to_owned(),
                 Reach::Workspaces(set) => format!("workspaces {}", set.into_iter().collect::<Vec<_>>().join(", ")),
                 Reach::Nothing => continue,
@@ -288,17 +268,12 @@ pub async fn lookup_page(State(c): State<Arc<Console>>, Signed(s): Signed, uri: 
         done: q.get("done").map(|d| d.split('\n').map(str::to_owned).collect()).unwrap_or_default(),
     };
     // The customer and the reach are checked even for an empty form.
-    let cust = match self::customer(&c, &customer).await {
-        Ok(x) => x,
+    let at = match reached(&c, &who, &customer, workspace.as_deref()).await {
+        Ok(at) => at,
         Err(p) => return p.page(&s, "Look up a person"),
     };
-    match reach_of(&c, &cust, &who).await {
-        Ok(r) if r != Reach::Nothing && (workspace.is_none() || r.covers(workspace.as_deref())) => {}
-        Ok(r) => return refused(&who, &cust, workspace.as_deref(), &r).page(&s, "Look up a person"),
-        Err(p) => return p.page(&s, "Look up a person"),
-    }
     if let Some(subject) = get("subject") {
-        match lookup(&c, &who, &customer, &subject, workspace.as_deref()).await {
+        match lookup(&c, &at, &subject, workspace.as_deref()).await {
             Ok(l) => {
                 page.subject = l.subject.clone();
                 page.rows = rows(&l.items);
@@ -325,7 +300,7 @@ pub async fn lookup_page(State(c): State<Arc<Console>>, Signed(s): Signed, uri: 
         }
     }
     if let (Some(w), Some(p)) = (workspace.as_deref(), get("permission")) {
-        match holders(&c, &who, &customer, w, &p).await {
+        match holders(&c, &at, w, &p).await {
             Ok(rows) => {
                 page.holders = Some(
                     rows.iter()
@@ -406,7 +381,7 @@ pub async fn api_mine(State(c): State<Arc<Console>>, headers: HeaderMap) -> Resp
     };
     let read = async {
         let customers = c.store.customers(None).await?;
-        access::lines(c.store.as_ref(), &customers, &keys(&who)).await
+        access::lines(c.store.as_ref(), &customers, &who.subject_keys()).await
     };
     match read.await {
         Ok(items) => ok(serde_json::json!({ "items": items })),
@@ -425,7 +400,9 @@ pub async fn api_lookup(State(c): State<Arc<Console>>, headers: HeaderMap, uri: 
         return Problem::new(StatusCode::BAD_REQUEST, "Invalid", Some("subject"), "customer and subject are required")
             .json();
     };
-    match lookup(&c, &who, customer, subject, q.get("workspace").map(String::as_str)).await {
+    let workspace = q.get("workspace").map(String::as_str);
+    let found = async { lookup(&c, &reached(&c, &who, customer, workspace).await?, subject, workspace).await };
+    match found.await {
         Ok(l) => ok(l),
         Err(p) => p.json(),
     }
@@ -444,7 +421,9 @@ pub async fn api_holders(State(c): State<Arc<Console>>, headers: HeaderMap, uri:
         let m = "customer, workspace and permission are required";
         return Problem::new(StatusCode::BAD_REQUEST, "Invalid", Some("permission"), m).json();
     };
-    match holders(&c, &who, customer, workspace, permission).await {
+    let found =
+        async { holders(&c, &reached(&c, &who, customer, Some(workspace)).await?, workspace, permission).await };
+    match found.await {
         Ok(items) => ok(serde_json::json!({ "items": items })),
         Err(p) => p.json(),
     }

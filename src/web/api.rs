@@ -3,6 +3,7 @@
 //! with a reason, the field at fault where there is one, and a message.
 
 use super::Console;
+use crate::api::Role;
 use crate::domain::actor::{Actor, Channel};
 use crate::store::StoreError;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -19,6 +20,29 @@ pub struct Caller {
     pub groups: Vec<String>,
     /// The audit actor (channel: the bearer API, or the console session's sign-in method).
     pub actor: Actor,
+}
+
+impl Caller {
+    /// The subject keys the store's grants name the caller by: their email and
+    /// `group:<id>` per group of their sign-in.
+    pub fn subject_keys(&self) -> Vec<String> {
+        crate::lockbox::subject_keys(&self.email, &self.groups)
+    }
+
+    /// Whether the caller holds Global Administrator or CSAM for the customer (directly or
+    /// through a group): who reads a customer's requests and policy without deciding them.
+    pub async fn audits(&self, c: &Console, customer_uid: &str) -> Result<bool, StoreError> {
+        let roles = c.store.roles_of(customer_uid, &self.subject_keys()).await?;
+        Ok(roles.iter().any(|r| matches!(r, Role::GlobalAdministrator | Role::CustomerSuccessAccountManager)))
+    }
+}
+
+/// The customer `ns/name` a request names, or a 422 naming `customer`.
+pub(crate) async fn customer(c: &Console, given: &str) -> Result<crate::store::CustomerRow, Problem> {
+    let unknown = || Problem::invalid("customer", format!("customer: no customer {}", crate::validate::shown(given)));
+    let (ns, name) = given.split_once('/').ok_or_else(unknown)?;
+    let rows = c.store.customers(Some(ns)).await.map_err(|e| Problem::store(&e))?;
+    rows.into_iter().find(|r| r.record.name == name).ok_or_else(unknown)
 }
 
 impl From<&crate::store::Session> for Caller {
@@ -126,8 +150,13 @@ impl Problem {
         Problem::new(StatusCode::FORBIDDEN, "Forbidden", None, message)
     }
 
+    /// 404: no such Lockbox request.
+    pub(crate) fn no_request(id: i64) -> Problem {
+        Problem::new(StatusCode::NOT_FOUND, "NotFound", None, format!("lockbox request {id} does not exist"))
+    }
+
     pub(crate) fn store(e: &StoreError) -> Problem {
-        tracing::warn!(error = %e, "a Lockbox operation failed in the store");
+        tracing::warn!(error = %e, "a console request failed in the store");
         Problem::new(StatusCode::SERVICE_UNAVAILABLE, "StoreError", None, "the store is not available; retry")
     }
 
@@ -136,12 +165,26 @@ impl Problem {
     }
 
     pub(crate) fn page(self, s: &crate::store::Session, title: &str) -> Response {
+        self.page_then(s, title, None)
+    }
+
+    /// The refusal as a page, with a link (path, text) to go on from.
+    pub(crate) fn page_then(self, s: &crate::store::Session, title: &str, next: Option<(String, String)>) -> Response {
         let hint = match self.code {
+            _ if next.is_some() => None,
             StatusCode::CONFLICT => Some("The request's page shows its state and history now.".to_owned()),
             StatusCode::FORBIDDEN => None,
             _ => Some("Go back and correct the form.".to_owned()),
         };
-        super::pages::message(self.code, title, Some(s.me()), "error", self.message, hint)
+        let page = super::pages::Message {
+            head: super::pages::Head::new(title, Some(s.me())),
+            class: "error",
+            message: self.message,
+            hint,
+            operation: None,
+            next,
+        };
+        super::pages::html(self.code, &page)
     }
 }
 

@@ -83,13 +83,9 @@ impl Query {
 
 /// The customer's entries matching `q`, newest first (all of them; the caller pages).
 async fn entries(c: &Console, who: &Caller, q: &Query) -> Result<(CustomerRow, Vec<AuditEntry>), Problem> {
-    let unknown =
-        || Problem::invalid("customer", format!("customer: no customer {}", crate::validate::shown(&q.customer)));
-    let (ns, name) = q.customer.split_once('/').ok_or_else(unknown)?;
-    let customers = c.store.customers(Some(ns)).await.map_err(|e| Problem::store(&e))?;
-    let cust = customers.into_iter().find(|r| r.record.name == name).ok_or_else(unknown)?;
-    let keys = crate::lockbox::subject_keys(&who.email, &who.groups);
-    let reach = crate::access::reach(c.store.as_ref(), &cust, &keys).await.map_err(|e| Problem::store(&e))?;
+    let cust = api::customer(c, &q.customer).await?;
+    let reach =
+        crate::access::reach(c.store.as_ref(), &cust, &who.subject_keys()).await.map_err(|e| Problem::store(&e))?;
     if reach != Reach::Customer {
         c.metrics.refused("audit", "forbidden");
         return Err(Problem::forbidden(format!(

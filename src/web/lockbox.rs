@@ -13,7 +13,7 @@ use super::api::{self, Caller, Problem};
 use super::pages::{self, Head};
 use super::signin::Signed;
 use super::{Console, form};
-use crate::api::Role;
+use crate::api::lockbox_policy::Workload;
 use crate::domain::lockbox::{self as domain, Action, NewRequest, Refusal, Request, State as ReqState};
 use crate::domain::time::rfc3339;
 use crate::lockbox::{self, Error, Requester};
@@ -56,12 +56,7 @@ impl Rights {
 async fn rights(c: &Console, r: &Request, who: &Caller) -> Result<Rights, StoreError> {
     let requester = r.requester == who.email;
     let approver = !requester && r.approvers.contains(&who.email);
-    let auditor = if requester || approver {
-        false
-    } else {
-        let roles = c.store.roles_of(&r.customer_uid, &lockbox::subject_keys(&who.email, &who.groups)).await?;
-        roles.iter().any(|r| matches!(r, Role::GlobalAdministrator | Role::CustomerSuccessAccountManager))
-    };
+    let auditor = !requester && !approver && who.audits(c, &r.customer_uid).await?;
     Ok(Rights { requester, approver, auditor })
 }
 
@@ -94,15 +89,18 @@ struct Customers(HashMap<String, (String, String)>);
 
 impl Customers {
     async fn read(c: &Console) -> Result<Customers, StoreError> {
-        let rows: Vec<CustomerRow> = c.store.customers(None).await?;
-        Ok(Customers(
-            rows.into_iter()
+        Ok(Customers::of(&c.store.customers(None).await?))
+    }
+
+    fn of(rows: &[CustomerRow]) -> Customers {
+        Customers(
+            rows.iter()
                 .map(|r| {
                     let key = format!("{}/{}", r.record.namespace, r.record.name);
-                    (r.record.uid, (key, r.record.display_name))
+                    (r.record.uid.clone(), (key, r.record.display_name.clone()))
                 })
                 .collect(),
-        ))
+        )
     }
 
     fn key(&self, uid: &str) -> String {
@@ -116,6 +114,11 @@ impl Customers {
             None => "-".into(),
         }
     }
+}
+
+/// A time as the pages show it (`… UTC`), or `-`.
+fn utc(t: Option<i64>) -> String {
+    t.map(|t| format!("{} UTC", rfc3339(t))).unwrap_or_else(|| "-".into())
 }
 
 /// A duration left, to the second (`3h 59m 12s`).
@@ -205,9 +208,10 @@ pub async fn inbox_page(State(c): State<Arc<Console>>, Signed(s): Signed) -> Res
     let who = Caller::from(&s);
     let read = async {
         let inbox = inbox(&c, &who, now).await?;
-        let customers = Customers::read(&c).await?;
-        let may_request = !requestable(&c, &who).await?.is_empty();
-        Ok::<_, StoreError>((inbox, customers, may_request))
+        let rows = c.store.customers(None).await?;
+        let names = Customers::of(&rows);
+        let may_request = !requesters(&c, &who, rows).await?.is_empty();
+        Ok::<_, StoreError>((inbox, names, may_request))
     };
     let (inbox, customers, may_request) = match read.await {
         Ok(v) => v,
@@ -237,30 +241,34 @@ pub async fn api_inbox(State(c): State<Arc<Console>>, headers: HeaderMap) -> Res
     }
 }
 
-/// Customers `who` may open requests for, as `(namespace/name, shown name, workloads, max
-/// access)`, sorted.
-async fn requestable(c: &Console, who: &Caller) -> Result<Vec<(String, String, Vec<String>, i64)>, StoreError> {
-    let customers = c.store.customers(None).await?;
+/// Of `customers`, those `who` may open requests for.
+async fn requesters(c: &Console, who: &Caller, customers: Vec<CustomerRow>) -> Result<Vec<CustomerRow>, StoreError> {
     let mut out = Vec::new();
     for row in customers {
-        let r = &row.record;
-        if !c.config.requesters.allows(c.store.as_ref(), &r.uid, &who.email, &who.groups).await? {
-            continue;
+        if c.config.requesters.allows(c.store.as_ref(), &row.record.uid, &who.email, &who.groups).await? {
+            out.push(row);
         }
+    }
+    Ok(out)
+}
+
+/// Customers `who` may open requests for, as `(namespace/name, shown name, workloads, max
+/// access)`, sorted: what the form offers.
+async fn requestable(c: &Console, who: &Caller) -> Result<Vec<(String, String, Vec<String>, i64)>, StoreError> {
+    let rows = requesters(c, who, c.store.customers(None).await?).await?;
+    let names = Customers::of(&rows);
+    let mut out = Vec::new();
+    for row in rows {
+        let r = &row.record;
         let (workloads, max) = match c.store.lockbox_policy(&r.namespace, &r.name).await? {
             Some((_, Some(p))) => (p.workloads, p.max_access),
-            _ => (WORKLOADS.iter().map(|w| (*w).to_owned()).collect(), domain::DEFAULT_MAX_ACCESS),
+            _ => (Workload::ALL.iter().map(|w| w.as_str().to_owned()).collect(), domain::DEFAULT_MAX_ACCESS),
         };
-        let key = format!("{}/{}", r.namespace, r.name);
-        let shown = if r.display_name.is_empty() { key.clone() } else { format!("{} ({key})", r.display_name) };
-        out.push((key, shown, workloads, max));
+        out.push((names.key(&r.uid), names.shown(&r.uid), workloads, max));
     }
     out.sort();
     Ok(out)
 }
-
-/// The workloads Customer Lockbox covers.
-const WORKLOADS: [&str; 3] = ["ExchangeOnline", "SharePointOnline", "OneDriveForBusiness"];
 
 /// A new request as a form or JSON body gives it.
 #[derive(Clone, Debug, Default, serde::Deserialize, schemars::JsonSchema)]
@@ -278,37 +286,34 @@ pub struct Ask {
     pub duration: String,
 }
 
-fn invalid(field: &'static str, message: String) -> Problem {
-    Problem::invalid(field, message)
-}
-
 /// Open the request `ask` describes, as `who`.
 async fn open(c: &Console, who: &Caller, ask: Ask) -> Result<Request, Problem> {
     let Some((ns, name)) = ask.customer.split_once('/').filter(|(a, b)| !a.is_empty() && !b.is_empty()) else {
-        return Err(invalid("customer", "customer: choose a customer (NAMESPACE/NAME)".into()));
+        return Err(Problem::invalid("customer", "customer: choose a customer (NAMESPACE/NAME)"));
     };
-    if !WORKLOADS.contains(&ask.workload.as_str()) {
-        return Err(invalid("workload", format!("workload: one of {}", WORKLOADS.join(", "))));
+    if !Workload::ALL.iter().any(|w| w.as_str() == ask.workload) {
+        let all: Vec<&str> = Workload::ALL.iter().map(|w| w.as_str()).collect();
+        return Err(Problem::invalid("workload", format!("workload: one of {}", all.join(", "))));
     }
     let case_id = ask.case_id.trim();
     if case_id.is_empty() || case_id.chars().count() > CASE_MAX || case_id.chars().any(char::is_control) {
-        return Err(invalid("caseId", format!("caseId: the support case id, 1 to {CASE_MAX} characters")));
+        return Err(Problem::invalid("caseId", format!("caseId: the support case id, 1 to {CASE_MAX} characters")));
     }
     let reason = ask.reason.trim();
     if reason.is_empty() || reason.chars().count() > REASON_MAX {
-        return Err(invalid(
+        return Err(Problem::invalid(
             "reason",
             format!("reason: say why access to customer content is needed (at most {REASON_MAX} characters)"),
         ));
     }
     let duration: crate::api::GoDuration = ask.duration.trim().parse().map_err(|_| {
-        invalid(
+        Problem::invalid(
             "duration",
             format!("duration: a duration such as 4h or 90m, not {}", crate::validate::shown(&ask.duration)),
         )
     })?;
     if duration.seconds() <= 0 {
-        return Err(invalid("duration", "duration: the access asked for must be longer than zero".into()));
+        return Err(Problem::invalid("duration", "duration: the access asked for must be longer than zero"));
     }
     let new = NewRequest {
         requester: who.email.clone(),
@@ -320,16 +325,14 @@ async fn open(c: &Console, who: &Caller, ask: Ask) -> Result<Request, Problem> {
     let by = Requester { actor: &who.actor, groups: &who.groups };
     match lockbox::request(c.store.as_ref(), ns, name, new, by, &c.config.requesters, c.clock.now()).await {
         Ok(r) => Ok(r),
-        Err(e @ Error::NotRequester { .. }) => {
-            Err(Problem::new(StatusCode::FORBIDDEN, "Forbidden", None, e.to_string()))
-        }
-        Err(e @ Error::UnknownCustomer(_)) => Err(invalid("customer", format!("customer: {e}"))),
+        Err(e @ Error::NotRequester { .. }) => Err(Problem::forbidden(e.to_string())),
+        Err(e @ Error::UnknownCustomer(_)) => Err(Problem::invalid("customer", format!("customer: {e}"))),
         Err(Error::Refused(e @ Refusal::WorkloadNotCovered { .. })) => {
-            Err(invalid("workload", format!("workload: {e}")))
+            Err(Problem::invalid("workload", format!("workload: {e}")))
         }
-        Err(Error::Refused(e @ Refusal::TooLong { .. })) => Err(invalid("duration", format!("duration: {e}"))),
+        Err(Error::Refused(e @ Refusal::TooLong { .. })) => Err(Problem::invalid("duration", format!("duration: {e}"))),
         Err(Error::Refused(e)) => Err(Problem::new(StatusCode::CONFLICT, "Refused", None, e.to_string())),
-        Err(Error::NotFound(_)) => Err(invalid("customer", "customer: not found".into())),
+        Err(Error::NotFound(_)) => Err(Problem::invalid("customer", "customer: not found")),
         Err(Error::Store(e)) => Err(Problem::store(&e)),
     }
 }
@@ -362,7 +365,7 @@ fn new_page(
             .into_iter()
             .map(|(k, shown, w, max)| (k, shown, w.join(", "), domain::human(max)))
             .collect(),
-        workloads: WORKLOADS.to_vec(),
+        workloads: Workload::ALL.iter().map(|w| w.as_str()).collect(),
         ask,
         error_field: problem.as_ref().and_then(|p| p.field).unwrap_or_default().to_owned(),
         error: problem.map(|p| p.message),
@@ -394,7 +397,7 @@ pub async fn new_form(State(c): State<Arc<Console>>, Signed(s): Signed) -> Respo
 pub async fn create(State(c): State<Arc<Console>>, Signed(s): Signed, body: axum::body::Bytes) -> Response {
     let f = match form(&body, &["csrf", "customer", "workload", "caseId", "reason", "duration"]) {
         Ok(f) => f,
-        Err(e) => return invalid("form", e).page(&s, "Ask for access"),
+        Err(e) => return Problem::invalid("form", e).page(&s, "Ask for access"),
     };
     if !s.csrf_ok(f.get("csrf")) {
         return super::forbidden_csrf(&c, "lockbox", Some(s.me()), "Reload the form and submit it again.");
@@ -469,21 +472,14 @@ pub struct Detail {
 }
 
 async fn detail(c: &Console, id: i64, who: &Caller) -> Result<Detail, Problem> {
-    let not_found =
-        || Problem::new(StatusCode::NOT_FOUND, "NotFound", None, format!("lockbox request {id} does not exist"));
-    let r = c.store.lockbox_get(id).await.map_err(|e| Problem::store(&e))?.ok_or_else(not_found)?;
+    let r = c.store.lockbox_get(id).await.map_err(|e| Problem::store(&e))?.ok_or_else(|| Problem::no_request(id))?;
     let rights = rights(c, &r, who).await.map_err(|e| Problem::store(&e))?;
     if !rights.may_view() {
-        return Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            None,
-            format!(
-                "{} may not see lockbox request {id}: only its requester, its approvers and the customer's Global \
-                 Administrators and CSAM can",
-                who.email
-            ),
-        ));
+        return Err(Problem::forbidden(format!(
+            "{} may not see lockbox request {id}: only its requester, its approvers and the customer's Global \
+             Administrators and CSAM can",
+            who.email
+        )));
     }
     let now = c.clock.now();
     let r = as_of(r, now);
@@ -552,7 +548,6 @@ pub async fn request_page(
     let now = c.clock.now();
     let r = d.request;
     let due = r.due_at();
-    let when = |t: Option<i64>| t.map(|t| format!("{} UTC", rfc3339(t))).unwrap_or_else(|| "-".into());
     let decided = match (&r.decided_at, &r.decided_by) {
         (Some(t), Some(by)) => {
             let why = r.decision_reason.as_deref().map(|w| format!(": {w}")).unwrap_or_default();
@@ -581,14 +576,14 @@ pub async fn request_page(
         customer_key: d.customer,
         duration: domain::human(r.requested_seconds),
         approvers: if r.approvers.is_empty() { "-".into() } else { r.approvers.join(", ") },
-        decide_by: when(r.pending_deadline),
+        decide_by: utc(r.pending_deadline),
         decide_by_utc: r.pending_deadline.map(rfc3339),
-        access_until: when(r.access_deadline),
+        access_until: utc(r.access_deadline),
         access_until_utc: r.access_deadline.map(rfc3339),
         left_seconds: due.map_or(0, |d| (d - now).max(0)),
         left: due.map_or_else(|| "-".into(), |d| left(d - now)),
         decided,
-        closed: when(r.closed_at),
+        closed: utc(r.closed_at),
         history: d.history,
         can_decide: d.allowed_actions.contains(&"approve"),
         can_revoke: d.allowed_actions.contains(&"revoke"),
@@ -632,33 +627,26 @@ pub async fn api_mine(State(c): State<Arc<Console>>, headers: HeaderMap) -> Resp
 
 /// Who acted on `r` first, for the person whose decision lost.
 fn first(r: &Request) -> String {
-    let at = |t: Option<i64>| t.map(|t| format!("{} UTC", rfc3339(t))).unwrap_or_else(|| "-".into());
     let by = r.decided_by.clone().unwrap_or_else(|| "someone".into());
     match r.state {
-        ReqState::Approved => format!("{by} approved this request first, at {}.", at(r.decided_at)),
-        ReqState::Denied => format!("{by} denied this request first, at {}.", at(r.decided_at)),
-        ReqState::Revoked => format!("{by} revoked this access first, at {}.", at(r.closed_at)),
-        ReqState::Completed => format!("The requester completed this request at {}.", at(r.closed_at)),
-        ReqState::Expired => format!("Nobody decided before the deadline: it expired at {}.", at(r.closed_at)),
-        ReqState::AccessExpired => format!("The approved access ended at {}.", at(r.closed_at)),
+        ReqState::Approved => format!("{by} approved this request first, at {}.", utc(r.decided_at)),
+        ReqState::Denied => format!("{by} denied this request first, at {}.", utc(r.decided_at)),
+        ReqState::Revoked => format!("{by} revoked this access first, at {}.", utc(r.closed_at)),
+        ReqState::Completed => format!("The requester completed this request at {}.", utc(r.closed_at)),
+        ReqState::Expired => format!("Nobody decided before the deadline: it expired at {}.", utc(r.closed_at)),
+        ReqState::AccessExpired => format!("The approved access ended at {}.", utc(r.closed_at)),
         ReqState::Pending | ReqState::NotRequired => format!("Request {} changed meanwhile; reload it.", r.id),
     }
 }
 
 /// Take `action` on request `id` as `who`, with `reason`.
 async fn act(c: &Console, id: i64, action: Action, who: &Caller, reason: Option<String>) -> Result<Request, Problem> {
-    let not_found =
-        || Problem::new(StatusCode::NOT_FOUND, "NotFound", None, format!("lockbox request {id} does not exist"));
-    let r = c.store.lockbox_get(id).await.map_err(|e| Problem::store(&e))?.ok_or_else(not_found)?;
+    let r = c.store.lockbox_get(id).await.map_err(|e| Problem::store(&e))?.ok_or_else(|| Problem::no_request(id))?;
     let rights = rights(c, &r, who).await.map_err(|e| Problem::store(&e))?;
+    // Who may act is answered before the state is, so a refusal never depends on it.
     let forbidden = |why: String| {
         c.metrics.refused("lockbox", "forbidden");
-        Problem::new(
-            StatusCode::FORBIDDEN,
-            "Forbidden",
-            None,
-            format!("{} may not {} request {id}: {why}", who.email, action.as_str()),
-        )
+        Problem::forbidden(format!("{} may not {} request {id}: {why}", who.email, action.as_str()))
     };
     match action {
         Action::Approve | Action::Deny | Action::Revoke if !rights.approver => {
@@ -674,10 +662,10 @@ async fn act(c: &Console, id: i64, action: Action, who: &Caller, reason: Option<
     }
     let reason = reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
     if reason.as_ref().is_some_and(|r| r.chars().count() > REASON_MAX) {
-        return Err(invalid("reason", format!("reason: at most {REASON_MAX} characters")));
+        return Err(Problem::invalid("reason", format!("reason: at most {REASON_MAX} characters")));
     }
     if action == Action::Deny && reason.is_none() {
-        return Err(invalid("reason", "reason: say why the request is denied; the requester reads it".into()));
+        return Err(Problem::invalid("reason", "reason: say why the request is denied; the requester reads it"));
     }
     match lockbox::act(c.store.as_ref(), id, action, &who.actor, reason, c.clock.now()).await {
         Ok(r) => Ok(r),
@@ -692,7 +680,7 @@ async fn act(c: &Console, id: i64, action: Action, who: &Caller, reason: Option<
         }
         Err(Error::Refused(e @ Refusal::NotAllowed { .. })) => Err(forbidden(e.to_string())),
         Err(Error::Refused(e)) => Err(Problem::new(StatusCode::CONFLICT, "Refused", None, e.to_string())),
-        Err(Error::NotFound(_)) => Err(not_found()),
+        Err(Error::NotFound(_)) => Err(Problem::no_request(id)),
         Err(e @ (Error::UnknownCustomer(_) | Error::NotRequester { .. })) => {
             Err(Problem::new(StatusCode::CONFLICT, "Refused", None, e.to_string()))
         }
@@ -704,15 +692,9 @@ async fn act(c: &Console, id: i64, action: Action, who: &Caller, reason: Option<
 async fn lost(c: &Console, id: i64) -> Problem {
     match c.store.lockbox_get(id).await {
         Ok(Some(now)) => Problem::new(StatusCode::CONFLICT, "AlreadyDecided", None, first(&now)),
-        Ok(None) => {
-            Problem::new(StatusCode::NOT_FOUND, "NotFound", None, format!("lockbox request {id} does not exist"))
-        }
+        Ok(None) => Problem::no_request(id),
         Err(e) => Problem::store(&e),
     }
-}
-
-fn action_of(name: &str) -> Option<Action> {
-    [Action::Approve, Action::Deny, Action::Revoke, Action::Complete].into_iter().find(|a| a.as_str() == name)
 }
 
 /// `POST /lockbox/requests/{id}` (the forms: `action`, `reason`, `csrf`).
@@ -725,27 +707,19 @@ pub async fn decide_form(
     let title = format!("Customer Lockbox request {id}");
     let f = match form(&body, &["csrf", "action", "reason"]) {
         Ok(f) => f,
-        Err(e) => return invalid("form", e).page(&s, &title),
+        Err(e) => return Problem::invalid("form", e).page(&s, &title),
     };
     if !s.csrf_ok(f.get("csrf")) {
         return super::forbidden_csrf(&c, "lockbox", Some(s.me()), "Reload the request's page and decide again.");
     }
-    let Some(action) = f.get("action").and_then(|a| action_of(a)) else {
-        return invalid("action", "action: one of approve, deny, revoke, complete".into()).page(&s, &title);
+    let Some(action) = f.get("action").and_then(|a| Action::parse(a)) else {
+        return Problem::invalid("action", "action: one of approve, deny, revoke, complete").page(&s, &title);
     };
     match act(&c, id, action, &Caller::from(&s), f.get("reason").cloned()).await {
         Ok(_) => pages::see_other(&format!("/lockbox/requests/{id}?done={}", action.as_str()), &[]),
         // Back to the request, as it is now.
         Err(p) => {
-            let page = pages::Message {
-                head: Head::new(title, Some(s.me())),
-                class: "error",
-                message: p.message,
-                hint: None,
-                operation: None,
-                next: Some((format!("/lockbox/requests/{id}"), format!("Request {id} as it is now"))),
-            };
-            pages::html(p.code, &page)
+            p.page_then(&s, &title, Some((format!("/lockbox/requests/{id}"), format!("Request {id} as it is now"))))
         }
     }
 }
@@ -770,7 +744,7 @@ pub async fn api_decide(
         Err(r) => return r,
     };
     let Ok(id) = id.parse::<i64>() else { return invalid_id(&id) };
-    let Some(action) = action_of(&action) else {
+    let Some(action) = Action::parse(&action) else {
         let m = format!("action: one of approve, deny, revoke, complete, not {}", crate::validate::shown(&action));
         return Problem::new(StatusCode::NOT_FOUND, "NotFound", Some("action"), m).json();
     };
@@ -830,11 +804,10 @@ pub async fn policy_page(State(c): State<Arc<Console>>, Signed(s): Signed, uri: 
         let m = format!("{given} has no LockboxPolicy: requests need no approval and are time-bound by 8h");
         return pages::message(StatusCode::NOT_FOUND, title, Some(s.me()), "note", m, None);
     };
-    let roles = match c.store.roles_of(&uid, &lockbox::subject_keys(&who.email, &who.groups)).await {
-        Ok(r) => r,
+    let auditor = match who.audits(&c, &uid).await {
+        Ok(a) => a,
         Err(e) => return Problem::store(&e).page(&s, title),
     };
-    let auditor = roles.iter().any(|r| matches!(r, Role::GlobalAdministrator | Role::CustomerSuccessAccountManager));
     if !auditor && !resolved.approvers.contains(&who.email) {
         let m = format!(
             "{} may not see the Lockbox policy of {given}: its approvers and the customer's Global Administrators and \
