@@ -6,6 +6,7 @@
 //! one default workspace and one LockboxPolicy per customer, personal accounts, duplicates.
 
 pub mod load;
+mod matches;
 mod refs;
 pub mod schema;
 
@@ -195,25 +196,74 @@ pub fn validate_paths(paths: &[PathBuf], references: References) -> Report {
     report
 }
 
+/// Below this many documents, checking them on one thread is quicker than starting more.
+const PARALLEL_FROM: usize = 512;
+/// Threads that check documents at most.
+const MAX_THREADS: usize = 8;
+
 /// Validate already-parsed documents.
 pub fn validate_documents(docs: Vec<Document>, references: References) -> Report {
-    let schemas: HashMap<&str, (Value, kube::core::cel::CompiledSchema)> = api::crds()
+    // Each document is checked on its own, so large sets are split over the cores.
+    let threads = if docs.len() < PARALLEL_FROM {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS)
+    };
+    validate_on(docs, references, threads)
+}
+
+/// [`validate_documents`] over `threads` threads, in contiguous slices merged back in order:
+/// the report reads as from one pass, whatever the number of threads.
+fn validate_on(docs: Vec<Document>, references: References, threads: usize) -> Report {
+    let schemas: HashMap<&str, Schema> = api::crds()
         .into_iter()
         .filter_map(|crd| {
             let kind = api::KINDS.into_iter().find(|k| *k == crd.spec.names.kind)?;
             let schema = crd.spec.versions.first()?.schema.as_ref()?.open_api_v3_schema.as_ref()?;
             let schema = serde_json::to_value(schema).ok()?;
             // Compile each kind's CEL rules once, not once per object.
-            let compiled = kube::core::cel::compile_schema(&schema);
-            Some((kind, (schema, compiled)))
+            let compiled = kube::core::cel::compile_schema(&matches::without_literal_rules(&schema));
+            let literal = matches::Rules::of(&schema);
+            Some((kind, Schema { schema, compiled, literal }))
         })
         .collect();
+    let per = docs.len().div_ceil(threads.max(1)).max(1);
+    let mut slices: Vec<Vec<Document>> = Vec::with_capacity(threads);
+    let mut docs = docs.into_iter();
+    loop {
+        let slice: Vec<Document> = docs.by_ref().take(per).collect();
+        if slice.is_empty() {
+            break;
+        }
+        slices.push(slice);
+    }
+    let check_slice = |slice: Vec<Document>| {
+        // One interpreter per thread: making one registers every CEL function again.
+        let cel = kube::core::cel::Validator::new();
+        let mut report = Report::default();
+        let mut decoded: Vec<(Sourced, bool)> = Vec::new();
+        for doc in slice {
+            if let Some(checked) = check_document(doc, &schemas, &cel, &mut report) {
+                decoded.push(checked);
+            }
+        }
+        (report, decoded)
+    };
+    let parts: Vec<(Report, Vec<(Sourced, bool)>)> = if slices.len() <= 1 {
+        slices.into_iter().map(check_slice).collect()
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = slices.into_iter().map(|slice| scope.spawn(|| check_slice(slice))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))).collect()
+        })
+    };
     let mut report = Report::default();
     let mut decoded: Vec<(Sourced, bool)> = Vec::new();
-    for doc in docs {
-        if let Some((sourced, clean)) = check_document(doc, &schemas, &mut report) {
-            decoded.push((sourced, clean));
-        }
+    for (part, mut objects) in parts {
+        report.problems.extend(part.problems);
+        report.checked += part.checked;
+        report.ignored += part.ignored;
+        decoded.append(&mut objects);
     }
     let bad = refs::check(&decoded, references, &mut report.problems);
     let mut objects: Vec<Sourced> = decoded
@@ -227,11 +277,22 @@ pub fn validate_documents(docs: Vec<Document>, references: References) -> Report
     report
 }
 
+/// One kind's schema, ready to check objects against.
+struct Schema {
+    /// The `openAPIV3Schema`, for the structural checks.
+    schema: Value,
+    /// Its CEL rules, compiled, but for the literal `matches` ones...
+    compiled: kube::core::cel::CompiledSchema,
+    /// ...which are checked with their regex compiled once.
+    literal: matches::Rules,
+}
+
 /// Check one document on its own. Returns the decoded object (if it decoded) and whether it
 /// had no errors.
 fn check_document(
     doc: Document,
-    schemas: &HashMap<&str, (Value, kube::core::cel::CompiledSchema)>,
+    schemas: &HashMap<&str, Schema>,
+    cel: &kube::core::cel::Validator,
     report: &mut Report,
 ) -> Option<(Sourced, bool)> {
     let Document { file, index, mut value } = doc;
@@ -271,7 +332,7 @@ fn check_document(
         report.problems.push(problem("kind", "Required value".to_owned(), Severity::Error));
         return None;
     }
-    let Some((schema, compiled)) = schemas.get(kind.as_str()) else {
+    let Some(Schema { schema, compiled, literal }) = schemas.get(kind.as_str()) else {
         let msg = format!("unknown kind {kind:?}: servicehub.io kinds are {}", api::KINDS.join(", "));
         report.problems.push(problem("kind", msg, Severity::Error));
         return None;
@@ -292,11 +353,16 @@ fn check_document(
     // domain check below says which permission and which role would give it, so a failure of
     // that rule alone defers to it.
     let mut not_grantable = false;
-    if let Err(errors) = kube::core::cel::Validator::new().validate_compiled(compiled, &value, None) {
-        let errors = errors.into_vec();
+    let mut errors: Vec<matches::Failure> = literal.check(&value);
+    if let Err(e) = cel.validate_compiled(compiled, &value, None) {
+        errors.extend(
+            e.into_vec().into_iter().map(|e| matches::Failure { field: cel_field(&e.field_path), message: e.message }),
+        );
+    }
+    if !errors.is_empty() {
         if !errors.iter().all(|e| e.message == api::membership::PERMISSION_GRANTABLE_MESSAGE) {
             for e in errors {
-                report.problems.push(problem(&cel_field(&e.field_path), e.message, Severity::Error));
+                report.problems.push(problem(&e.field, e.message, Severity::Error));
             }
             return None;
         }
@@ -337,4 +403,43 @@ fn decode(kind: &str, value: Value) -> Result<Object, serde_json::Error> {
 /// kube-cel reports paths like `spec.agreement` or `.spec.x`; print them like the schema paths.
 fn cel_field(path: &str) -> String {
     path.trim_start_matches('.').to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every example, valid and invalid, many times over: a mix of clean objects, schema
+    /// errors, CEL errors, literal-rule errors and reference errors.
+    fn mixed(copies: usize) -> Vec<Document> {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("invalid"))
+            .expect("examples/invalid")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.sort();
+        files.insert(0, root.clone());
+        let (docs, _) = load::load_paths(&files);
+        let mut out = Vec::new();
+        for copy in 0..copies {
+            out.extend(docs.iter().cloned().map(|d| Document { file: format!("{copy}/{}", d.file), ..d }));
+        }
+        out
+    }
+
+    #[test]
+    fn the_report_is_the_same_on_one_thread_and_on_many() {
+        let docs = mixed(20);
+        assert!(docs.len() > PARALLEL_FROM, "{} documents", docs.len());
+        let one = validate_on(docs.clone(), References::InSet, 1);
+        assert!(one.problems.len() > 100 && !one.objects.is_empty(), "{} problems", one.problems.len());
+        for threads in [2, 3, 8] {
+            let many = validate_on(docs.clone(), References::InSet, threads);
+            assert_eq!(many.problems, one.problems, "{threads} threads");
+            assert_eq!((many.checked, many.ignored), (one.checked, one.ignored));
+            let names =
+                |r: &Report| r.objects.iter().map(|o| format!("{}:{}", o.file, o.object.name())).collect::<Vec<_>>();
+            assert_eq!(names(&many), names(&one), "{threads} threads");
+        }
+    }
 }
