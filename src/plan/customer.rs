@@ -98,7 +98,7 @@ pub fn plan_customer(
                 None,
             ),
         ),
-        Some(c) if c.record != record => {
+        Some(c) if *c.record != record => {
             let before = serde_json::to_string(&c.record).ok();
             emit(
                 &mut work,
@@ -154,7 +154,7 @@ pub fn plan_customer(
                     &mut steps,
                     step(Change::PutWorkspace(ws), format!("create default workspace {name}"), false, None),
                 ),
-                Some(w) if w.record != ws => {
+                Some(w) if *w.record != ws => {
                     let before = serde_json::to_string(&w.record).ok();
                     emit(
                         &mut work,

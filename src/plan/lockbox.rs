@@ -54,7 +54,7 @@ pub fn plan_lockbox_policy(
                         &mut steps,
                         step(Change::PutPolicy(record), format!("store lockbox policy {}", id.name), false, None),
                     ),
-                    Some(old) if old.record != record => {
+                    Some(old) if *old.record != record => {
                         let before = serde_json::to_string(&old.record).ok();
                         emit(
                             &mut work,

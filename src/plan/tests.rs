@@ -223,7 +223,7 @@ fn drift_is_restored_and_marked() {
     let mut snap = active();
     let sa = "c1/serviceAdministrator/default";
     // Behind the operator's back: a grant deleted, a role added.
-    let m = &mut snap.memberships.get_mut(sa).expect("sa").record;
+    let m = std::sync::Arc::make_mut(&mut snap.memberships.get_mut(sa).expect("sa").record);
     m.grants.retain(|g| g.permission != Permission::ManageUsers);
     m.roles.insert(Role::User);
     let p = plan_customer(&customer(""), &id("c1", "contoso"), None, &snap, None, &now());

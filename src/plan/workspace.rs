@@ -98,7 +98,7 @@ pub fn plan_workspace(
             &mut steps,
             step(Change::PutWorkspace(record.clone()), format!("create workspace {}", id.name), false, None),
         ),
-        Some(old) if old != &record => {
+        Some(old) if **old != record => {
             let before = serde_json::to_string(old).ok();
             emit(
                 &mut work,

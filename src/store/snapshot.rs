@@ -5,14 +5,28 @@
 use super::change::{Batch, Change, GuardTable};
 use super::records::*;
 use imbl::OrdMap;
+use std::sync::Arc;
 
 /// A row with its optimistic-concurrency version.
+///
+/// The row sits behind an `Arc`: a persistent map copies a whole node (up to 64 entries) on
+/// the first change after a copy is taken, and every plan takes one. Copying records (a dozen
+/// strings each) made planning 10,000 memberships cost ~10 s of allocation (issue 18);
+/// copying `Arc`s costs a counter each. A change to one row copies that row only
+/// ([`Arc::make_mut`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Versioned<T> {
     /// Row version (1 when inserted, +1 per guarded batch).
     pub version: i64,
     /// The row.
-    pub record: T,
+    pub record: Arc<T>,
+}
+
+impl<T> Versioned<T> {
+    /// A row as stored at `version`.
+    pub fn new(version: i64, record: T) -> Self {
+        Versioned { version, record: Arc::new(record) }
+    }
 }
 
 /// Everything the store holds for one customer (managed rows only). The maps are persistent
@@ -26,9 +40,9 @@ pub struct Snapshot {
     /// Memberships by id.
     pub memberships: OrdMap<String, Versioned<MembershipRecord>>,
     /// Users by normalized email.
-    pub users: OrdMap<String, UserRecord>,
+    pub users: OrdMap<String, Arc<UserRecord>>,
     /// Invitations by `(scope_key, subject_key)`.
-    pub invitations: OrdMap<(String, String), InvitationRecord>,
+    pub invitations: OrdMap<(String, String), Arc<InvitationRecord>>,
     /// Lockbox policies by uid.
     pub policies: OrdMap<String, Versioned<PolicyRecord>>,
 }
@@ -78,8 +92,8 @@ impl Snapshot {
     pub fn apply_change(&mut self, change: &Change) {
         match change {
             Change::PutCustomer(c) => match &mut self.customer {
-                Some(v) if v.record.uid == c.uid => v.record = c.clone(),
-                slot => *slot = Some(Versioned { version: 1, record: c.clone() }),
+                Some(v) if v.record.uid == c.uid => v.record = Arc::new(c.clone()),
+                slot => *slot = Some(Versioned::new(1, c.clone())),
             },
             Change::DeleteCustomer { .. } => *self = Snapshot::default(),
             Change::PutWorkspace(w) => upsert(&mut self.workspaces, &w.id, w.clone()),
@@ -97,17 +111,17 @@ impl Snapshot {
                 self.revoke_where(|i| &i.scope_key == id);
             }
             Change::PutUser(u) => {
-                self.users.insert(u.email.clone(), u.clone());
+                self.users.insert(u.email.clone(), Arc::new(u.clone()));
             }
             Change::PutMembership(m) => match self.memberships.get_mut(&m.id) {
                 Some(v) => {
-                    let (roles, grants) = (std::mem::take(&mut v.record.roles), std::mem::take(&mut v.record.grants));
-                    v.record = MembershipRecord { roles, grants, ..m.clone() };
+                    let (roles, grants) = (v.record.roles.clone(), v.record.grants.clone());
+                    v.record = Arc::new(MembershipRecord { roles, grants, ..m.clone() });
                 }
                 None => {
                     let record =
                         MembershipRecord { roles: Default::default(), grants: Default::default(), ..m.clone() };
-                    self.memberships.insert(m.id.clone(), Versioned { version: 1, record });
+                    self.memberships.insert(m.id.clone(), Versioned::new(1, record));
                 }
             },
             Change::DeleteMembership { id } => {
@@ -116,31 +130,31 @@ impl Snapshot {
             }
             Change::AddRole { membership_id, role } => {
                 if let Some(m) = self.memberships.get_mut(membership_id) {
-                    m.record.roles.insert(*role);
+                    Arc::make_mut(&mut m.record).roles.insert(*role);
                 }
             }
             Change::RemoveRole { membership_id, role } => {
                 if let Some(m) = self.memberships.get_mut(membership_id) {
-                    m.record.roles.remove(role);
+                    Arc::make_mut(&mut m.record).roles.remove(role);
                 }
             }
             Change::AddGrant { membership_id, grant } => {
                 if let Some(m) = self.memberships.get_mut(membership_id) {
-                    m.record.grants.insert(*grant);
+                    Arc::make_mut(&mut m.record).grants.insert(*grant);
                 }
             }
             Change::RemoveGrant { membership_id, grant } => {
                 if let Some(m) = self.memberships.get_mut(membership_id) {
-                    m.record.grants.remove(grant);
+                    Arc::make_mut(&mut m.record).grants.remove(grant);
                 }
             }
             Change::IssueInvitation { invitation, .. } => {
                 let key = (invitation.scope_key.clone(), invitation.subject_key.clone());
-                self.invitations.insert(key, invitation.clone());
+                self.invitations.insert(key, Arc::new(invitation.clone()));
             }
             Change::RevokeInvitation { scope_key, subject_key } => {
                 if let Some(inv) = self.invitations.get_mut(&(scope_key.clone(), subject_key.clone())) {
-                    revoke(inv);
+                    revoke(Arc::make_mut(inv));
                 }
             }
             Change::PutPolicy(p) => upsert(&mut self.policies, &p.uid, p.clone()),
@@ -169,7 +183,7 @@ impl Snapshot {
             self.invitations.iter().filter(|(_, i)| matches(i)).map(|(k, _)| k.clone()).collect();
         for k in keys {
             if let Some(inv) = self.invitations.get_mut(&k) {
-                revoke(inv);
+                revoke(Arc::make_mut(inv));
             }
         }
     }
@@ -177,9 +191,9 @@ impl Snapshot {
 
 fn upsert<T: Clone>(map: &mut OrdMap<String, Versioned<T>>, id: &str, record: T) {
     match map.get_mut(id) {
-        Some(v) => v.record = record,
+        Some(v) => v.record = Arc::new(record),
         None => {
-            map.insert(id.to_owned(), Versioned { version: 1, record });
+            map.insert(id.to_owned(), Versioned::new(1, record));
         }
     }
 }

@@ -1268,7 +1268,7 @@ pub(super) fn grant(permission: &str, source: &str) -> Result<Grant> {
 }
 
 pub(super) fn versioned<T>(version: i64, record: T) -> Versioned<T> {
-    Versioned { version, record }
+    Versioned::new(version, record)
 }
 
 pub(super) type Map<T> = BTreeMap<String, T>;

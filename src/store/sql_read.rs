@@ -258,13 +258,15 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
     for r in roles {
         let id: String = get(&r, "membership_id")?;
         if let Some(m) = snap.memberships.get_mut(&id) {
-            m.record.roles.insert(role(&get::<String>(&r, "role")?)?);
+            std::sync::Arc::make_mut(&mut m.record).roles.insert(role(&get::<String>(&r, "role")?)?);
         }
     }
     for r in grants {
         let id: String = get(&r, "membership_id")?;
         if let Some(m) = snap.memberships.get_mut(&id) {
-            m.record.grants.insert(grant(&get::<String>(&r, "permission")?, &get::<String>(&r, "source")?)?);
+            std::sync::Arc::make_mut(&mut m.record)
+                .grants
+                .insert(grant(&get::<String>(&r, "permission")?, &get::<String>(&r, "source")?)?);
         }
     }
     // Users and invitations: all of them for a Customer (its status counts them), else those
@@ -283,7 +285,7 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
     };
     for r in users {
         let u = user(&r)?;
-        snap.users.insert(u.email.clone(), u);
+        snap.users.insert(u.email.clone(), u.into());
     }
     let invitations = if all_people {
         let sql = format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = $1");
@@ -294,7 +296,7 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
     };
     for r in invitations {
         let i = invitation(&r)?;
-        snap.invitations.insert((i.scope_key.clone(), i.subject_key.clone()), i);
+        snap.invitations.insert((i.scope_key.clone(), i.subject_key.clone()), i.into());
     }
     let sql = format!("SELECT {POLICY_COLS} FROM lockbox_policies p WHERE p.customer_uid = $1 AND p.managed");
     for r in sqlx::query(AssertSqlSafe(sql)).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
