@@ -214,18 +214,39 @@ impl SqlStore {
         while i < batch.steps.len() {
             let step = &batch.steps[i];
             if let Some(d) = defer.as_deref_mut() {
-                match &step.change {
+                let deferred = match &step.change {
                     Change::AddRole { membership_id, role } => {
                         d.roles.push((membership_id, *role));
-                        i += 1;
-                        continue;
+                        true
                     }
                     Change::AddGrant { membership_id, grant } => {
                         d.grants.push((membership_id, grant));
-                        i += 1;
-                        continue;
+                        true
                     }
-                    _ => {}
+                    Change::PutUser(u) => {
+                        d.users.push(Put { change: &step.change, record: u, at: batch.at, create_only: false });
+                        true
+                    }
+                    Change::PutMembership(m) => {
+                        let create_only = creates == Some(i);
+                        d.memberships.push(Put { change: &step.change, record: m, at: batch.at, create_only });
+                        true
+                    }
+                    Change::IssueInvitation { invitation, payload } => {
+                        d.invitations.push(Put {
+                            change: &step.change,
+                            record: (invitation, payload.as_str()),
+                            at: batch.at,
+                            create_only: false,
+                        });
+                        out.invitations += 1;
+                        true
+                    }
+                    _ => false,
+                };
+                if deferred {
+                    i += 1;
+                    continue;
                 }
             }
             // Runs of grant additions become multi-row INSERTs: a reconcile adds many at once.
@@ -421,15 +442,36 @@ impl Store for SqlStore {
         token_hash: Option<&str>,
         validity: i64,
     ) -> Result<Claim> {
-        let backend = self.backend();
-        let claim = super::sql_outbox::claim(&self.pool, backend, entry, at, retry_at, token_hash, validity).await?;
+        let request = super::ClaimRequest { entry, retry_at, token_hash };
+        let claim = super::sql_outbox::claim(&self.pool, self.backend(), &request, at, validity).await?;
         self.rows_written.fetch_add(1, Ordering::Relaxed);
         Ok(claim)
+    }
+
+    async fn outbox_claim_all(
+        &self,
+        requests: &[super::ClaimRequest<'_>],
+        at: i64,
+        validity: i64,
+    ) -> Result<Vec<Claim>> {
+        let claims = super::sql_outbox::claim_all(&self.pool, self.backend(), requests, at, validity).await?;
+        self.rows_written.fetch_add(claims.len() as u64, Ordering::Relaxed);
+        Ok(claims)
     }
 
     async fn outbox_sent(&self, entry: &OutboxEntry, at: i64, by: &Actor) -> Result<Option<MembershipRef>> {
         self.rows_written.fetch_add(1, Ordering::Relaxed);
         super::sql_outbox::sent(&self.pool, self.backend(), entry, at, by).await
+    }
+
+    async fn outbox_sent_all(
+        &self,
+        entries: &[&OutboxEntry],
+        at: i64,
+        by: &Actor,
+    ) -> Result<Vec<Option<MembershipRef>>> {
+        self.rows_written.fetch_add(entries.len() as u64, Ordering::Relaxed);
+        super::sql_outbox::sent_all(&self.pool, self.backend(), entries, at, by).await
     }
 
     async fn outbox_failed(
@@ -722,12 +764,203 @@ const LIVE_INVITATION: &str = "('Pending', 'Sent')";
 
 /// Rows whose INSERTs are collected across the batches of one `apply_all` transaction and
 /// written as multi-row statements at the end (only for purely additive chunks, where
-/// nothing in the chunk could remove or depend on them before then).
+/// nothing in the chunk could remove or depend on them before then). One statement per
+/// thousand rows instead of one per row: on SQLite each statement is a round trip to the
+/// driver's worker thread, on PostgreSQL to the server (issue 18).
+///
+/// They are written parents first (users, memberships, then their roles, grants and
+/// invitations, then the audit). The guarantees stay those of one statement per row:
+/// - a new membership's row is inserted only if absent, and a chunk in which any was
+///   already there fails as a whole, to be applied batch by batch (as when the statement
+///   per row found it);
+/// - where two changes of a chunk put the same row, that kind is written a statement per
+///   row in the original order, so the last one wins as before (a multi-row upsert may not
+///   touch one row twice on PostgreSQL);
+/// - rows written are counted as the statements per row would count them.
 #[derive(Default)]
 struct Deferred<'a> {
+    users: Vec<Put<'a, &'a UserRecord>>,
+    memberships: Vec<Put<'a, &'a MembershipRecord>>,
+    invitations: Vec<Put<'a, (&'a InvitationRecord, &'a str)>>,
     roles: Vec<(&'a str, Role)>,
     grants: Vec<(&'a str, &'a Grant)>,
     audit: Vec<(&'a Batch, &'a Step)>,
+}
+
+/// A deferred put: the change (for the statement-per-row path), its record, the batch time
+/// and whether it creates its object's row (the guard).
+struct Put<'a, R> {
+    change: &'a Change,
+    record: R,
+    at: i64,
+    create_only: bool,
+}
+
+/// Whether two puts share a key (then they are written one statement per row, in order).
+fn repeats<K: Ord>(keys: impl Iterator<Item = K>) -> bool {
+    let mut seen = std::collections::BTreeSet::new();
+    keys.into_iter().any(|k| !seen.insert(k))
+}
+
+/// The puts one by one, as `apply_in` would without deferral.
+async fn one_by_one<R>(tx: &mut Transaction<'static, Any>, puts: &[Put<'_, R>]) -> Result<u64> {
+    let mut rows = 0;
+    for p in puts {
+        let n = execute(tx, p.change, p.at, p.create_only).await?;
+        if p.create_only && n == 0 {
+            let id = put_id(p.change).unwrap_or_default();
+            return Err(StoreError::Conflict(format!("membership {id} was created concurrently")));
+        }
+        rows += n;
+    }
+    Ok(rows)
+}
+
+async fn insert_users(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    users: &[Put<'_, &UserRecord>],
+) -> Result<u64> {
+    if repeats(users.iter().map(|u| (&u.record.customer_uid, &u.record.email))) {
+        return one_by_one(tx, users).await;
+    }
+    let mut rows = 0;
+    for chunk in users.chunks(DEFERRED_ROWS_PER_INSERT) {
+        let mut qb = Sql::for_backend(backend, "INSERT INTO users (customer_uid, email, display_name, account_type) ");
+        qb.values(chunk, |u| {
+            let u = u.record;
+            vec![
+                u.customer_uid.as_str().into(),
+                u.email.as_str().into(),
+                u.display_name.as_str().into(),
+                u.account_type.as_str().into(),
+            ]
+        });
+        qb.push(
+            " ON CONFLICT (customer_uid, email) DO UPDATE SET display_name = excluded.display_name, \
+             account_type = excluded.account_type",
+        );
+        rows += qb.build().execute(&mut **tx).await.map_err(map_err)?.rows_affected();
+    }
+    Ok(rows)
+}
+
+async fn insert_memberships(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    memberships: &[Put<'_, &MembershipRecord>],
+) -> Result<u64> {
+    if repeats(memberships.iter().map(|m| &m.record.id)) {
+        return one_by_one(tx, memberships).await;
+    }
+    let mut rows = 0;
+    // New rows (each its object's guard) and updates of existing ones, as the statement per
+    // row would write them: the first only if absent, the second as an upsert.
+    for create_only in [true, false] {
+        let puts: Vec<&Put<'_, &MembershipRecord>> =
+            memberships.iter().filter(|m| m.create_only == create_only).collect();
+        for chunk in puts.chunks(DEFERRED_ROWS_PER_INSERT) {
+            let mut qb = Sql::for_backend(
+                backend,
+                "INSERT INTO memberships (id, customer_uid, workspace_id, origin, namespace, name, managed, \
+                 subject_kind, subject_key, user_id, deletion_policy, spec_hash, applied_spec) ",
+            );
+            for (i, m) in chunk.iter().enumerate() {
+                let m = m.record;
+                qb.push(if i == 0 { "VALUES (" } else { ", (" });
+                qb.bind(m.id.as_str()).push(", ").bind(m.customer_uid.as_str()).push(", ");
+                qb.bind(m.workspace_id.clone()).push(", ").bind(m.origin.as_str()).push(", ");
+                qb.bind(m.namespace.as_str()).push(", ").bind(m.name.as_str()).push(", TRUE, ");
+                qb.bind(m.subject_kind.as_str()).push(", ").bind(m.subject_key.as_str());
+                qb.push(", (SELECT id FROM users WHERE customer_uid = ").bind(m.customer_uid.as_str());
+                qb.push(" AND email = ").bind(m.subject_key.as_str()).push("), ");
+                qb.bind(m.deletion_policy.as_str()).push(", ").bind(m.spec_hash.as_str()).push(", ");
+                qb.bind(m.applied_spec.as_str()).push(")");
+            }
+            let statement = upsert(&qb.text, "id", create_only);
+            let qb = Sql { text: statement, ..qb };
+            let n = qb.build().execute(&mut **tx).await.map_err(map_err)?.rows_affected();
+            if create_only && n < chunk.len() as u64 {
+                return Err(StoreError::Conflict(format!(
+                    "{} of {} new memberships were created concurrently",
+                    chunk.len() as u64 - n,
+                    chunk.len()
+                )));
+            }
+            rows += n;
+        }
+    }
+    Ok(rows)
+}
+
+async fn insert_invitations(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    invitations: &[Put<'_, (&InvitationRecord, &str)>],
+) -> Result<u64> {
+    if repeats(invitations.iter().map(|p| (&p.record.0.scope_key, &p.record.0.subject_key))) {
+        return one_by_one(tx, invitations).await;
+    }
+    let mut rows = 0;
+    for chunk in invitations.chunks(DEFERRED_ROWS_PER_INSERT) {
+        let mut qb = Sql::for_backend(
+            backend,
+            "INSERT INTO invitations (customer_uid, membership_id, scope_key, subject_key, email, issue, state, \
+             attempts, created_at) ",
+        );
+        for (n, p) in chunk.iter().enumerate() {
+            let i = p.record.0;
+            qb.push(if n == 0 { "VALUES (" } else { ", (" });
+            qb.bind(i.customer_uid.as_str()).push(", ").bind(i.membership_id.as_str()).push(", ");
+            qb.bind(i.scope_key.as_str()).push(", ").bind(i.subject_key.as_str()).push(", ");
+            qb.bind(i.email.as_str()).push(", ").bind(i.issue).push(", 'Pending', 0, ").bind(i.created_at).push(")");
+        }
+        // As in `execute`: a re-issue starts over; a live invitation is left as it is.
+        qb.push(
+            " ON CONFLICT (scope_key, subject_key) DO UPDATE SET membership_id = excluded.membership_id, \
+             email = excluded.email, issue = excluded.issue, state = 'Pending', attempts = 0, reissues = 0, \
+             created_at = excluded.created_at, sent_at = NULL, expires_at = NULL, accepted_at = NULL, \
+             accepted_by = NULL, accepted_account_type = NULL, last_error = NULL \
+             WHERE invitations.state IN ('Revoked', 'Expired', 'Failed') RETURNING id, scope_key, subject_key",
+        );
+        let issued = qb.build().fetch_all(&mut **tx).await.map_err(map_err)?;
+        let mut by_key: std::collections::HashMap<(String, String), &Put<'_, (&InvitationRecord, &str)>> =
+            chunk.iter().map(|p| ((p.record.0.scope_key.clone(), p.record.0.subject_key.clone()), p)).collect();
+        let mut queued: Vec<(i64, &Put<'_, (&InvitationRecord, &str)>)> = Vec::with_capacity(issued.len());
+        for row in &issued {
+            let (id, key): (i64, (String, String)) =
+                (get(row, "id")?, (get(row, "scope_key")?, get(row, "subject_key")?));
+            let put = by_key.remove(&key).ok_or_else(|| {
+                StoreError::Database(format!("the store returned an invitation it was not given: {key:?}"))
+            })?;
+            queued.push((id, put));
+        }
+        rows += queued.len() as u64;
+        if queued.is_empty() {
+            continue;
+        }
+        let mut qb = Sql::for_backend(
+            backend,
+            "INSERT INTO outbox (kind, idempotency_key, payload, state, attempts, next_attempt_at, created_at, \
+             invitation_id) ",
+        );
+        qb.values(&queued, |(id, p)| {
+            let i = p.record.0;
+            vec![
+                "invitation".into(),
+                invitation_key(&i.membership_id, &i.scope_key, i.issue).into(),
+                p.record.1.into(),
+                "Pending".into(),
+                0.into(),
+                p.at.into(),
+                p.at.into(),
+                (*id).into(),
+            ]
+        });
+        qb.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+        rows += qb.build().execute(&mut **tx).await.map_err(map_err)?.rows_affected();
+    }
+    Ok(rows)
 }
 
 /// Rows per multi-row INSERT of deferred rows (well under both backends' parameter limits).
@@ -735,7 +968,9 @@ const DEFERRED_ROWS_PER_INSERT: usize = 1000;
 
 impl Deferred<'_> {
     async fn flush(&self, tx: &mut Transaction<'static, Any>, backend: Backend) -> Result<u64> {
-        let mut rows = 0;
+        let mut rows = insert_users(tx, backend, &self.users).await?;
+        rows += insert_memberships(tx, backend, &self.memberships).await?;
+        rows += insert_invitations(tx, backend, &self.invitations).await?;
         for chunk in self.roles.chunks(DEFERRED_ROWS_PER_INSERT) {
             rows += insert_roles(tx, backend, chunk).await?;
         }

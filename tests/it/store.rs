@@ -243,6 +243,112 @@ async fn a_batch_round_trips_and_the_snapshot_mirror_matches_the_database() {
     }
 }
 
+/// A new membership of customer c1 in `c1-ws`, as its own object: the row is the guard.
+fn new_member(id: &str, email: &str, display: &str) -> Batch {
+    let invitation = InvitationRecord {
+        customer_uid: "c1".into(),
+        membership_id: id.into(),
+        scope_key: "c1-ws".into(),
+        subject_key: email.into(),
+        email: email.into(),
+        issue: 1,
+        state: "Pending".into(),
+        attempts: 0,
+        created_at: 1_700_000_000,
+        sent_at: None,
+        expires_at: None,
+        accepted_at: None,
+        accepted_by: None,
+        last_error: None,
+    };
+    batch(
+        Some(Guard { table: GuardTable::Membership, id: id.into(), expected: None }),
+        vec![
+            Change::PutUser(UserRecord { display_name: display.into(), ..user("c1", email) }),
+            Change::PutMembership(membership(id, "c1", Some("c1-ws"), email)),
+            Change::AddRole { membership_id: id.into(), role: Role::User },
+            Change::AddGrant { membership_id: id.into(), grant: g(Permission::Learning, Source::Individual) },
+            Change::IssueInvitation { invitation, payload: format!("{{\"to\":\"{email}\"}}") },
+        ],
+    )
+}
+
+/// Everything a chunk leaves in the store, but for generated ids.
+async fn contents(s: &TestStore) -> (Snapshot, Vec<String>, usize) {
+    let snap = s.store.load_customer("contoso", "contoso").await.expect("load");
+    let outbox = s
+        .store
+        .strings("SELECT idempotency_key || ' ' || payload FROM outbox ORDER BY idempotency_key")
+        .await
+        .expect("outbox");
+    let audit = s.store.audit(&AuditFilter::default()).await.expect("audit").len();
+    (snap, outbox, audit)
+}
+
+#[tokio::test]
+async fn a_chunk_written_at_once_leaves_what_its_batches_one_by_one_leave() {
+    // apply_all writes the users, memberships and invitations of a chunk as multi-row
+    // statements. Compared with the same batches applied one at a time: a run of new members,
+    // then a chunk that puts one person twice (the later put must win) and adds a member
+    // already invited.
+    let fresh: Vec<Batch> =
+        (0..30).map(|n| new_member(&format!("m{n}"), &format!("p{n}@contoso.com"), "First")).collect();
+    let repeated = vec![
+        new_member("m-again", "p3@contoso.com", "Second"),
+        new_member("m-once-more", "p3@contoso.com", "Third"),
+        new_member("m-lee", "lee@contoso.com", "Lee"),
+    ];
+    for (at_once, one_by_one) in stores().await.into_iter().zip(stores().await) {
+        for s in [&at_once, &one_by_one] {
+            s.store.apply(&seed("c1")).await.expect("seed");
+        }
+        for chunk in [&fresh, &repeated] {
+            let before = one_by_one.store.rows_written();
+            for b in chunk {
+                one_by_one.store.apply(b).await.expect("one batch");
+            }
+            let rows = one_by_one.store.rows_written() - before;
+            let before = at_once.store.rows_written();
+            let results = at_once.store.apply_all(chunk).await.expect("chunk");
+            assert!(results.iter().all(Result::is_ok), "{}: {results:?}", at_once.name);
+            assert_eq!(at_once.store.rows_written() - before, rows, "{}: rows counted alike", at_once.name);
+            let (snap, outbox, audit) = contents(&at_once).await;
+            let (their_snap, their_outbox, their_audit) = contents(&one_by_one).await;
+            assert_eq!(snap, their_snap, "{}", at_once.name);
+            assert_eq!(outbox, their_outbox, "{}", at_once.name);
+            assert_eq!(audit, their_audit, "{}", at_once.name);
+        }
+        let (snap, outbox, _) = contents(&at_once).await;
+        assert_eq!(snap.users["p3@contoso.com"].display_name, "Third", "{}: the later put wins", at_once.name);
+        assert_eq!(snap.memberships.len(), 34, "{}", at_once.name);
+        assert_eq!(snap.memberships["m7"].record.roles.len(), 1, "{}", at_once.name);
+        assert_eq!(outbox.len(), 31, "{}: a live invitation is not queued again: {outbox:?}", at_once.name);
+    }
+}
+
+#[tokio::test]
+async fn a_chunk_with_a_member_created_meanwhile_applies_the_others_and_reports_that_one() {
+    for s in stores().await {
+        s.store.apply(&seed("c1")).await.expect("seed");
+        // Another writer created m1 after this chunk was planned.
+        s.store.apply(&new_member("m1", "p1@contoso.com", "Other")).await.expect("other writer");
+        let audit = s.store.audit(&AuditFilter::default()).await.expect("audit").len();
+        let chunk = [
+            new_member("m0", "p0@contoso.com", "Zero"),
+            new_member("m1", "p1@contoso.com", "Mine"),
+            new_member("m2", "p2@contoso.com", "Two"),
+        ];
+        let results = s.store.apply_all(&chunk).await.expect("chunk");
+        assert!(results[0].is_ok() && results[2].is_ok(), "{}: {results:?}", s.name);
+        assert!(matches!(&results[1], Err(StoreError::Conflict(_))), "{}: {:?}", s.name, results[1]);
+        let snap = s.store.load_customer("contoso", "contoso").await.expect("load");
+        assert!(snap.memberships.contains_key("m0") && snap.memberships.contains_key("m2"), "{}", s.name);
+        assert_eq!(snap.users["p1@contoso.com"].display_name, "Other", "{}: the refused batch wrote nothing", s.name);
+        let now = s.store.audit(&AuditFilter::default()).await.expect("audit").len();
+        assert_eq!(now - audit, 2 * chunk[0].steps.len(), "{}: audited once per applied change", s.name);
+    }
+}
+
 #[tokio::test]
 async fn an_empty_batch_touches_nothing() {
     for s in stores().await {
