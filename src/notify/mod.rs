@@ -17,7 +17,7 @@ pub mod smtp;
 pub mod token;
 pub mod transport;
 
-use crate::store::{Claim, MembershipRef, OutboxEntry, Store, StoreError};
+use crate::store::{Claim, ClaimRequest, MembershipRef, OutboxEntry, Store, StoreError};
 use futures::StreamExt;
 use lettre::message::Mailbox;
 use std::sync::Arc;
@@ -90,20 +90,6 @@ impl Report {
         *self.by_kind.entry((kind.to_owned(), outcome)).or_default() += 1;
         self.touched.extend(touched);
     }
-
-    /// Add what another (part of a) drain did.
-    fn merge(&mut self, o: Report) {
-        self.sent += o.sent;
-        self.retried += o.retried;
-        self.failed += o.failed;
-        self.cancelled += o.cancelled;
-        self.expired += o.expired;
-        self.reissued += o.reissued;
-        self.touched.extend(o.touched);
-        for (k, n) in o.by_kind {
-            *self.by_kind.entry(k).or_default() += n;
-        }
-    }
 }
 
 /// Drains the outbox through one transport.
@@ -147,18 +133,10 @@ impl Notifier {
         }
         loop {
             let due = self.store.outbox_due(now, BATCH).await?;
-            // Several messages in flight: an SMTP exchange waits on round trips (and on the
-            // relay's delayed ACK of the final "."), not on this process.
-            let outcomes: Vec<Result<Report, StoreError>> = futures::stream::iter(&due)
-                .map(|entry| async move {
-                    let mut one = Report::default();
-                    self.deliver(entry, now, &mut one).await.map(|()| one)
-                })
-                .buffer_unordered(self.config.concurrency.max(1))
-                .collect()
-                .await;
-            for one in outcomes {
-                report.merge(one?);
+            // As many claimed at once as can be in flight: a crash then costs an attempt to
+            // no more messages than were being sent.
+            for group in due.chunks(self.config.concurrency.max(1)) {
+                self.deliver_all(group, now, &mut report).await?;
             }
             if (due.len() as i64) < BATCH {
                 return Ok(report);
@@ -166,40 +144,71 @@ impl Notifier {
         }
     }
 
-    /// One attempt at one entry.
-    async fn deliver(&self, entry: &OutboxEntry, now: i64, report: &mut Report) -> Result<(), StoreError> {
-        let attempt = u32::try_from(entry.attempts + 1).unwrap_or(u32::MAX);
-        let retry_at = now + self.retry_after(attempt);
-        let token = matches!(entry.kind.as_str(), "invitation" | "signin").then(token::Token::generate);
+    /// One attempt at each entry of `due`, all sent at once. The claims are made in one
+    /// transaction and the deliveries recorded in another, so a message costs a share of two
+    /// commits instead of two of its own (issue 18); each entry is still claimed before it is
+    /// sent (a crash mid-send is retried) and marked sent, and audited, on its own terms.
+    async fn deliver_all(&self, due: &[OutboxEntry], now: i64, report: &mut Report) -> Result<(), StoreError> {
         let validity = i64::try_from(self.config.validity.as_secs()).unwrap_or(i64::MAX / 2);
-        let claim =
-            self.store.outbox_claim(entry, now, retry_at, token.as_ref().map(|t| t.hash.as_str()), validity).await?;
-        let (attempt, expires_at) = match claim {
-            Claim::Send { attempt, expires_at } => (attempt, expires_at),
-            Claim::Cancelled => {
-                report.cancelled += 1;
-                return Ok(());
-            }
-            Claim::Taken => return Ok(()),
-        };
-        let message = match self.render(entry, token.as_ref(), expires_at) {
-            Ok(m) => m,
-            Err(e) => return self.failed(entry, now, &e, None, report).await,
-        };
-        match self.transport.send(&message, &self.config.from).await {
-            Ok(()) => {
-                let touched = self.store.outbox_sent(entry, now, &self.config.actor).await?;
-                tracing::debug!(id = %entry.key, to = ?message.to, attempt, "message sent");
-                report.tally(&entry.kind, "sent", touched);
-                Ok(())
-            }
-            Err(e) => {
-                let give_up = e.permanent || attempt >= i64::from(self.config.max_attempts);
-                let retry = (!give_up).then_some(retry_at);
-                tracing::warn!(id = %entry.key, attempt, permanent = e.permanent, error = %e.message, retry_at = ?retry, "delivery failed");
-                self.failed(entry, now, &e.message, retry, report).await
+        let tokens: Vec<Option<token::Token>> = due
+            .iter()
+            .map(|e| matches!(e.kind.as_str(), "invitation" | "signin").then(token::Token::generate))
+            .collect();
+        let requests: Vec<ClaimRequest<'_>> = due
+            .iter()
+            .zip(&tokens)
+            .map(|(entry, token)| ClaimRequest {
+                entry,
+                retry_at: now + self.retry_after(attempt_of(entry)),
+                token_hash: token.as_ref().map(|t| t.hash.as_str()),
+            })
+            .collect();
+        let claims = self.store.outbox_claim_all(&requests, now, validity).await?;
+        let mut claimed = Vec::with_capacity(due.len());
+        for (((entry, token), request), claim) in due.iter().zip(&tokens).zip(&requests).zip(claims) {
+            match claim {
+                Claim::Send { attempt, expires_at } => {
+                    claimed.push((entry, token.as_ref(), request.retry_at, attempt, expires_at))
+                }
+                Claim::Cancelled => report.cancelled += 1,
+                Claim::Taken => {}
             }
         }
+        // Several messages in flight: an SMTP exchange waits on round trips, not on this
+        // process. A failure carries when to try again, or `None` to give up.
+        let outcomes: Vec<(&OutboxEntry, Result<(), Failure>)> = futures::stream::iter(claimed)
+            .map(|(entry, token, retry_at, attempt, expires_at)| async move {
+                let sent = match self.render(entry, token, expires_at) {
+                    Ok(message) => self.transport.send(&message, &self.config.from).await.map(|()| {
+                        tracing::debug!(id = %entry.key, to = ?message.to, attempt, "message sent");
+                    }),
+                    Err(message) => Err(transport::SendError { permanent: true, message }),
+                };
+                let sent = sent.map_err(|e| {
+                    let give_up = e.permanent || attempt >= i64::from(self.config.max_attempts);
+                    let retry = (!give_up).then_some(retry_at);
+                    tracing::warn!(id = %entry.key, attempt, permanent = e.permanent, error = %e.message, retry_at = ?retry, "delivery failed");
+                    (e.message, retry)
+                });
+                (entry, sent)
+            })
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        let delivered: Vec<&OutboxEntry> =
+            outcomes.iter().filter(|(_, r)| r.is_ok()).map(|(entry, _)| *entry).collect();
+        if !delivered.is_empty() {
+            let touched = self.store.outbox_sent_all(&delivered, now, &self.config.actor).await?;
+            for (entry, touched) in delivered.iter().zip(touched) {
+                report.tally(&entry.kind, "sent", touched);
+            }
+        }
+        for (entry, result) in &outcomes {
+            if let Err((message, retry)) = result {
+                self.failed(entry, now, message, *retry, report).await?;
+            }
+        }
+        Ok(())
     }
 
     async fn failed(
@@ -262,4 +271,12 @@ impl Notifier {
         let d = exp.min(self.config.retry_cap).mul_f64(rand::random_range(0.8..1.2));
         i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2).max(1)
     }
+}
+
+/// Why a message was not delivered, and when to try again (`None`: give up).
+type Failure = (String, Option<i64>);
+
+/// The number of the attempt an entry's claim makes.
+fn attempt_of(entry: &OutboxEntry) -> u32 {
+    u32::try_from(entry.attempts + 1).unwrap_or(u32::MAX)
 }

@@ -21,6 +21,7 @@ pub use records::*;
 pub use snapshot::{Snapshot, Versioned};
 pub use sql::invitation_key;
 pub use sql_console::{InvitationView, OIDC_LOGIN_VALIDITY, PendingLogin, SIGNIN_VALIDITY, Session};
+pub use sql_outbox::ClaimRequest;
 pub use url::StoreUrl;
 
 use async_trait::async_trait;
@@ -355,6 +356,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         validity: i64,
     ) -> Result<Claim>;
 
+    /// [`Store::outbox_claim`] of several entries in one transaction (a drain claims what it
+    /// is about to send together), each claimed exactly as on its own; one claim per request.
+    async fn outbox_claim_all(&self, requests: &[ClaimRequest<'_>], at: i64, validity: i64) -> Result<Vec<Claim>>;
+
     /// Mark an entry delivered; its invitation becomes `Sent` (once). Audited as `by` (the
     /// operator's worker, or the CLI that delivered).
     async fn outbox_sent(
@@ -363,6 +368,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         at: i64,
         by: &crate::domain::actor::Actor,
     ) -> Result<Option<MembershipRef>>;
+
+    /// [`Store::outbox_sent`] of several entries in one transaction, each marked and audited
+    /// as on its own; the Membership to refresh per entry.
+    async fn outbox_sent_all(
+        &self,
+        entries: &[&OutboxEntry],
+        at: i64,
+        by: &crate::domain::actor::Actor,
+    ) -> Result<Vec<Option<MembershipRef>>>;
 
     /// Record a failed attempt: retry at `retry_at`, or give up (`None`): the invitation is `Failed`.
     async fn outbox_failed(

@@ -57,36 +57,96 @@ async fn live_invitation(
     Ok(wanted.then_some((issue, get(&row, "expires_at")?)))
 }
 
+/// One claim request: the entry, when its next attempt is due if this one fails to report
+/// (a crash mid-send), and the hash of the token its message will carry, if any.
+pub struct ClaimRequest<'a> {
+    /// The entry as read by `due`.
+    pub entry: &'a OutboxEntry,
+    /// When the next attempt is due.
+    pub retry_at: i64,
+    /// The hash of the message's token (invitations, sign-in links).
+    pub token_hash: Option<&'a str>,
+}
+
 /// Claim one attempt at `at`: count it and schedule the next try at `retry_at` (so a crash
 /// mid-send is retried), and for an invitation store `token_hash` (valid `validity` seconds
 /// from the first attempt). An entry with nothing left to deliver is closed as `Cancelled`.
 pub(super) async fn claim(
     pool: &AnyPool,
     backend: Backend,
-    entry: &OutboxEntry,
+    request: &ClaimRequest<'_>,
     at: i64,
-    retry_at: i64,
-    token_hash: Option<&str>,
     validity: i64,
 ) -> Result<Claim> {
+    let mut claims = claim_all(pool, backend, std::slice::from_ref(request), at, validity).await?;
+    Ok(claims.pop().unwrap_or(Claim::Taken))
+}
+
+/// [`claim`] of several entries in one transaction: a drain claims what it is about to send
+/// together, so a message costs a share of one commit instead of one of its own (issue 18).
+/// Each entry is claimed exactly as on its own: an entry another worker took is `Taken`
+/// and nothing is written for it.
+pub(super) async fn claim_all(
+    pool: &AnyPool,
+    backend: Backend,
+    requests: &[ClaimRequest<'_>],
+    at: i64,
+    validity: i64,
+) -> Result<Vec<Claim>> {
     let mut tx = begin(pool, backend).await?;
-    let mut expires = None;
+    let mut claims = Vec::with_capacity(requests.len());
+    for r in requests {
+        claims.push(claim_in(&mut tx, r, at, validity).await?);
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(claims)
+}
+
+async fn claim_in(
+    tx: &mut Transaction<'static, Any>,
+    request: &ClaimRequest<'_>,
+    at: i64,
+    validity: i64,
+) -> Result<Claim> {
+    let ClaimRequest { entry, retry_at, token_hash } = *request;
+    let mut live = None;
     if entry.kind == "invitation" {
-        let Some((issue, expires_at)) = live_invitation(&mut tx, entry).await? else {
+        let Some(invitation) = live_invitation(tx, entry).await? else {
             sqlx::query("UPDATE outbox SET state = 'Cancelled' WHERE id = $1 AND state = 'Pending'")
                 .bind(entry.id)
-                .execute(&mut *tx)
+                .execute(&mut **tx)
                 .await
                 .map_err(map_err)?;
-            tx.commit().await.map_err(map_err)?;
             return Ok(Claim::Cancelled);
         };
+        live = Some(invitation);
+    }
+    // Guarded by the attempt count as read, and first, so a lost claim writes nothing: of two
+    // workers claiming the same attempt, one wins (on PostgreSQL the loser waits on this row,
+    // then finds the count moved).
+    let claimed = sqlx::query(
+        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2 WHERE id = $1 AND state = 'Pending' \
+         AND attempts = $3 RETURNING attempts",
+    )
+    .bind(entry.id)
+    .bind(retry_at)
+    .bind(entry.attempts)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(map_err)?;
+    let Some(row) = claimed else {
+        // Claimed, delivered or closed by another worker since it was read.
+        return Ok(Claim::Taken);
+    };
+    let attempt = get(&row, "attempts")?;
+    let mut expires = None;
+    if let Some((issue, expires_at)) = live {
         let id = entry.invitation_id.unwrap_or_default();
         let expires_at = expires_at.unwrap_or(at + validity);
         sqlx::query("UPDATE invitations SET attempts = attempts + 1, expires_at = $2 WHERE id = $1")
             .bind(id)
             .bind(expires_at)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(map_err)?;
         if let Some(hash) = token_hash {
@@ -97,7 +157,7 @@ pub(super) async fn claim(
             .bind(id)
             .bind(issue)
             .bind(at)
-            .execute(&mut *tx)
+            .execute(&mut **tx)
             .await
             .map_err(map_err)?;
         }
@@ -105,28 +165,9 @@ pub(super) async fn claim(
     } else if entry.kind == "signin" {
         // The link's token is made for this attempt; only its hash is kept.
         if let Some(hash) = token_hash {
-            expires = Some(super::sql_console::signin_token(&mut tx, entry, hash, at).await?);
+            expires = Some(super::sql_console::signin_token(tx, entry, hash, at).await?);
         }
     }
-    // Guarded by the attempt count as read: of two workers claiming the same attempt, one wins
-    // (on PostgreSQL the loser waits on the invitation row above, then finds the count moved).
-    let claimed = sqlx::query(
-        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2 WHERE id = $1 AND state = 'Pending' \
-         AND attempts = $3 RETURNING attempts",
-    )
-    .bind(entry.id)
-    .bind(retry_at)
-    .bind(entry.attempts)
-    .fetch_optional(&mut *tx)
-    .await
-    .map_err(map_err)?;
-    let Some(row) = claimed else {
-        // Claimed, delivered or closed by another worker since it was read.
-        tx.rollback().await.map_err(map_err)?;
-        return Ok(Claim::Taken);
-    };
-    let attempt = get(&row, "attempts")?;
-    tx.commit().await.map_err(map_err)?;
     Ok(Claim::Send { attempt, expires_at: expires })
 }
 
@@ -168,13 +209,39 @@ pub(super) async fn sent(
     at: i64,
     by: &Actor,
 ) -> Result<Option<MembershipRef>> {
+    let mut touched = sent_all(pool, backend, &[entry], at, by).await?;
+    Ok(touched.pop().flatten())
+}
+
+/// [`sent`] of several entries in one transaction, each marked and audited as on its own.
+pub(super) async fn sent_all(
+    pool: &AnyPool,
+    backend: Backend,
+    entries: &[&OutboxEntry],
+    at: i64,
+    by: &Actor,
+) -> Result<Vec<Option<MembershipRef>>> {
     let mut tx = begin(pool, backend).await?;
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        out.push(sent_in(&mut tx, entry, at, by).await?);
+    }
+    tx.commit().await.map_err(map_err)?;
+    Ok(out)
+}
+
+async fn sent_in(
+    tx: &mut Transaction<'static, Any>,
+    entry: &OutboxEntry,
+    at: i64,
+    by: &Actor,
+) -> Result<Option<MembershipRef>> {
     let done = sqlx::query(
         "UPDATE outbox SET state = 'Sent', sent_at = $2, last_error = NULL WHERE id = $1 AND state = 'Pending'",
     )
     .bind(entry.id)
     .bind(at)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(map_err)?;
     let mut touched = None;
@@ -186,15 +253,14 @@ pub(super) async fn sent(
         )
         .bind(id)
         .bind(at)
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await
         .map_err(map_err)?;
         if marked.rows_affected() == 1 {
-            audit(&mut tx, at, by, "invitation.send", &entry.key, serde_json::json!({ "state": "Sent" })).await?;
-            touched = membership_of(&mut tx, id).await?;
+            audit(tx, at, by, "invitation.send", &entry.key, serde_json::json!({ "state": "Sent" })).await?;
+            touched = membership_of(tx, id).await?;
         }
     }
-    tx.commit().await.map_err(map_err)?;
     Ok(touched)
 }
 
