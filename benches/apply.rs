@@ -1,14 +1,24 @@
-//! Engine benchmark: 1 customer, 100 workspaces, 10,000 memberships applied to a fresh SQLite
-//! store, then applied again (a no-op that must write nothing).
+//! Apply benchmark: 1 customer, 100 workspaces, 10,000 memberships.
 //!
-//!     cargo bench --bench apply
+//!     SERVICEHUB_TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/test cargo bench --bench apply
 //!
-//! Targets on a 2-core machine: first apply under 5 s; no-op apply under 1 s with zero writes.
+//! Part 1, the engine in process on a fresh SQLite store: validation, a dry run, the first
+//! apply and a no-op re-apply (which must write nothing), each timed on its own.
+//!
+//! Part 2, `servicehub` itself, as a user runs it, from YAML files (one per workspace) on each
+//! store: the first apply with `--deliver=false` and, on another fresh store, with the 10,101
+//! invitations delivered as `.eml` files; then the no-change re-apply and `plan`. Each line
+//! gives the wall time and the process's peak RSS (issue 18, goal 5: under 3 s, 6 s, 0.5 s,
+//! 0.5 s and 100 MB on SQLite; PostgreSQL printed beside, no goal yet).
+
+mod support;
 
 use servicehub_operator::engine::{self, Options};
 use servicehub_operator::plan::Context;
 use servicehub_operator::validate::{self, Document, References};
-use std::time::Instant;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 const WORKSPACES: usize = 100;
 const MEMBERSHIPS: usize = 10_000;
@@ -52,6 +62,11 @@ fn scenario() -> Vec<Document> {
 
 #[tokio::main]
 async fn main() {
+    engine_in_process().await;
+    cli().await;
+}
+
+async fn engine_in_process() {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let store = servicehub_operator::store::open(&url).await.expect("store");
@@ -92,4 +107,131 @@ async fn main() {
         second_time.as_secs_f64(),
         second.rows_written
     );
+}
+
+/// The scenario as YAML files: the customer in one, each workspace with its memberships in
+/// another (as a team keeps them in Git).
+fn write_files(dir: &Path) {
+    let mut files: std::collections::BTreeMap<String, String> = Default::default();
+    for doc in scenario() {
+        let kind = doc.value["kind"].as_str().expect("kind").to_owned();
+        let file = match kind.as_str() {
+            "Customer" => "customer.yaml".to_owned(),
+            "Workspace" => format!("{}.yaml", doc.value["metadata"]["name"].as_str().expect("name")),
+            _ => format!("{}.yaml", doc.value["spec"]["workspaceRef"]["name"].as_str().expect("workspace")),
+        };
+        let text = files.entry(file).or_default();
+        text.push_str("---\n");
+        text.push_str(&serde_yaml::to_string(&doc.value).expect("yaml"));
+    }
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+}
+
+/// One run of the binary: its wall time and peak RSS.
+struct Run {
+    time: Duration,
+    peak_kib: u64,
+    stdout: String,
+}
+
+/// Run `servicehub ARGS` to completion. The peak RSS is the kernel's high-water mark
+/// (`VmHWM`), read every 2 ms while the process runs: it only grows, so the last reading
+/// before exit is the peak but for growth in the final 2 ms. (`wait4`'s rusage would be
+/// exact, but the crate forbids unsafe code.)
+fn servicehub(store: &str, args: &[&str]) -> Run {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_servicehub"))
+        .args(args)
+        .env("SERVICEHUB_STORE", store)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn servicehub");
+    let status_file = format!("/proc/{}/status", child.id());
+    let reader = {
+        let mut out = child.stdout.take().expect("stdout");
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            std::io::Read::read_to_string(&mut out, &mut s).expect("stdout");
+            s
+        })
+    };
+    let mut peak_kib = 0;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if let Some(kib) = std::fs::read_to_string(&status_file).ok().as_deref().and_then(vm_hwm_kib) {
+            peak_kib = peak_kib.max(kib);
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let time = start.elapsed();
+    let stdout = reader.join().expect("reader");
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("stderr");
+    assert!(status.success(), "servicehub {args:?}: {status}\n{stdout}\n{stderr}");
+    Run { time, peak_kib, stdout }
+}
+
+fn vm_hwm_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn line(label: &str, run: &Run, goal: &str) {
+    println!(
+        "  {label:<32} {:>6.2}s  peak RSS {:>4} MB   {goal}",
+        run.time.as_secs_f64(),
+        run.peak_kib * 1024 / 1_000_000
+    );
+}
+
+async fn cli() {
+    let files = tempfile::tempdir().expect("tempdir");
+    write_files(files.path());
+    let dir = files.path().to_str().expect("utf-8").to_owned();
+    println!(
+        "servicehub from {} YAML files (1 customer, {WORKSPACES} workspaces, {MEMBERSHIPS} memberships):",
+        WORKSPACES + 1
+    );
+    let validate = servicehub("", &["validate", "-f", &dir]);
+    line("validate", &validate, "");
+    support::each_store(|backend, url| {
+        let dir = dir.clone();
+        async move {
+            println!("{backend}:");
+            let first = servicehub(&url, &["apply", "-f", &dir, "--deliver=false", "-q"]);
+            line(
+                "first apply, --deliver=false",
+                &first,
+                if backend == "sqlite" { "(goal < 3 s, < 100 MB)" } else { "" },
+            );
+            let again = servicehub(&url, &["apply", "-f", &dir, "--deliver=false", "-q", "-o", "json"]);
+            let report: serde_json::Value = serde_json::from_str(&again.stdout).expect("apply -o json");
+            assert_eq!(report["rowsWritten"], 0, "a no-change re-apply writes nothing: {}", report["rowsWritten"]);
+            line("re-apply, no change (0 rows)", &again, if backend == "sqlite" { "(goal < 0.5 s)" } else { "" });
+            let plan = servicehub(&url, &["plan", "-f", &dir, "-q"]);
+            line("plan", &plan, if backend == "sqlite" { "(goal < 0.5 s)" } else { "" });
+        }
+    })
+    .await;
+    support::each_store(|backend, url| {
+        let dir = dir.clone();
+        async move {
+            let outbox = tempfile::tempdir().expect("outbox");
+            let out = outbox.path().to_str().expect("utf-8");
+            let run = servicehub(&url, &["apply", "-f", &dir, "-q", "--notify-transport", "file", "--notify-dir", out]);
+            let sent = std::fs::read_dir(outbox.path()).expect("outbox").count();
+            assert!(sent > MEMBERSHIPS + WORKSPACES, "one invitation per person: {sent} files");
+            line(
+                &format!("{backend}: first apply, {sent} .eml"),
+                &run,
+                if backend == "sqlite" { "(goal < 6 s)" } else { "" },
+            );
+        }
+    })
+    .await;
 }
