@@ -410,8 +410,10 @@ pub async fn run_with_progress(
         adopt_stored_uids(&snap, objects, &members, &mut minted, &mut ids, &mut report);
         for pass in 0..MAX_PASSES {
             // Plan every object against the snapshot, mirroring each plan as if applied so
-            // later objects see it; then apply the batches in chunks, one transaction each.
-            let (mut owners, mut pending): (Vec<usize>, Vec<crate::store::Batch>) = (Vec::new(), Vec::new());
+            // later objects see it; the batches are applied in chunks, one transaction each,
+            // as each chunk fills (so no more than a chunk of planned batches is held).
+            let mut chunk = Chunk::default();
+            let (mut changed, mut failed) = (false, false);
             for i in &members {
                 let Planned { batch, status, stalled, .. } =
                     plan_object(&objects[*i].object, &ids[*i], declared_default.as_deref(), &snap, &opts.ctx);
@@ -421,42 +423,22 @@ pub async fn run_with_progress(
                 // A write that failed in an earlier pass is judged again by this one: an
                 // empty plan now means another writer got the store there meanwhile.
                 r.error = None;
+                if pass == 0 {
+                    Progress::add(&progress.planned, 1);
+                }
                 if !batch.is_empty() {
                     snap.apply(&batch);
-                    owners.push(*i);
-                    pending.push(batch);
-                }
-            }
-            if pass == 0 {
-                Progress::add(&progress.planned, members.len());
-            }
-            if pending.is_empty() {
-                break;
-            }
-            let mut failed = false;
-            for (batches, who) in pending.chunks(BATCHES_PER_TRANSACTION).zip(owners.chunks(BATCHES_PER_TRANSACTION)) {
-                let results: Vec<Result<(), StoreError>> = if opts.dry_run {
-                    batches.iter().map(|_| Ok(())).collect()
-                } else {
-                    store.apply_all(batches).await?.into_iter().map(|r| r.map(|_| ())).collect()
-                };
-                for ((i, batch), result) in who.iter().zip(batches).zip(results) {
-                    let r = &mut report.objects[*i];
-                    match result {
-                        Ok(()) => {
-                            if r.changes.is_empty() {
-                                Progress::add(&progress.written, 1);
-                            }
-                            r.error = None;
-                            r.changes.extend(reported(batch));
-                        }
-                        Err(e) => {
-                            // A conflict is retried in the next pass against a fresh read.
-                            failed = true;
-                            r.error = Some(e.to_string());
-                        }
+                    chunk.owners.push(*i);
+                    chunk.batches.push(batch);
+                    changed = true;
+                    if chunk.batches.len() == BATCHES_PER_TRANSACTION {
+                        failed |= chunk.write(store, opts, &mut report, progress).await?;
                     }
                 }
+            }
+            failed |= chunk.write(store, opts, &mut report, progress).await?;
+            if !changed {
+                break;
             }
             if failed {
                 snap = store.load_customer(&ns, &customer).await?;
@@ -466,6 +448,55 @@ pub async fn run_with_progress(
     }
     report.rows_written = store.rows_written() - written_before;
     Ok(report)
+}
+
+/// Planned batches waiting to be applied together, and the objects they belong to.
+#[derive(Default)]
+struct Chunk {
+    owners: Vec<usize>,
+    batches: Vec<crate::store::Batch>,
+}
+
+impl Chunk {
+    /// Apply the batches in one transaction (or none, in a dry run), record each object's
+    /// changes or error in `report`, and empty the chunk. Whether any batch failed (a
+    /// conflict, retried in the next pass against a fresh read).
+    async fn write(
+        &mut self,
+        store: &dyn Store,
+        opts: &Options,
+        report: &mut Report,
+        progress: &Progress,
+    ) -> Result<bool, StoreError> {
+        if self.batches.is_empty() {
+            return Ok(false);
+        }
+        let results: Vec<Result<(), StoreError>> = if opts.dry_run {
+            self.batches.iter().map(|_| Ok(())).collect()
+        } else {
+            store.apply_all(&self.batches).await?.into_iter().map(|r| r.map(|_| ())).collect()
+        };
+        let mut failed = false;
+        for ((i, batch), result) in self.owners.iter().zip(&self.batches).zip(results) {
+            let r = &mut report.objects[*i];
+            match result {
+                Ok(()) => {
+                    if r.changes.is_empty() {
+                        Progress::add(&progress.written, 1);
+                    }
+                    r.error = None;
+                    r.changes.extend(reported(batch));
+                }
+                Err(e) => {
+                    failed = true;
+                    r.error = Some(e.to_string());
+                }
+            }
+        }
+        self.owners.clear();
+        self.batches.clear();
+        Ok(failed)
+    }
 }
 
 /// Objects whose uid was minted here take the uid the snapshot holds for their kind and name:

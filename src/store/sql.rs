@@ -1406,7 +1406,7 @@ impl Sql {
     }
 
     pub(super) fn build(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments> {
-        let mut q = sqlx::query(AssertSqlSafe(self.text.clone()));
+        let mut q = sqlx::query(AssertSqlSafe(self.text.clone())).persistent(false);
         for a in &self.args {
             q = match a {
                 Arg::Text(v) => q.bind(v.clone()),
