@@ -237,36 +237,39 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
         snap.memberships.insert(m.id.clone(), versioned(get(&r, "row_version")?, m));
     }
     let everything = matches!(focus, Focus::All);
-    let (roles, grants) = if everything {
-        let roles = "SELECT r.membership_id, r.role FROM role_assignments r JOIN memberships m ON m.id = r.membership_id \
-                     WHERE m.customer_uid = $1 AND m.managed";
-        let grants = "SELECT g.membership_id, g.permission, g.source FROM grants g \
-                      JOIN memberships m ON m.id = g.membership_id WHERE m.customer_uid = $1 AND m.managed";
-        (
-            sqlx::query(roles).bind(&uid).fetch_all(pool).await.map_err(map_err)?,
-            sqlx::query(grants).bind(&uid).fetch_all(pool).await.map_err(map_err)?,
-        )
-    } else {
-        let ids: Vec<String> = snap.memberships.keys().cloned().collect();
-        (
-            fetch_in(pool, "SELECT membership_id, role FROM role_assignments WHERE ", None, "membership_id", &ids)
-                .await?,
-            fetch_in(pool, "SELECT membership_id, permission, source FROM grants WHERE ", None, "membership_id", &ids)
-                .await?,
-        )
-    };
-    for r in roles {
+    let add_role = |snap: &mut Snapshot, r: AnyRow| -> Result<()> {
         let id: String = get(&r, "membership_id")?;
         if let Some(m) = snap.memberships.get_mut(&id) {
             std::sync::Arc::make_mut(&mut m.record).roles.insert(role(&get::<String>(&r, "role")?)?);
         }
-    }
-    for r in grants {
+        Ok(())
+    };
+    let add_grant = |snap: &mut Snapshot, r: AnyRow| -> Result<()> {
         let id: String = get(&r, "membership_id")?;
         if let Some(m) = snap.memberships.get_mut(&id) {
             std::sync::Arc::make_mut(&mut m.record)
                 .grants
                 .insert(grant(&get::<String>(&r, "permission")?, &get::<String>(&r, "source")?)?);
+        }
+        Ok(())
+    };
+    if everything {
+        // Row by row as they arrive: a large customer's grants are not all held as rows first.
+        let roles = "SELECT r.membership_id, r.role FROM role_assignments r JOIN memberships m ON m.id = r.membership_id \
+                     WHERE m.customer_uid = $1 AND m.managed";
+        let grants = "SELECT g.membership_id, g.permission, g.source FROM grants g \
+                      JOIN memberships m ON m.id = g.membership_id WHERE m.customer_uid = $1 AND m.managed";
+        each_row(sqlx::query(roles).bind(&uid), pool, |r| add_role(&mut snap, r)).await?;
+        each_row(sqlx::query(grants).bind(&uid), pool, |r| add_grant(&mut snap, r)).await?;
+    } else {
+        let ids: Vec<String> = snap.memberships.keys().cloned().collect();
+        let select = "SELECT membership_id, role FROM role_assignments WHERE ";
+        for r in fetch_in(pool, select, None, "membership_id", &ids).await? {
+            add_role(&mut snap, r)?;
+        }
+        let select = "SELECT membership_id, permission, source FROM grants WHERE ";
+        for r in fetch_in(pool, select, None, "membership_id", &ids).await? {
+            add_grant(&mut snap, r)?;
         }
     }
     // Users and invitations: all of them for a Customer (its status counts them), else those
@@ -276,27 +279,30 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
     subjects.extend(snap.memberships.values().map(|m| m.record.subject_key.clone()));
     subjects.sort();
     subjects.dedup();
-    let users_sql = "SELECT customer_uid, email, display_name, account_type FROM users WHERE customer_uid = $1";
-    let users = if all_people {
-        sqlx::query(users_sql).bind(&uid).fetch_all(pool).await.map_err(map_err)?
-    } else {
-        let select = "SELECT customer_uid, email, display_name, account_type FROM users WHERE customer_uid = ";
-        fetch_in(pool, select, Some(&uid), "email", &subjects).await?
-    };
-    for r in users {
+    let add_user = |snap: &mut Snapshot, r: AnyRow| -> Result<()> {
         let u = user(&r)?;
         snap.users.insert(u.email.clone(), u.into());
-    }
-    let invitations = if all_people {
-        let sql = format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = $1");
-        sqlx::query(AssertSqlSafe(sql)).bind(&uid).fetch_all(pool).await.map_err(map_err)?
-    } else {
-        let select = format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = ");
-        fetch_in(pool, &select, Some(&uid), "i.subject_key", &subjects).await?
+        Ok(())
     };
-    for r in invitations {
+    let add_invitation = |snap: &mut Snapshot, r: AnyRow| -> Result<()> {
         let i = invitation(&r)?;
         snap.invitations.insert((i.scope_key.clone(), i.subject_key.clone()), i.into());
+        Ok(())
+    };
+    if all_people {
+        let users = "SELECT customer_uid, email, display_name, account_type FROM users WHERE customer_uid = $1";
+        each_row(sqlx::query(users).bind(&uid), pool, |r| add_user(&mut snap, r)).await?;
+        let sql = format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = $1");
+        each_row(sqlx::query(AssertSqlSafe(sql)).bind(&uid), pool, |r| add_invitation(&mut snap, r)).await?;
+    } else {
+        let select = "SELECT customer_uid, email, display_name, account_type FROM users WHERE customer_uid = ";
+        for r in fetch_in(pool, select, Some(&uid), "email", &subjects).await? {
+            add_user(&mut snap, r)?;
+        }
+        let select = format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = ");
+        for r in fetch_in(pool, &select, Some(&uid), "i.subject_key", &subjects).await? {
+            add_invitation(&mut snap, r)?;
+        }
     }
     let sql = format!("SELECT {POLICY_COLS} FROM lockbox_policies p WHERE p.customer_uid = $1 AND p.managed");
     for r in sqlx::query(AssertSqlSafe(sql)).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
@@ -304,6 +310,20 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
         snap.policies.insert(p.uid.clone(), versioned(get(&r, "row_version")?, p));
     }
     Ok(snap)
+}
+
+/// Run `query` and hand each row to `f` as it arrives.
+async fn each_row<'q>(
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    pool: &AnyPool,
+    mut f: impl FnMut(AnyRow) -> Result<()>,
+) -> Result<()> {
+    use futures::TryStreamExt;
+    let mut rows = query.fetch(pool);
+    while let Some(r) = rows.try_next().await.map_err(map_err)? {
+        f(r)?;
+    }
+    Ok(())
 }
 
 /// `WHERE`/`AND` clause on a namespace column, binding the namespace when given.

@@ -24,23 +24,35 @@ pub const IGNORE_FILE: &str = ".servicehubignore";
 /// skipping hidden entries and those listed in a [`IGNORE_FILE`]; files not ending in `.yaml`,
 /// `.yml` or `.json` inside directories are skipped (a path named explicitly is always read).
 pub fn load_paths(paths: &[PathBuf]) -> (Vec<Document>, Vec<Problem>) {
+    let (files, mut problems) = files_under(paths);
     let mut docs = Vec::new();
+    for file in &files {
+        load_file(file, &mut docs, &mut problems);
+    }
+    (docs, problems)
+}
+
+/// The files [`load_paths`] reads under `paths`, in its order, and the paths it cannot read.
+pub fn files_under(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<Problem>) {
+    let mut all = Vec::new();
     let mut problems = Vec::new();
     for path in paths {
         let mut files = Vec::new();
-        if let Err(e) = collect(path, true, &mut files) {
-            problems.push(Problem::file(path.display().to_string(), format!("cannot read: {e}")));
-            continue;
-        }
-        for file in files {
-            let name = file.display().to_string();
-            match read_bounded(&file) {
-                Ok(text) => parse_str(&name, &text, &mut docs, &mut problems),
-                Err(e) => problems.push(Problem::file(name, e)),
-            }
+        match collect(path, true, &mut files) {
+            Ok(()) => all.append(&mut files),
+            Err(e) => problems.push(Problem::file(path.display().to_string(), format!("cannot read: {e}"))),
         }
     }
-    (docs, problems)
+    (all, problems)
+}
+
+/// Read and parse one file's documents.
+pub fn load_file(file: &Path, docs: &mut Vec<Document>, problems: &mut Vec<Problem>) {
+    let name = file.display().to_string();
+    match read_bounded(file) {
+        Ok(text) => parse_str(&name, &text, docs, problems),
+        Err(e) => problems.push(Problem::file(name, e)),
+    }
 }
 
 fn collect(path: &Path, explicit: bool, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
