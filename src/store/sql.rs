@@ -1408,7 +1408,10 @@ impl Sql {
     }
 
     pub(super) fn build(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments> {
-        let mut q = sqlx::query(AssertSqlSafe(self.text.clone())).persistent(false);
+        // On SQLite a prepared multi-row statement (a thousand rows, thousands of parameters)
+        // kept per connection costs megabytes and preparing it again costs little; on
+        // PostgreSQL parsing and planning it again cost a first apply 12.6 s -> 21.1 s.
+        let mut q = sqlx::query(AssertSqlSafe(self.text.clone())).persistent(!self.positional);
         for a in &self.args {
             q = match a {
                 Arg::Text(v) => q.bind(v.clone()),
