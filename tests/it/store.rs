@@ -90,6 +90,26 @@ fn g(p: Permission, s: Source) -> Grant {
     Grant { permission: p, source: s }
 }
 
+/// A first invitation of `email` to `scope`, not yet sent.
+fn pending(customer_uid: &str, membership_id: &str, scope: &str, email: &str) -> InvitationRecord {
+    InvitationRecord {
+        customer_uid: customer_uid.into(),
+        membership_id: membership_id.into(),
+        scope_key: scope.into(),
+        subject_key: email.into(),
+        email: email.into(),
+        issue: 1,
+        state: "Pending".into(),
+        attempts: 0,
+        created_at: 1_700_000_000,
+        sent_at: None,
+        expires_at: None,
+        accepted_at: None,
+        accepted_by: None,
+        last_error: None,
+    }
+}
+
 /// A customer with one workspace and one member holding a role, two grants and an invitation.
 fn seed(uid: &str) -> Batch {
     let ws = format!("{uid}-ws");
@@ -107,25 +127,7 @@ fn seed(uid: &str) -> Batch {
                 grant: g(Permission::Learning, Source::Role(Role::WorkspaceAdministrator)),
             },
             Change::AddGrant { membership_id: m.clone(), grant: g(Permission::SupportContact, Source::Individual) },
-            Change::IssueInvitation {
-                invitation: InvitationRecord {
-                    customer_uid: uid.into(),
-                    membership_id: m.clone(),
-                    scope_key: ws.clone(),
-                    subject_key: "lee@contoso.com".into(),
-                    email: "lee@contoso.com".into(),
-                    issue: 1,
-                    state: "Pending".into(),
-                    attempts: 0,
-                    created_at: 1_700_000_000,
-                    sent_at: None,
-                    expires_at: None,
-                    accepted_at: None,
-                    accepted_by: None,
-                    last_error: None,
-                },
-                payload: "{}".into(),
-            },
+            Change::IssueInvitation { invitation: pending(uid, &m, &ws, "lee@contoso.com"), payload: "{}".into() },
         ],
     )
 }
@@ -245,22 +247,7 @@ async fn a_batch_round_trips_and_the_snapshot_mirror_matches_the_database() {
 
 /// A new membership of customer c1 in `c1-ws`, as its own object: the row is the guard.
 fn new_member(id: &str, email: &str, display: &str) -> Batch {
-    let invitation = InvitationRecord {
-        customer_uid: "c1".into(),
-        membership_id: id.into(),
-        scope_key: "c1-ws".into(),
-        subject_key: email.into(),
-        email: email.into(),
-        issue: 1,
-        state: "Pending".into(),
-        attempts: 0,
-        created_at: 1_700_000_000,
-        sent_at: None,
-        expires_at: None,
-        accepted_at: None,
-        accepted_by: None,
-        last_error: None,
-    };
+    let invitation = pending("c1", id, "c1-ws", email);
     batch(
         Some(Guard { table: GuardTable::Membership, id: id.into(), expected: None }),
         vec![
