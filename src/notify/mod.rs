@@ -165,10 +165,10 @@ impl Notifier {
             .collect();
         let claims = self.store.outbox_claim_all(&requests, now, validity).await?;
         let mut claimed = Vec::with_capacity(due.len());
-        for (((entry, token), request), claim) in due.iter().zip(&tokens).zip(&requests).zip(claims) {
+        for ((request, token), claim) in requests.iter().zip(&tokens).zip(claims) {
             match claim {
                 Claim::Send { attempt, expires_at } => {
-                    claimed.push((entry, token.as_ref(), request.retry_at, attempt, expires_at))
+                    claimed.push((request.entry, token.as_ref(), request.retry_at, attempt, expires_at))
                 }
                 Claim::Cancelled => report.cancelled += 1,
                 Claim::Taken => {}

@@ -343,34 +343,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `outbox_due` partial index).
     async fn outbox_due(&self, at: i64, limit: i64) -> Result<Vec<OutboxEntry>>;
 
-    /// Claim one delivery attempt at `at` (see [`Claim`]): the attempt is counted and the next
-    /// one scheduled at `retry_at` before anything is sent, so a crash mid-send is retried; an
-    /// invitation's token hash is stored and its expiry fixed at `validity` seconds after its
-    /// first attempt.
-    async fn outbox_claim(
-        &self,
-        entry: &OutboxEntry,
-        at: i64,
-        retry_at: i64,
-        token_hash: Option<&str>,
-        validity: i64,
-    ) -> Result<Claim>;
-
-    /// [`Store::outbox_claim`] of several entries in one transaction (a drain claims what it
-    /// is about to send together), each claimed exactly as on its own; one claim per request.
+    /// Claim one delivery attempt at `at` for each request (see [`Claim`]), in one
+    /// transaction (a drain claims what it is about to send together): the attempt is counted
+    /// and the next one scheduled at the request's `retry_at` before anything is sent, so a
+    /// crash mid-send is retried; an invitation's token hash is stored and its expiry fixed at
+    /// `validity` seconds after its first attempt. Each entry is claimed as on its own (one
+    /// another worker took is `Taken`, with nothing written for it); one claim per request.
     async fn outbox_claim_all(&self, requests: &[ClaimRequest<'_>], at: i64, validity: i64) -> Result<Vec<Claim>>;
 
-    /// Mark an entry delivered; its invitation becomes `Sent` (once). Audited as `by` (the
-    /// operator's worker, or the CLI that delivered).
-    async fn outbox_sent(
-        &self,
-        entry: &OutboxEntry,
-        at: i64,
-        by: &crate::domain::actor::Actor,
-    ) -> Result<Option<MembershipRef>>;
-
-    /// [`Store::outbox_sent`] of several entries in one transaction, each marked and audited
-    /// as on its own; the Membership to refresh per entry.
+    /// Mark entries delivered, in one transaction; an invitation becomes `Sent` (once).
+    /// Audited as `by` (the operator's worker, or the CLI that delivered). The Membership to
+    /// refresh per entry.
     async fn outbox_sent_all(
         &self,
         entries: &[&OutboxEntry],

@@ -9,7 +9,7 @@
 
 use super::change::{Batch, Change, GuardTable, Step};
 use super::records::*;
-use super::snapshot::{Snapshot, Versioned};
+use super::snapshot::Snapshot;
 use super::{AuditFilter, Backend, Focus, MigrationReport, Result, Store, StoreError, StoreUrl};
 use crate::api::{Permission, Role};
 use crate::domain::actor::Actor;
@@ -226,21 +226,15 @@ impl SqlStore {
                         true
                     }
                     Change::PutUser(u) => {
-                        d.users.push(Put { change: &step.change, record: u, at: batch.at, create_only: false });
+                        d.users.push(u);
                         true
                     }
                     Change::PutMembership(m) => {
-                        let create_only = creates == Some(i);
-                        d.memberships.push(Put { change: &step.change, record: m, at: batch.at, create_only });
+                        d.memberships.push((m, creates == Some(i)));
                         true
                     }
                     Change::IssueInvitation { invitation, payload } => {
-                        d.invitations.push(Put {
-                            change: &step.change,
-                            record: (invitation, payload.as_str()),
-                            at: batch.at,
-                            create_only: false,
-                        });
+                        d.invitations.push((invitation, payload, batch.at));
                         out.invitations += 1;
                         true
                     }
@@ -267,7 +261,7 @@ impl SqlStore {
                 continue;
             }
             let create_only = creates == Some(i);
-            let n = execute(tx, &step.change, batch.at, create_only).await?;
+            let n = execute(tx, backend, &step.change, batch.at, create_only).await?;
             if create_only && n == 0 {
                 let what = batch.guard.as_ref().map(|g| format!("{} {}", g.table.kind(), g.id)).unwrap_or_default();
                 return Err(StoreError::Conflict(format!("{what} was created concurrently")));
@@ -436,20 +430,6 @@ impl Store for SqlStore {
         super::sql_outbox::due(&self.pool, at, limit).await
     }
 
-    async fn outbox_claim(
-        &self,
-        entry: &OutboxEntry,
-        at: i64,
-        retry_at: i64,
-        token_hash: Option<&str>,
-        validity: i64,
-    ) -> Result<Claim> {
-        let request = super::ClaimRequest { entry, retry_at, token_hash };
-        let claim = super::sql_outbox::claim(&self.pool, self.backend(), &request, at, validity).await?;
-        self.rows_written.fetch_add(1, Ordering::Relaxed);
-        Ok(claim)
-    }
-
     async fn outbox_claim_all(
         &self,
         requests: &[super::ClaimRequest<'_>],
@@ -459,11 +439,6 @@ impl Store for SqlStore {
         let claims = super::sql_outbox::claim_all(&self.pool, self.backend(), requests, at, validity).await?;
         self.rows_written.fetch_add(claims.len() as u64, Ordering::Relaxed);
         Ok(claims)
-    }
-
-    async fn outbox_sent(&self, entry: &OutboxEntry, at: i64, by: &Actor) -> Result<Option<MembershipRef>> {
-        self.rows_written.fetch_add(1, Ordering::Relaxed);
-        super::sql_outbox::sent(&self.pool, self.backend(), entry, at, by).await
     }
 
     async fn outbox_sent_all(
@@ -770,199 +745,144 @@ const LIVE_INVITATION: &str = "('Pending', 'Sent')";
 /// thousand rows instead of one per row: on SQLite each statement is a round trip to the
 /// driver's worker thread, on PostgreSQL to the server (issue 18).
 ///
-/// They are written parents first (users, memberships, then their roles, grants and
-/// invitations, then the audit). The guarantees stay those of one statement per row:
+/// They are written parents first (users, memberships, then their invitations, roles and
+/// grants, then the audit), by the same statements a single change uses ([`put_users`],
+/// [`put_memberships`], [`issue_invitations`]). The guarantees stay those of one statement
+/// per row:
 /// - a new membership's row is inserted only if absent, and a chunk in which any was
 ///   already there fails as a whole, to be applied batch by batch (as when the statement
 ///   per row found it);
-/// - where two changes of a chunk put the same row, that kind is written a statement per
-///   row in the original order, so the last one wins as before (a multi-row upsert may not
+/// - where two changes of a chunk put the same row, that kind is written a row at a time
+///   in the original order, so the last one wins as before (a multi-row upsert may not
 ///   touch one row twice on PostgreSQL);
 /// - rows written are counted as the statements per row would count them.
 #[derive(Default)]
 struct Deferred<'a> {
-    users: Vec<Put<'a, &'a UserRecord>>,
-    memberships: Vec<Put<'a, &'a MembershipRecord>>,
-    invitations: Vec<Put<'a, (&'a InvitationRecord, &'a str)>>,
+    users: Vec<&'a UserRecord>,
+    /// Each with whether it creates its object's row (the guard).
+    memberships: Vec<(&'a MembershipRecord, bool)>,
+    /// Each with its message and the batch's time.
+    invitations: Vec<(&'a InvitationRecord, &'a str, i64)>,
     roles: Vec<(&'a str, Role)>,
     grants: Vec<(&'a str, &'a Grant)>,
     audit: Vec<(&'a Batch, &'a Step)>,
 }
 
-/// A deferred put: the change (for the statement-per-row path), its record, the batch time
-/// and whether it creates its object's row (the guard).
-struct Put<'a, R> {
-    change: &'a Change,
-    record: R,
-    at: i64,
-    create_only: bool,
-}
-
-/// Whether two puts share a key (then they are written one statement per row, in order).
-fn repeats<K: Ord>(keys: impl Iterator<Item = K>) -> bool {
+/// Rows per statement for puts with these keys: all of them, unless two share a key (then
+/// one at a time, in order).
+fn rows_per_statement<K: Ord>(keys: impl Iterator<Item = K>) -> usize {
     let mut seen = std::collections::BTreeSet::new();
-    keys.into_iter().any(|k| !seen.insert(k))
+    let repeats = keys.into_iter().any(|k| !seen.insert(k));
+    if repeats { 1 } else { DEFERRED_ROWS_PER_INSERT }
 }
 
-/// The puts one by one, as `apply_in` would without deferral.
-async fn one_by_one<R>(tx: &mut Transaction<'static, Any>, puts: &[Put<'_, R>]) -> Result<u64> {
-    let mut rows = 0;
-    for p in puts {
-        let n = execute(tx, p.change, p.at, p.create_only).await?;
-        if p.create_only && n == 0 {
-            let id = put_id(p.change).unwrap_or_default();
-            return Err(StoreError::Conflict(format!("membership {id} was created concurrently")));
-        }
-        rows += n;
-    }
-    Ok(rows)
+const USER_INSERT: &str = "INSERT INTO users (customer_uid, email, display_name, account_type) ";
+
+/// Upsert `users` in one statement.
+async fn put_users(tx: &mut Transaction<'static, Any>, backend: Backend, users: &[&UserRecord]) -> Result<u64> {
+    let mut qb = Sql::for_backend(backend, USER_INSERT);
+    qb.values(users, |u| {
+        vec![
+            u.customer_uid.as_str().into(),
+            u.email.as_str().into(),
+            u.display_name.as_str().into(),
+            u.account_type.as_str().into(),
+        ]
+    });
+    qb.push(
+        " ON CONFLICT (customer_uid, email) DO UPDATE SET display_name = excluded.display_name, \
+         account_type = excluded.account_type",
+    );
+    Ok(qb.build().execute(&mut **tx).await.map_err(map_err)?.rows_affected())
 }
 
-async fn insert_users(
+const MEMBERSHIP_INSERT: &str = "INSERT INTO memberships (id, customer_uid, workspace_id, origin, namespace, name, \
+     managed, subject_kind, subject_key, user_id, deletion_policy, spec_hash, applied_spec) ";
+
+/// Write `memberships` in one statement: with `create_only` each only if absent (the rows
+/// affected then say how many were), else as upserts.
+async fn put_memberships(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
-    users: &[Put<'_, &UserRecord>],
+    memberships: &[&MembershipRecord],
+    create_only: bool,
 ) -> Result<u64> {
-    if repeats(users.iter().map(|u| (&u.record.customer_uid, &u.record.email))) {
-        return one_by_one(tx, users).await;
+    let mut qb = Sql::for_backend(backend, MEMBERSHIP_INSERT);
+    for (i, m) in memberships.iter().enumerate() {
+        qb.push(if i == 0 { "VALUES (" } else { ", (" });
+        qb.bind(m.id.as_str()).push(", ").bind(m.customer_uid.as_str()).push(", ");
+        qb.bind(m.workspace_id.clone()).push(", ").bind(m.origin.as_str()).push(", ");
+        qb.bind(m.namespace.as_str()).push(", ").bind(m.name.as_str()).push(", TRUE, ");
+        qb.bind(m.subject_kind.as_str()).push(", ").bind(m.subject_key.as_str());
+        qb.push(", (SELECT id FROM users WHERE customer_uid = ").bind(m.customer_uid.as_str());
+        qb.push(" AND email = ").bind(m.subject_key.as_str()).push("), ");
+        qb.bind(m.deletion_policy.as_str()).push(", ").bind(m.spec_hash.as_str()).push(", ");
+        qb.bind(m.applied_spec.as_str()).push(")");
     }
-    let mut rows = 0;
-    for chunk in users.chunks(DEFERRED_ROWS_PER_INSERT) {
-        let mut qb = Sql::for_backend(backend, "INSERT INTO users (customer_uid, email, display_name, account_type) ");
-        qb.values(chunk, |u| {
-            let u = u.record;
-            vec![
-                u.customer_uid.as_str().into(),
-                u.email.as_str().into(),
-                u.display_name.as_str().into(),
-                u.account_type.as_str().into(),
-            ]
-        });
-        qb.push(
-            " ON CONFLICT (customer_uid, email) DO UPDATE SET display_name = excluded.display_name, \
-             account_type = excluded.account_type",
-        );
-        rows += qb.build().execute(&mut **tx).await.map_err(map_err)?.rows_affected();
-    }
-    Ok(rows)
+    qb.push(&on_conflict(MEMBERSHIP_INSERT, "id", create_only));
+    Ok(qb.build().execute(&mut **tx).await.map_err(map_err)?.rows_affected())
 }
 
-async fn insert_memberships(
+/// Issue `invitations` (each with its message and the time it is queued at) in one
+/// statement, and queue a message for each one issued. A re-issue (after revocation, expiry
+/// or failure) starts over: new issue number, no times; the old issue's tokens stay, so they
+/// are refused as replaced, not unknown. A live invitation is left as it is: one per
+/// subject per scope. Rows written: one per invitation issued and per message queued.
+async fn issue_invitations(
     tx: &mut Transaction<'static, Any>,
     backend: Backend,
-    memberships: &[Put<'_, &MembershipRecord>],
+    invitations: &[(&InvitationRecord, &str, i64)],
 ) -> Result<u64> {
-    if repeats(memberships.iter().map(|m| &m.record.id)) {
-        return one_by_one(tx, memberships).await;
+    let mut qb = Sql::for_backend(
+        backend,
+        "INSERT INTO invitations (customer_uid, membership_id, scope_key, subject_key, email, issue, state, \
+         attempts, created_at) ",
+    );
+    for (n, (i, _, _)) in invitations.iter().enumerate() {
+        qb.push(if n == 0 { "VALUES (" } else { ", (" });
+        qb.bind(i.customer_uid.as_str()).push(", ").bind(i.membership_id.as_str()).push(", ");
+        qb.bind(i.scope_key.as_str()).push(", ").bind(i.subject_key.as_str()).push(", ");
+        qb.bind(i.email.as_str()).push(", ").bind(i.issue).push(", 'Pending', 0, ").bind(i.created_at).push(")");
     }
-    let mut rows = 0;
-    // New rows (each its object's guard) and updates of existing ones, as the statement per
-    // row would write them: the first only if absent, the second as an upsert.
-    for create_only in [true, false] {
-        let puts: Vec<&Put<'_, &MembershipRecord>> =
-            memberships.iter().filter(|m| m.create_only == create_only).collect();
-        for chunk in puts.chunks(DEFERRED_ROWS_PER_INSERT) {
-            let mut qb = Sql::for_backend(
-                backend,
-                "INSERT INTO memberships (id, customer_uid, workspace_id, origin, namespace, name, managed, \
-                 subject_kind, subject_key, user_id, deletion_policy, spec_hash, applied_spec) ",
-            );
-            for (i, m) in chunk.iter().enumerate() {
-                let m = m.record;
-                qb.push(if i == 0 { "VALUES (" } else { ", (" });
-                qb.bind(m.id.as_str()).push(", ").bind(m.customer_uid.as_str()).push(", ");
-                qb.bind(m.workspace_id.clone()).push(", ").bind(m.origin.as_str()).push(", ");
-                qb.bind(m.namespace.as_str()).push(", ").bind(m.name.as_str()).push(", TRUE, ");
-                qb.bind(m.subject_kind.as_str()).push(", ").bind(m.subject_key.as_str());
-                qb.push(", (SELECT id FROM users WHERE customer_uid = ").bind(m.customer_uid.as_str());
-                qb.push(" AND email = ").bind(m.subject_key.as_str()).push("), ");
-                qb.bind(m.deletion_policy.as_str()).push(", ").bind(m.spec_hash.as_str()).push(", ");
-                qb.bind(m.applied_spec.as_str()).push(")");
-            }
-            let statement = upsert(&qb.text, "id", create_only);
-            let qb = Sql { text: statement, ..qb };
-            let n = qb.build().execute(&mut **tx).await.map_err(map_err)?.rows_affected();
-            if create_only && n < chunk.len() as u64 {
-                return Err(StoreError::Conflict(format!(
-                    "{} of {} new memberships were created concurrently",
-                    chunk.len() as u64 - n,
-                    chunk.len()
-                )));
-            }
-            rows += n;
-        }
+    qb.push(
+        " ON CONFLICT (scope_key, subject_key) DO UPDATE SET membership_id = excluded.membership_id, \
+         email = excluded.email, issue = excluded.issue, state = 'Pending', attempts = 0, reissues = 0, \
+         created_at = excluded.created_at, sent_at = NULL, expires_at = NULL, accepted_at = NULL, \
+         accepted_by = NULL, accepted_account_type = NULL, last_error = NULL \
+         WHERE invitations.state IN ('Revoked', 'Expired', 'Failed') RETURNING id, scope_key, subject_key",
+    );
+    let issued = qb.build().fetch_all(&mut **tx).await.map_err(map_err)?;
+    if issued.is_empty() {
+        return Ok(0);
     }
-    Ok(rows)
-}
-
-async fn insert_invitations(
-    tx: &mut Transaction<'static, Any>,
-    backend: Backend,
-    invitations: &[Put<'_, (&InvitationRecord, &str)>],
-) -> Result<u64> {
-    if repeats(invitations.iter().map(|p| (&p.record.0.scope_key, &p.record.0.subject_key))) {
-        return one_by_one(tx, invitations).await;
+    // The rows come back in no promised order: matched to their invitations by key.
+    let mut by_key: std::collections::HashMap<(String, String), &(&InvitationRecord, &str, i64)> =
+        invitations.iter().map(|inv| ((inv.0.scope_key.clone(), inv.0.subject_key.clone()), inv)).collect();
+    let mut queued = Vec::with_capacity(issued.len());
+    for row in &issued {
+        let key: (String, String) = (get(row, "scope_key")?, get(row, "subject_key")?);
+        let Some((i, payload, at)) = by_key.remove(&key) else {
+            return Err(StoreError::Database(format!("the store returned an invitation it was not given: {key:?}")));
+        };
+        let key = invitation_key(&i.membership_id, &i.scope_key, i.issue);
+        queued.push((key, *payload, *at, get::<i64>(row, "id")?));
     }
-    let mut rows = 0;
-    for chunk in invitations.chunks(DEFERRED_ROWS_PER_INSERT) {
-        let mut qb = Sql::for_backend(
-            backend,
-            "INSERT INTO invitations (customer_uid, membership_id, scope_key, subject_key, email, issue, state, \
-             attempts, created_at) ",
-        );
-        for (n, p) in chunk.iter().enumerate() {
-            let i = p.record.0;
-            qb.push(if n == 0 { "VALUES (" } else { ", (" });
-            qb.bind(i.customer_uid.as_str()).push(", ").bind(i.membership_id.as_str()).push(", ");
-            qb.bind(i.scope_key.as_str()).push(", ").bind(i.subject_key.as_str()).push(", ");
-            qb.bind(i.email.as_str()).push(", ").bind(i.issue).push(", 'Pending', 0, ").bind(i.created_at).push(")");
-        }
-        // As in `execute`: a re-issue starts over; a live invitation is left as it is.
-        qb.push(
-            " ON CONFLICT (scope_key, subject_key) DO UPDATE SET membership_id = excluded.membership_id, \
-             email = excluded.email, issue = excluded.issue, state = 'Pending', attempts = 0, reissues = 0, \
-             created_at = excluded.created_at, sent_at = NULL, expires_at = NULL, accepted_at = NULL, \
-             accepted_by = NULL, accepted_account_type = NULL, last_error = NULL \
-             WHERE invitations.state IN ('Revoked', 'Expired', 'Failed') RETURNING id, scope_key, subject_key",
-        );
-        let issued = qb.build().fetch_all(&mut **tx).await.map_err(map_err)?;
-        let mut by_key: std::collections::HashMap<(String, String), &Put<'_, (&InvitationRecord, &str)>> =
-            chunk.iter().map(|p| ((p.record.0.scope_key.clone(), p.record.0.subject_key.clone()), p)).collect();
-        let mut queued: Vec<(i64, &Put<'_, (&InvitationRecord, &str)>)> = Vec::with_capacity(issued.len());
-        for row in &issued {
-            let (id, key): (i64, (String, String)) =
-                (get(row, "id")?, (get(row, "scope_key")?, get(row, "subject_key")?));
-            let put = by_key.remove(&key).ok_or_else(|| {
-                StoreError::Database(format!("the store returned an invitation it was not given: {key:?}"))
-            })?;
-            queued.push((id, put));
-        }
-        rows += queued.len() as u64;
-        if queued.is_empty() {
-            continue;
-        }
-        let mut qb = Sql::for_backend(
-            backend,
-            "INSERT INTO outbox (kind, idempotency_key, payload, state, attempts, next_attempt_at, created_at, \
-             invitation_id) ",
-        );
-        qb.values(&queued, |(id, p)| {
-            let i = p.record.0;
-            vec![
-                "invitation".into(),
-                invitation_key(&i.membership_id, &i.scope_key, i.issue).into(),
-                p.record.1.into(),
-                "Pending".into(),
-                0.into(),
-                p.at.into(),
-                p.at.into(),
-                (*id).into(),
-            ]
-        });
-        qb.push(" ON CONFLICT (idempotency_key) DO NOTHING");
-        rows += qb.build().execute(&mut **tx).await.map_err(map_err)?.rows_affected();
-    }
-    Ok(rows)
+    let mut qb = Sql::for_backend(backend, OUTBOX_INSERT);
+    qb.values(&queued, |(key, payload, at, id)| {
+        vec![
+            "invitation".into(),
+            key.as_str().into(),
+            (*payload).into(),
+            "Pending".into(),
+            0.into(),
+            (*at).into(),
+            (*at).into(),
+            (*id).into(),
+        ]
+    });
+    qb.push(OUTBOX_CONFLICT);
+    let queued_rows = qb.build().execute(&mut **tx).await.map_err(map_err)?.rows_affected();
+    Ok(issued.len() as u64 + queued_rows)
 }
 
 /// Rows per multi-row INSERT of deferred rows (well under both backends' parameter limits).
@@ -970,9 +890,30 @@ const DEFERRED_ROWS_PER_INSERT: usize = 1000;
 
 impl Deferred<'_> {
     async fn flush(&self, tx: &mut Transaction<'static, Any>, backend: Backend) -> Result<u64> {
-        let mut rows = insert_users(tx, backend, &self.users).await?;
-        rows += insert_memberships(tx, backend, &self.memberships).await?;
-        rows += insert_invitations(tx, backend, &self.invitations).await?;
+        let mut rows = 0;
+        let per = rows_per_statement(self.users.iter().map(|u| (&u.customer_uid, &u.email)));
+        for chunk in self.users.chunks(per) {
+            rows += put_users(tx, backend, chunk).await?;
+        }
+        // In order, a run of new rows or of updates at a time (see `put_memberships`).
+        let per = rows_per_statement(self.memberships.iter().map(|(m, _)| &m.id));
+        for run in self.memberships.chunk_by(|a, b| a.1 == b.1) {
+            let create_only = run[0].1;
+            for chunk in run.chunks(per) {
+                let records: Vec<&MembershipRecord> = chunk.iter().map(|(m, _)| *m).collect();
+                let n = put_memberships(tx, backend, &records, create_only).await?;
+                if create_only && n < records.len() as u64 {
+                    let found = records.len() as u64 - n;
+                    let msg = format!("{found} of {} new memberships were created concurrently", records.len());
+                    return Err(StoreError::Conflict(msg));
+                }
+                rows += n;
+            }
+        }
+        let per = rows_per_statement(self.invitations.iter().map(|(i, _, _)| (&i.scope_key, &i.subject_key)));
+        for chunk in self.invitations.chunks(per) {
+            rows += issue_invitations(tx, backend, chunk).await?;
+        }
         for chunk in self.roles.chunks(DEFERRED_ROWS_PER_INSERT) {
             rows += insert_roles(tx, backend, chunk).await?;
         }
@@ -1005,8 +946,13 @@ fn additive(change: &Change) -> bool {
 /// new object creates (`create_only`), an insert that affects nothing if the row exists, which
 /// the caller reports as a conflict (someone created it concurrently).
 fn upsert(insert: &str, key: &str, create_only: bool) -> String {
+    format!("{insert}{}", on_conflict(insert, key, create_only))
+}
+
+/// The `ON CONFLICT` clause of [`upsert`], for the columns `insert` names.
+fn on_conflict(insert: &str, key: &str, create_only: bool) -> String {
     if create_only {
-        return format!("{insert} ON CONFLICT ({key}) DO NOTHING");
+        return format!(" ON CONFLICT ({key}) DO NOTHING");
     }
     let open = insert.find('(').unwrap_or(0);
     let close = insert.find(')').unwrap_or(insert.len());
@@ -1016,7 +962,7 @@ fn upsert(insert: &str, key: &str, create_only: bool) -> String {
         .filter(|c| *c != key && *c != "managed")
         .map(|c| format!("{c} = excluded.{c}"))
         .collect();
-    format!("{insert} ON CONFLICT ({key}) DO UPDATE SET managed = TRUE, {}", set.join(", "))
+    format!(" ON CONFLICT ({key}) DO UPDATE SET managed = TRUE, {}", set.join(", "))
 }
 
 /// The id of the row a change puts, if it is a guarded table's row.
@@ -1030,7 +976,13 @@ fn put_id(change: &Change) -> Option<&str> {
     }
 }
 
-async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, create_only: bool) -> Result<u64> {
+async fn execute(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    change: &Change,
+    now: i64,
+    create_only: bool,
+) -> Result<u64> {
     let conn = &mut **tx;
     let r = match change {
         Change::PutCustomer(c) => {
@@ -1099,39 +1051,8 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
                 sqlx::query("DELETE FROM workspaces WHERE id = $1").bind(id).execute(conn).await.map_err(map_err)?;
             return Ok(revoked.rows_affected() + deleted.rows_affected());
         }
-        Change::PutUser(u) => {
-            sqlx::query(
-                "INSERT INTO users (customer_uid, email, display_name, account_type) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (customer_uid, email) DO UPDATE SET display_name = excluded.display_name, \
-                 account_type = excluded.account_type",
-            )
-            .bind(&u.customer_uid)
-            .bind(&u.email)
-            .bind(&u.display_name)
-            .bind(&u.account_type)
-            .execute(conn)
-            .await
-        }
-        Change::PutMembership(m) => sqlx::query(AssertSqlSafe(upsert(
-            "INSERT INTO memberships (id, customer_uid, workspace_id, origin, namespace, name, managed, subject_kind, \
-                 subject_key, user_id, deletion_policy, spec_hash, applied_spec) VALUES ($1, $2, $3, $4, $5, $6, \
-                 TRUE, $7, $8, (SELECT id FROM users WHERE customer_uid = $2 AND email = $8), $9, $10, $11)",
-            "id",
-            create_only,
-        )))
-        .bind(&m.id)
-        .bind(&m.customer_uid)
-        .bind(&m.workspace_id)
-        .bind(&m.origin)
-        .bind(&m.namespace)
-        .bind(&m.name)
-        .bind(&m.subject_kind)
-        .bind(&m.subject_key)
-        .bind(&m.deletion_policy)
-        .bind(&m.spec_hash)
-        .bind(&m.applied_spec)
-        .execute(conn)
-        .await,
+        Change::PutUser(u) => return put_users(tx, backend, &[u]).await,
+        Change::PutMembership(m) => return put_memberships(tx, backend, &[m], create_only).await,
         Change::DeleteMembership { id } => {
             let revoked = sqlx::query(AssertSqlSafe(format!(
                 "UPDATE invitations SET state = 'Revoked' WHERE membership_id = $1 AND state IN {LIVE_INVITATION}"
@@ -1178,36 +1099,8 @@ async fn execute(tx: &mut Transaction<'static, Any>, change: &Change, now: i64, 
                 .execute(conn)
                 .await
         }
-        Change::IssueInvitation { invitation: i, payload } => {
-            // A re-issue (after revocation, expiry or failure) starts over: new issue number, no
-            // times. The old issue's tokens stay, so they are refused as replaced, not unknown.
-            let issued = sqlx::query(
-                "INSERT INTO invitations (customer_uid, membership_id, scope_key, subject_key, email, issue, state, \
-                 attempts, created_at) VALUES ($1, $2, $3, $4, $5, $6, 'Pending', 0, $7) \
-                 ON CONFLICT (scope_key, subject_key) DO UPDATE SET membership_id = excluded.membership_id, \
-                 email = excluded.email, issue = excluded.issue, state = 'Pending', attempts = 0, reissues = 0, \
-                 created_at = excluded.created_at, sent_at = NULL, expires_at = NULL, accepted_at = NULL, \
-                 accepted_by = NULL, accepted_account_type = NULL, last_error = NULL \
-                 WHERE invitations.state IN ('Revoked', 'Expired', 'Failed') RETURNING id",
-            )
-            .bind(&i.customer_uid)
-            .bind(&i.membership_id)
-            .bind(&i.scope_key)
-            .bind(&i.subject_key)
-            .bind(&i.email)
-            .bind(i.issue)
-            .bind(i.created_at)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)?;
-            let Some(row) = issued else {
-                // A live invitation already exists: one per subject per scope.
-                return Ok(0);
-            };
-            let id: i64 = get(&row, "id")?;
-            let key = invitation_key(&i.membership_id, &i.scope_key, i.issue);
-            let queued = enqueue(conn, "invitation", &key, payload, now, Some(id)).await?;
-            return Ok(1 + queued);
+        Change::IssueInvitation { invitation, payload } => {
+            return issue_invitations(tx, backend, &[(invitation, payload, now)]).await;
         }
         Change::RevokeInvitation { scope_key, subject_key } => {
             sqlx::query(AssertSqlSafe(format!(
@@ -1331,6 +1224,11 @@ pub(super) struct Sql {
     positional: bool,
 }
 
+/// On SQLite, statements with more parameters than this are not kept prepared (see
+/// [`Sql::build`]): a reconcile's hundred-row grant and audit inserts are, the thousand-row
+/// statements of a bulk apply are not.
+const SQLITE_KEPT_PREPARED_ARGS: usize = 1024;
+
 /// A bound value.
 pub(super) enum Arg {
     Text(Option<String>),
@@ -1408,10 +1306,13 @@ impl Sql {
     }
 
     pub(super) fn build(&self) -> sqlx::query::Query<'_, Any, sqlx::any::AnyArguments> {
-        // On SQLite a prepared multi-row statement (a thousand rows, thousands of parameters)
-        // kept per connection costs megabytes and preparing it again costs little; on
-        // PostgreSQL parsing and planning it again cost a first apply 12.6 s -> 21.1 s.
-        let mut q = sqlx::query(AssertSqlSafe(self.text.clone())).persistent(!self.positional);
+        // On SQLite a prepared bulk statement (a thousand rows, thousands of parameters) kept
+        // per connection costs megabytes and preparing it again costs little; a reconcile's
+        // statements are small and run again and again, so they stay prepared. On PostgreSQL
+        // everything stays prepared: parsing and planning the bulk statements again took a
+        // first apply from 12.6 s to 21.1 s.
+        let keep = !self.positional || self.args.len() <= SQLITE_KEPT_PREPARED_ARGS;
+        let mut q = sqlx::query(AssertSqlSafe(self.text.clone())).persistent(keep);
         for a in &self.args {
             q = match a {
                 Arg::Text(v) => q.bind(v.clone()),
@@ -1422,6 +1323,11 @@ impl Sql {
         q
     }
 }
+
+const OUTBOX_INSERT: &str = "INSERT INTO outbox (kind, idempotency_key, payload, state, attempts, next_attempt_at, \
+     created_at, invitation_id) ";
+/// A second enqueue of the same message (same idempotency key) is a no-op.
+const OUTBOX_CONFLICT: &str = " ON CONFLICT (idempotency_key) DO NOTHING";
 
 /// The idempotency key of an invitation's delivery: the membership uid, the scope (workspace
 /// id or customer uid) and the issue number. It is the message's Message-ID and delivery id.
@@ -1439,18 +1345,16 @@ pub(super) async fn enqueue(
     at: i64,
     invitation_id: Option<i64>,
 ) -> Result<u64> {
-    let done = sqlx::query(
-        "INSERT INTO outbox (kind, idempotency_key, payload, state, attempts, next_attempt_at, created_at, \
-         invitation_id) VALUES ($1, $2, $3, 'Pending', 0, $4, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING",
-    )
-    .bind(kind)
-    .bind(key)
-    .bind(payload)
-    .bind(at)
-    .bind(invitation_id)
-    .execute(conn)
-    .await
-    .map_err(map_err)?;
+    let sql = format!("{OUTBOX_INSERT}VALUES ($1, $2, $3, 'Pending', 0, $4, $4, $5){OUTBOX_CONFLICT}");
+    let done = sqlx::query(AssertSqlSafe(sql))
+        .bind(kind)
+        .bind(key)
+        .bind(payload)
+        .bind(at)
+        .bind(invitation_id)
+        .execute(conn)
+        .await
+        .map_err(map_err)?;
     Ok(done.rows_affected())
 }
 
@@ -1505,10 +1409,6 @@ pub(super) fn grant(permission: &str, source: &str) -> Result<Grant> {
     let source =
         Source::parse(source).ok_or_else(|| StoreError::Corrupt(format!("unknown grant source {source:?}")))?;
     Ok(Grant { permission, source })
-}
-
-pub(super) fn versioned<T>(version: i64, record: T) -> Versioned<T> {
-    Versioned::new(version, record)
 }
 
 pub(super) type Map<T> = BTreeMap<String, T>;

@@ -68,24 +68,12 @@ pub struct ClaimRequest<'a> {
     pub token_hash: Option<&'a str>,
 }
 
-/// Claim one attempt at `at`: count it and schedule the next try at `retry_at` (so a crash
-/// mid-send is retried), and for an invitation store `token_hash` (valid `validity` seconds
-/// from the first attempt). An entry with nothing left to deliver is closed as `Cancelled`.
-pub(super) async fn claim(
-    pool: &AnyPool,
-    backend: Backend,
-    request: &ClaimRequest<'_>,
-    at: i64,
-    validity: i64,
-) -> Result<Claim> {
-    let mut claims = claim_all(pool, backend, std::slice::from_ref(request), at, validity).await?;
-    Ok(claims.pop().unwrap_or(Claim::Taken))
-}
-
-/// [`claim`] of several entries in one transaction: a drain claims what it is about to send
-/// together, so a message costs a share of one commit instead of one of its own (issue 18).
-/// Each entry is claimed exactly as on its own: an entry another worker took is `Taken`
-/// and nothing is written for it.
+/// Claim one attempt at `at` for each request, in one transaction (a message costs a share
+/// of one commit instead of one of its own, issue 18): count it and schedule the next try
+/// at `retry_at` (so a crash mid-send is retried), and for an invitation store the token
+/// hash (valid `validity` seconds from the first attempt). An entry with nothing left to
+/// deliver is closed as `Cancelled`; one another worker took is `Taken`, with nothing
+/// written for it.
 pub(super) async fn claim_all(
     pool: &AnyPool,
     backend: Backend,
@@ -200,20 +188,8 @@ async fn audit(
     audit_entry(tx, &entry).await
 }
 
-/// Mark an entry delivered; an invitation becomes `Sent` (once: a re-send after a crash
-/// finds it sent already). The Membership to refresh.
-pub(super) async fn sent(
-    pool: &AnyPool,
-    backend: Backend,
-    entry: &OutboxEntry,
-    at: i64,
-    by: &Actor,
-) -> Result<Option<MembershipRef>> {
-    let mut touched = sent_all(pool, backend, &[entry], at, by).await?;
-    Ok(touched.pop().flatten())
-}
-
-/// [`sent`] of several entries in one transaction, each marked and audited as on its own.
+/// Mark entries delivered, in one transaction; an invitation becomes `Sent` (once: a re-send
+/// after a crash finds it sent already) and is audited. The Membership to refresh, per entry.
 pub(super) async fn sent_all(
     pool: &AnyPool,
     backend: Backend,

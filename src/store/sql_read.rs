@@ -2,8 +2,8 @@
 //! `can-i` and the "All workspaces" view.
 
 use super::records::*;
-use super::snapshot::Snapshot;
-use super::sql::{Map, Sql, get, grant, map_err, role, versioned};
+use super::snapshot::{Snapshot, Versioned};
+use super::sql::{Map, Sql, get, grant, map_err, role};
 use super::{AuditFilter, Focus, Result};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, AssertSqlSafe};
@@ -225,16 +225,16 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
     };
     let c = customer(&row)?;
     let uid = c.uid.clone();
-    let mut snap = Snapshot { customer: Some(versioned(get(&row, "row_version")?, c)), ..Default::default() };
+    let mut snap = Snapshot { customer: Some(Versioned::new(get(&row, "row_version")?, c)), ..Default::default() };
 
     let sql = format!("SELECT {WORKSPACE_COLS} FROM workspaces w WHERE w.customer_uid = $1 AND w.managed");
     for r in sqlx::query(AssertSqlSafe(sql.clone())).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
         let w = workspace(&r)?;
-        snap.workspaces.insert(w.id.clone(), versioned(get(&r, "row_version")?, w));
+        snap.workspaces.insert(w.id.clone(), Versioned::new(get(&r, "row_version")?, w));
     }
     for r in focused_memberships(pool, &snap, &uid, focus).await? {
         let m = membership(&r)?;
-        snap.memberships.insert(m.id.clone(), versioned(get(&r, "row_version")?, m));
+        snap.memberships.insert(m.id.clone(), Versioned::new(get(&r, "row_version")?, m));
     }
     let everything = matches!(focus, Focus::All);
     let add_role = |snap: &mut Snapshot, r: AnyRow| -> Result<()> {
@@ -307,7 +307,7 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
     let sql = format!("SELECT {POLICY_COLS} FROM lockbox_policies p WHERE p.customer_uid = $1 AND p.managed");
     for r in sqlx::query(AssertSqlSafe(sql)).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
         let p = policy(&r)?;
-        snap.policies.insert(p.uid.clone(), versioned(get(&r, "row_version")?, p));
+        snap.policies.insert(p.uid.clone(), Versioned::new(get(&r, "row_version")?, p));
     }
     Ok(snap)
 }

@@ -24,9 +24,14 @@ pub const IGNORE_FILE: &str = ".servicehubignore";
 /// skipping hidden entries and those listed in a [`IGNORE_FILE`]; files not ending in `.yaml`,
 /// `.yml` or `.json` inside directories are skipped (a path named explicitly is always read).
 pub fn load_paths(paths: &[PathBuf]) -> (Vec<Document>, Vec<Problem>) {
-    let (files, mut problems) = files_under(paths);
+    let (files, problems) = files_under(paths);
+    load_files(&files, problems)
+}
+
+/// Read and parse `files` in order, after the `problems` found so far.
+pub fn load_files(files: &[PathBuf], mut problems: Vec<Problem>) -> (Vec<Document>, Vec<Problem>) {
     let mut docs = Vec::new();
-    for file in &files {
+    for file in files {
         load_file(file, &mut docs, &mut problems);
     }
     (docs, problems)

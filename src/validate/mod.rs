@@ -196,18 +196,11 @@ pub enum References {
 /// and parsing found, in file order, then those checking found.
 pub fn validate_paths(paths: &[PathBuf], references: References) -> Report {
     let (files, problems) = load::files_under(paths);
-    let bytes: u64 = files.iter().filter_map(|f| std::fs::metadata(f).ok()).map(|m| m.len()).sum();
-    let threads = cores();
-    if files.len() < 2 * threads || bytes < PARALLEL_FROM_BYTES {
-        let mut problems = problems;
-        let mut docs = Vec::new();
-        for file in &files {
-            load::load_file(file, &mut docs, &mut problems);
-        }
-        let threads = if docs.len() < PARALLEL_FROM { 1 } else { threads };
-        return validate_units(docs, references, threads, problems, |doc, docs, _| docs.push(doc));
+    if files.len() < PARALLEL_FROM_FILES.max(2 * cores()) {
+        let (docs, problems) = load::load_files(&files, problems);
+        return validate_parsed(docs, problems, references);
     }
-    validate_files(files, references, threads, problems)
+    validate_files(files, references, cores(), problems)
 }
 
 /// Files read, parsed and checked a slice per thread.
@@ -217,11 +210,11 @@ fn validate_files(files: Vec<PathBuf>, references: References, threads: usize, p
 
 /// Below this many documents, checking them on one thread is quicker than starting more.
 const PARALLEL_FROM: usize = 512;
+/// Below this many files, they are read on one thread (and their documents checked as
+/// [`PARALLEL_FROM`] says).
+const PARALLEL_FROM_FILES: usize = 32;
 /// Threads that check documents at most.
 const MAX_THREADS: usize = 8;
-
-/// Below this many bytes of YAML, files are not read on several threads.
-const PARALLEL_FROM_BYTES: u64 = 256 * 1024;
 
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).min(MAX_THREADS)
@@ -229,14 +222,14 @@ fn cores() -> usize {
 
 /// Validate already-parsed documents.
 pub fn validate_documents(docs: Vec<Document>, references: References) -> Report {
-    // Each document is checked on its own, so large sets are split over the cores.
-    let threads = if docs.len() < PARALLEL_FROM { 1 } else { cores() };
-    validate_on(docs, references, threads)
+    validate_parsed(docs, Vec::new(), references)
 }
 
-/// [`validate_documents`] over `threads` threads.
-fn validate_on(docs: Vec<Document>, references: References, threads: usize) -> Report {
-    validate_units(docs, references, threads, Vec::new(), |doc, docs, _| docs.push(doc))
+/// Validate parsed documents after the `problems` reading them found; each document is
+/// checked on its own, so large sets are split over the cores.
+fn validate_parsed(docs: Vec<Document>, problems: Vec<Problem>, references: References) -> Report {
+    let threads = if docs.len() < PARALLEL_FROM { 1 } else { cores() };
+    validate_units(docs, references, threads, problems, |doc, docs, _| docs.push(doc))
 }
 
 /// Validate the documents `read` gives for each unit (a document, or a file), over `threads`
@@ -456,6 +449,11 @@ fn cel_field(path: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`validate_documents`] over `threads` threads.
+    fn validate_on(docs: Vec<Document>, references: References, threads: usize) -> Report {
+        validate_units(docs, references, threads, Vec::new(), |doc, docs, _| docs.push(doc))
+    }
 
     /// Every example, valid and invalid, many times over: a mix of clean objects, schema
     /// errors, CEL errors, literal-rule errors and reference errors.

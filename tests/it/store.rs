@@ -542,11 +542,13 @@ async fn of_two_workers_claiming_the_same_delivery_attempt_exactly_one_wins() {
         assert_eq!(due.len(), 1, "{}", s.name);
         let e = &due[0];
         let (ha, hb) = ("a".repeat(64), "b".repeat(64));
+        let ra = [ClaimRequest { entry: e, retry_at: 1_700_000_060, token_hash: Some(&ha) }];
+        let rb = [ClaimRequest { entry: e, retry_at: 1_700_000_060, token_hash: Some(&hb) }];
         let (a, b) = tokio::join!(
-            s.store.outbox_claim(e, 1_700_000_000, 1_700_000_060, Some(&ha), 3600),
-            s.store.outbox_claim(e, 1_700_000_000, 1_700_000_060, Some(&hb), 3600),
+            s.store.outbox_claim_all(&ra, 1_700_000_000, 3600),
+            s.store.outbox_claim_all(&rb, 1_700_000_000, 3600),
         );
-        let claims = [a.expect("a"), b.expect("b")];
+        let claims = [a.expect("a").remove(0), b.expect("b").remove(0)];
         assert_eq!(claims.iter().filter(|c| matches!(c, Claim::Send { attempt: 1, .. })).count(), 1, "{claims:?}");
         assert_eq!(claims.iter().filter(|c| **c == Claim::Taken).count(), 1, "{claims:?}");
         // The loser left nothing behind: one token, one attempt counted on each row.
