@@ -56,7 +56,13 @@ const ROWS_PER_INSERT: usize = 100;
 
 /// The SQL store.
 pub struct SqlStore {
+    /// Reads.
     pool: AnyPool,
+    /// Writes: on a SQLite file a pool of one connection, so writers queue here, woken in
+    /// turn, instead of in SQLite's busy handler, which sleeps and polls (1, 2, 5, 10 ... ms)
+    /// while holding a pooled connection that reads then wait for. On PostgreSQL (row
+    /// locks, concurrent writers) and in-memory SQLite, the same pool as reads.
+    writer: AnyPool,
     url: StoreUrl,
     rows_written: AtomicU64,
 }
@@ -109,12 +115,15 @@ impl SqlStore {
             let probe = sqlx::AnyConnection::connect(&target).await.map_err(|e| map_connect_error(&url, e))?;
             let _ = probe.close().await;
         }
-        let pool = options.connect(&target).await.map_err(|e| map_connect_error(&url, e))?;
-        if backend == Backend::Sqlite {
+        let pool = options.clone().connect(&target).await.map_err(|e| map_connect_error(&url, e))?;
+        let writer = if url.sqlite_file().is_some() {
             // WAL is a property of the file: set once, it stays.
             sqlx::raw_sql("PRAGMA journal_mode = WAL;").execute(&pool).await.map_err(map_err)?;
-        }
-        Ok(SqlStore { pool, url, rows_written: AtomicU64::new(0) })
+            options.max_connections(1).connect(&target).await.map_err(|e| map_connect_error(&url, e))?
+        } else {
+            pool.clone()
+        };
+        Ok(SqlStore { pool, writer, url, rows_written: AtomicU64::new(0) })
     }
 
     fn migrator(&self) -> &'static Migrator {
@@ -188,11 +197,12 @@ impl SqlStore {
 
     /// Close the pool, waiting for connections to finish.
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
     async fn begin(&self) -> Result<Transaction<'static, Any>> {
-        begin(&self.pool, self.url.backend()).await
+        begin(&self.writer, self.url.backend()).await
     }
 
     /// One batch inside an open transaction: guard, changes, audit. With `defer`, role,
@@ -367,7 +377,7 @@ impl Store for SqlStore {
     }
 
     async fn lockbox_insert(&self, request: &crate::domain::lockbox::Request, actor: &Actor) -> Result<i64> {
-        let id = super::sql_lockbox::insert(&self.pool, self.url.backend(), request, actor).await?;
+        let id = super::sql_lockbox::insert(&self.writer, self.url.backend(), request, actor).await?;
         self.rows_written.fetch_add(2, Ordering::Relaxed);
         Ok(id)
     }
@@ -379,7 +389,7 @@ impl Store for SqlStore {
         actor: &Actor,
         at: i64,
     ) -> Result<()> {
-        super::sql_lockbox::transition(&self.pool, self.url.backend(), before, after, actor, at).await?;
+        super::sql_lockbox::transition(&self.writer, self.url.backend(), before, after, actor, at).await?;
         self.rows_written.fetch_add(2, Ordering::Relaxed);
         Ok(())
     }
@@ -436,7 +446,7 @@ impl Store for SqlStore {
         at: i64,
         validity: i64,
     ) -> Result<Vec<Claim>> {
-        let claims = super::sql_outbox::claim_all(&self.pool, self.backend(), requests, at, validity).await?;
+        let claims = super::sql_outbox::claim_all(&self.writer, self.backend(), requests, at, validity).await?;
         self.rows_written.fetch_add(claims.len() as u64, Ordering::Relaxed);
         Ok(claims)
     }
@@ -448,7 +458,7 @@ impl Store for SqlStore {
         by: &Actor,
     ) -> Result<Vec<Option<MembershipRef>>> {
         self.rows_written.fetch_add(entries.len() as u64, Ordering::Relaxed);
-        super::sql_outbox::sent_all(&self.pool, self.backend(), entries, at, by).await
+        super::sql_outbox::sent_all(&self.writer, self.backend(), entries, at, by).await
     }
 
     async fn outbox_failed(
@@ -460,7 +470,7 @@ impl Store for SqlStore {
         by: &Actor,
     ) -> Result<Option<MembershipRef>> {
         self.rows_written.fetch_add(1, Ordering::Relaxed);
-        super::sql_outbox::failed(&self.pool, self.backend(), entry, at, error, retry_at, by).await
+        super::sql_outbox::failed(&self.writer, self.backend(), entry, at, error, retry_at, by).await
     }
 
     async fn invitations_expire(
@@ -470,7 +480,7 @@ impl Store for SqlStore {
         limit: i64,
         by: &Actor,
     ) -> Result<Vec<ExpiredInvitation>> {
-        let out = super::sql_outbox::expire(&self.pool, self.backend(), at, max_reissues, limit, by).await?;
+        let out = super::sql_outbox::expire(&self.writer, self.backend(), at, max_reissues, limit, by).await?;
         self.rows_written.fetch_add(out.len() as u64, Ordering::Relaxed);
         Ok(out)
     }
@@ -482,7 +492,7 @@ impl Store for SqlStore {
         at: i64,
         by: &Actor,
     ) -> Result<Vec<super::Resend>> {
-        let out = super::sql_outbox::resend(&self.pool, self.backend(), of, max_reissues, at, by).await?;
+        let out = super::sql_outbox::resend(&self.writer, self.backend(), of, max_reissues, at, by).await?;
         self.rows_written.fetch_add(out.iter().filter(|r| r.refused.is_none()).count() as u64 * 3, Ordering::Relaxed);
         Ok(out)
     }
@@ -501,7 +511,7 @@ impl Store for SqlStore {
         at: i64,
     ) -> Result<std::result::Result<Accepted, AcceptRefusal>> {
         self.rows_written.fetch_add(1, Ordering::Relaxed);
-        super::sql_outbox::accept(&self.pool, self.backend(), acceptance, at).await
+        super::sql_outbox::accept(&self.writer, self.backend(), acceptance, at).await
     }
 
     async fn invitation_view(&self, token_hash: &str) -> Result<Option<super::InvitationView>> {
@@ -509,12 +519,15 @@ impl Store for SqlStore {
     }
 
     async fn session_insert(&self, session: &super::Session, by: &Actor) -> Result<()> {
-        super::sql_console::session_insert(&self.pool, self.backend(), session, by).await?;
+        super::sql_console::session_insert(&self.writer, self.backend(), session, by).await?;
         self.rows_written.fetch_add(2, Ordering::Relaxed);
         Ok(())
     }
 
     async fn session_find(&self, id_hash: &str, now: i64, idle: i64) -> Result<Option<super::Session>> {
+        // On the read pool: most lookups only read, and the occasional touch (one UPDATE a
+        // minute per session) may wait in SQLite's busy handler rather than queue every
+        // page view behind the writers.
         let found = super::sql_console::session_find(&self.pool, id_hash, now, idle).await?;
         self.rows_written.fetch_add(u64::from(found.as_ref().is_some_and(|(_, touched)| *touched)), Ordering::Relaxed);
         Ok(found.map(|(s, _)| s))
@@ -528,7 +541,7 @@ impl Store for SqlStore {
         by: &Actor,
         action: &str,
     ) -> Result<u64> {
-        let n = super::sql_console::sessions_end(&self.pool, self.backend(), id_hash, email, at, by, action).await?;
+        let n = super::sql_console::sessions_end(&self.writer, self.backend(), id_hash, email, at, by, action).await?;
         self.rows_written.fetch_add(2 * n, Ordering::Relaxed);
         Ok(n)
     }
@@ -538,24 +551,24 @@ impl Store for SqlStore {
     }
 
     async fn signin_request(&self, email: &str, return_to: &str, at: i64) -> Result<()> {
-        super::sql_console::signin_request(&self.pool, self.backend(), email, return_to, at).await?;
+        super::sql_console::signin_request(&self.writer, self.backend(), email, return_to, at).await?;
         self.rows_written.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
     async fn signin_consume(&self, token_hash: &str, at: i64) -> Result<Option<(String, String)>> {
-        let email = super::sql_console::signin_consume(&self.pool, token_hash, at).await?;
+        let email = super::sql_console::signin_consume(&self.writer, token_hash, at).await?;
         self.rows_written.fetch_add(u64::from(email.is_some()), Ordering::Relaxed);
         Ok(email)
     }
 
     async fn oidc_begin(&self, login: &super::PendingLogin) -> Result<()> {
         self.rows_written.fetch_add(1, Ordering::Relaxed);
-        super::sql_console::oidc_begin(&self.pool, login).await
+        super::sql_console::oidc_begin(&self.writer, login).await
     }
 
     async fn oidc_take(&self, state_hash: &str, at: i64) -> Result<Option<super::PendingLogin>> {
-        super::sql_console::oidc_take(&self.pool, state_hash, at).await
+        super::sql_console::oidc_take(&self.writer, state_hash, at).await
     }
 
     async fn load(&self, namespace: &str, name: &str, focus: &Focus) -> Result<Snapshot> {
@@ -651,7 +664,7 @@ impl Store for SqlStore {
     }
 
     async fn record_audit(&self, entry: &AuditEntry) -> Result<()> {
-        let mut conn = self.pool.acquire().await.map_err(map_err)?;
+        let mut conn = self.writer.acquire().await.map_err(map_err)?;
         audit_entry(&mut conn, entry).await?;
         self.rows_written.fetch_add(1, Ordering::Relaxed);
         Ok(())
