@@ -6,7 +6,7 @@ use super::snapshot::{Snapshot, Versioned};
 use super::sql::{Map, Sql, get, grant, map_err, role};
 use super::{AuditFilter, Focus, Result};
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, AssertSqlSafe};
+use sqlx::{AnyConnection, AnyPool, AssertSqlSafe};
 use std::collections::BTreeMap;
 
 const CUSTOMER_COLS: &str = "uid, namespace, name, display_name, agreement_kind, agreement_id, start_date, end_date, \
@@ -147,7 +147,7 @@ fn in_list(qb: &mut Sql, items: &[String]) {
 /// Rows of `select` (ending in `WHERE ` or in `= ` for the customer `c`) whose `column` is
 /// one of `values`, a chunk per statement.
 async fn fetch_in(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     select: &str,
     c: Option<&str>,
     column: &str,
@@ -161,28 +161,35 @@ async fn fetch_in(
         }
         qb.push(column);
         in_list(&mut qb, chunk);
-        out.extend(qb.build().fetch_all(pool).await.map_err(map_err)?);
+        out.extend(qb.build().fetch_all(&mut *conn).await.map_err(map_err)?);
     }
     Ok(out)
 }
 
 /// The memberships a focus reads (always a superset of what its planner looks at), each
 /// selected through an index: by id, by (customer, workspace), or by customer.
-async fn focused_memberships(pool: &AnyPool, snap: &Snapshot, c: &str, focus: &Focus) -> Result<Vec<AnyRow>> {
+async fn focused_memberships(
+    conn: &mut AnyConnection,
+    snap: &Snapshot,
+    c: &str,
+    focus: &Focus,
+) -> Result<Vec<AnyRow>> {
     let base = format!("SELECT {MEMBERSHIP_COLS} FROM memberships m WHERE m.customer_uid = $1 AND m.managed");
     let q = |extra: &str| format!("{base}{extra}");
     let rows = match focus {
-        Focus::All => sqlx::query(AssertSqlSafe(base.clone())).bind(c).fetch_all(pool).await,
-        Focus::Customer => sqlx::query(AssertSqlSafe(q(" AND m.origin = 'Customer'"))).bind(c).fetch_all(pool).await,
+        Focus::All => sqlx::query(AssertSqlSafe(base.clone())).bind(c).fetch_all(&mut *conn).await,
+        Focus::Customer => {
+            sqlx::query(AssertSqlSafe(q(" AND m.origin = 'Customer'"))).bind(c).fetch_all(&mut *conn).await
+        }
         Focus::Workspace { id, .. } => {
-            sqlx::query(AssertSqlSafe(q(" AND m.workspace_id = $2"))).bind(c).bind(id).fetch_all(pool).await
+            sqlx::query(AssertSqlSafe(q(" AND m.workspace_id = $2"))).bind(c).bind(id).fetch_all(&mut *conn).await
         }
         Focus::NoMemberships => Ok(Vec::new()),
         Focus::Membership { id, workspace, .. } => {
             let mut rows = sqlx::query(AssertSqlSafe(q(" AND m.id = $2")))
                 .bind(c)
                 .bind(id)
-                .fetch_all(pool)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(map_err)?;
             // The Workspace Administrators of its workspace, old and new: the
@@ -201,7 +208,7 @@ async fn focused_memberships(pool: &AnyPool, snap: &Snapshot, c: &str, focus: &F
                     .bind(c)
                     .bind(w)
                     .bind(id)
-                    .fetch_all(pool)
+                    .fetch_all(&mut *conn)
                     .await
                     .map_err(map_err)?;
                 rows.extend(found);
@@ -212,12 +219,19 @@ async fn focused_memberships(pool: &AnyPool, snap: &Snapshot, c: &str, focus: &F
     rows.map_err(map_err)
 }
 
+/// The snapshot a focus reads, on one connection: a reconcile's 6-8 queries take the pool
+/// once, not once each (on PostgreSQL each acquire is a round trip of its own).
 pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Focus) -> Result<Snapshot> {
+    let mut conn = pool.acquire().await.map_err(map_err)?;
+    load_on(&mut conn, namespace, name, focus).await
+}
+
+async fn load_on(conn: &mut AnyConnection, namespace: &str, name: &str, focus: &Focus) -> Result<Snapshot> {
     let sql = format!("SELECT {CUSTOMER_COLS} FROM customers WHERE namespace = $1 AND name = $2 AND managed");
     let Some(row) = sqlx::query(AssertSqlSafe(sql.clone()))
         .bind(namespace)
         .bind(name)
-        .fetch_optional(pool)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(map_err)?
     else {
@@ -227,12 +241,26 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
     let uid = c.uid.clone();
     let mut snap = Snapshot { customer: Some(Versioned::new(get(&row, "row_version")?, c)), ..Default::default() };
 
-    let sql = format!("SELECT {WORKSPACE_COLS} FROM workspaces w WHERE w.customer_uid = $1 AND w.managed");
-    for r in sqlx::query(AssertSqlSafe(sql.clone())).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
+    // A Membership's planner looks at the workspace it names and the one its stored row is
+    // in (a moved membership), never at the others: a customer's 1,000 workspaces are not
+    // read for each of its memberships.
+    let all = format!("SELECT {WORKSPACE_COLS} FROM workspaces w WHERE w.customer_uid = $1 AND w.managed");
+    let workspaces = match focus {
+        Focus::Membership { id, workspace, .. } => {
+            let sql = format!(
+                "{all} AND (w.name = $2 OR w.id = (SELECT m.workspace_id FROM memberships m WHERE m.id = $3 \
+                 AND m.customer_uid = $1))"
+            );
+            let named = workspace.as_deref().unwrap_or_default();
+            sqlx::query(AssertSqlSafe(sql)).bind(&uid).bind(named).bind(id).fetch_all(&mut *conn).await
+        }
+        _ => sqlx::query(AssertSqlSafe(all)).bind(&uid).fetch_all(&mut *conn).await,
+    };
+    for r in workspaces.map_err(map_err)? {
         let w = workspace(&r)?;
         snap.workspaces.insert(w.id.clone(), Versioned::new(get(&r, "row_version")?, w));
     }
-    for r in focused_memberships(pool, &snap, &uid, focus).await? {
+    for r in focused_memberships(conn, &snap, &uid, focus).await? {
         let m = membership(&r)?;
         snap.memberships.insert(m.id.clone(), Versioned::new(get(&r, "row_version")?, m));
     }
@@ -259,16 +287,16 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
                      WHERE m.customer_uid = $1 AND m.managed";
         let grants = "SELECT g.membership_id, g.permission, g.source FROM grants g \
                       JOIN memberships m ON m.id = g.membership_id WHERE m.customer_uid = $1 AND m.managed";
-        each_row(sqlx::query(roles).bind(&uid), pool, |r| add_role(&mut snap, r)).await?;
-        each_row(sqlx::query(grants).bind(&uid), pool, |r| add_grant(&mut snap, r)).await?;
+        each_row(sqlx::query(roles).bind(&uid), conn, |r| add_role(&mut snap, r)).await?;
+        each_row(sqlx::query(grants).bind(&uid), conn, |r| add_grant(&mut snap, r)).await?;
     } else {
         let ids: Vec<String> = snap.memberships.keys().cloned().collect();
         let select = "SELECT membership_id, role FROM role_assignments WHERE ";
-        for r in fetch_in(pool, select, None, "membership_id", &ids).await? {
+        for r in fetch_in(conn, select, None, "membership_id", &ids).await? {
             add_role(&mut snap, r)?;
         }
         let select = "SELECT membership_id, permission, source FROM grants WHERE ";
-        for r in fetch_in(pool, select, None, "membership_id", &ids).await? {
+        for r in fetch_in(conn, select, None, "membership_id", &ids).await? {
             add_grant(&mut snap, r)?;
         }
     }
@@ -291,21 +319,21 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
     };
     if all_people {
         let users = "SELECT customer_uid, email, display_name, account_type FROM users WHERE customer_uid = $1";
-        each_row(sqlx::query(users).bind(&uid), pool, |r| add_user(&mut snap, r)).await?;
+        each_row(sqlx::query(users).bind(&uid), conn, |r| add_user(&mut snap, r)).await?;
         let sql = format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = $1");
-        each_row(sqlx::query(AssertSqlSafe(sql)).bind(&uid), pool, |r| add_invitation(&mut snap, r)).await?;
+        each_row(sqlx::query(AssertSqlSafe(sql)).bind(&uid), conn, |r| add_invitation(&mut snap, r)).await?;
     } else {
         let select = "SELECT customer_uid, email, display_name, account_type FROM users WHERE customer_uid = ";
-        for r in fetch_in(pool, select, Some(&uid), "email", &subjects).await? {
+        for r in fetch_in(conn, select, Some(&uid), "email", &subjects).await? {
             add_user(&mut snap, r)?;
         }
         let select = format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = ");
-        for r in fetch_in(pool, &select, Some(&uid), "i.subject_key", &subjects).await? {
+        for r in fetch_in(conn, &select, Some(&uid), "i.subject_key", &subjects).await? {
             add_invitation(&mut snap, r)?;
         }
     }
     let sql = format!("SELECT {POLICY_COLS} FROM lockbox_policies p WHERE p.customer_uid = $1 AND p.managed");
-    for r in sqlx::query(AssertSqlSafe(sql)).bind(&uid).fetch_all(pool).await.map_err(map_err)? {
+    for r in sqlx::query(AssertSqlSafe(sql)).bind(&uid).fetch_all(&mut *conn).await.map_err(map_err)? {
         let p = policy(&r)?;
         snap.policies.insert(p.uid.clone(), Versioned::new(get(&r, "row_version")?, p));
     }
@@ -315,11 +343,11 @@ pub(super) async fn load(pool: &AnyPool, namespace: &str, name: &str, focus: &Fo
 /// Run `query` and hand each row to `f` as it arrives.
 async fn each_row<'q>(
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     mut f: impl FnMut(AnyRow) -> Result<()>,
 ) -> Result<()> {
     use futures::TryStreamExt;
-    let mut rows = query.fetch(pool);
+    let mut rows = query.fetch(conn);
     while let Some(r) = rows.try_next().await.map_err(map_err)? {
         f(r)?;
     }
