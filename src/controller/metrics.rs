@@ -65,6 +65,9 @@ pub struct Metrics {
     pub errors: Family<ErrorLabels, Counter>,
     /// Reconcile duration in seconds, by kind.
     pub duration: HistogramFamily<KindLabels>,
+    /// Seconds from a change of an object reaching the controller to the start of the
+    /// reconcile that serves it, by kind (see `controller::Queued`).
+    pub queue_wait: HistogramFamily<KindLabels>,
     /// Reconciles running now, by kind (the work the controller has taken and not finished).
     pub in_flight: Family<KindLabels, Gauge>,
     /// Objects waiting to be retried after a failure, by kind.
@@ -112,6 +115,7 @@ impl Default for Metrics {
             reconciles: Family::default(),
             errors: Family::default(),
             duration: Family::new_with_constructor(latency_histogram),
+            queue_wait: Family::new_with_constructor(latency_histogram),
             in_flight: Family::default(),
             backing_off: Family::default(),
             store_latency: Family::new_with_constructor(latency_histogram),
@@ -127,6 +131,11 @@ impl Default for Metrics {
         registry.register("reconciles", "Reconciles started", m.reconciles.clone());
         registry.register("reconcile_errors", "Reconciles that failed, by error category", m.errors.clone());
         registry.register("reconcile_duration_seconds", "Reconcile duration", m.duration.clone());
+        registry.register(
+            "reconcile_queue_wait_seconds",
+            "Time from a change of an object (spec, finalizers, annotations, deletion) reaching the controller to the start of its reconcile",
+            m.queue_wait.clone(),
+        );
         registry.register("reconcile_in_flight", "Reconciles running now", m.in_flight.clone());
         registry.register("reconcile_backing_off", "Objects waiting to retry after a failure", m.backing_off.clone());
         registry.register("store_latency_seconds", "Store call latency", m.store_latency.clone());

@@ -155,6 +155,8 @@ pub struct Context {
     pub delivery: delivery::Delivery,
     /// Consecutive failures per object (`Kind/namespace/name`), for backoff.
     failures: std::sync::Mutex<HashMap<String, u32>>,
+    /// When each object's unserved change arrived, for the queue-wait metric.
+    pub(crate) queued: Queued,
 }
 
 impl Context {
@@ -289,11 +291,63 @@ fn error_policy<K: Managed>(obj: Arc<K>, err: &Error, ctx: Arc<Context>) -> Acti
 /// reads them (status is written by server-side apply with one field manager, finalizers
 /// by a guarded JSON patch), and they are a large share of each cached object's memory
 /// (every manager's field set, for the user's and the operator's writes alike).
-fn cached<K: Managed>(api: Api<K>, wc: watcher::Config) -> Controller<K> {
-    use kube::runtime::WatchStreamExt;
+///
+/// The cache sees every event; the controller is triggered only by a change of what a pass
+/// acts on: the generation (spec, deletion), finalizers, annotations (pause, adoption) or
+/// the deletion timestamp. A status write, the operator's own above all, does not requeue
+/// the object it was written to (it cost every Membership one more load that found nothing
+/// to do); a status someone else overwrites is restored by the resync. Parents' status
+/// changes still reach their children through the relations (see `SpecChanges`). Each
+/// change that passes is stamped in `queued` for the queue-wait metric.
+fn cached<K: Managed>(api: Api<K>, wc: watcher::Config, queued: Queued) -> Controller<K> {
+    use futures::TryStreamExt;
+    use kube::runtime::{Predicate, WatchStreamExt, predicates};
     let (reader, writer) = kube::runtime::reflector::store();
-    let objects = watcher(api, wc).modify(|o: &mut K| o.managed_fields_mut().clear()).reflect(writer).applied_objects();
+    let acted_on = predicates::generation
+        .combine(predicates::finalizers)
+        .combine(predicates::annotations)
+        .combine(|o: &K| Some(u64::from(o.meta().deletion_timestamp.is_some())));
+    let objects = watcher(api, wc)
+        .modify(|o: &mut K| o.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(acted_on, Default::default())
+        .inspect_ok(move |o: &K| queued.arrived(o.meta().uid.as_deref().unwrap_or_default()));
     Controller::for_stream(objects, reader)
+}
+
+/// When the oldest change of each object that no reconcile has served yet reached the
+/// controller, by uid (unique across kinds): a reconcile starting takes its entry and
+/// observes the wait (`servicehub_reconcile_queue_wait_seconds`), which covers kube's
+/// scheduler, the concurrency limit and the debounce. Later changes before that reconcile
+/// keep the oldest stamp, as the one reconcile serves them all.
+#[derive(Clone, Default)]
+pub(crate) struct Queued(Arc<std::sync::Mutex<QueuedState>>);
+
+#[derive(Default)]
+pub(crate) struct QueuedState {
+    since: HashMap<String, std::time::Instant>,
+    /// Size at which entries an hour old are dropped: an object deleted before any reconcile
+    /// took it leaves one behind.
+    prune_at: usize,
+}
+
+impl Queued {
+    fn arrived(&self, uid: &str) {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        q.since.entry(uid.to_owned()).or_insert(now);
+        if q.since.len() >= q.prune_at {
+            q.since.retain(|_, t| now.duration_since(*t) < Duration::from_secs(3600));
+            q.prune_at = (q.since.len() * 2).max(1024);
+        }
+    }
+
+    /// How long the change that a reconcile of `uid` now serves has waited, if one is stamped.
+    pub(crate) fn take(&self, uid: &str) -> Option<Duration> {
+        let mut q = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        q.since.remove(uid).map(|t| t.elapsed())
+    }
 }
 
 fn api<K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>>(
@@ -405,11 +459,12 @@ pub async fn run_controllers(
     let ns = settings.namespace.as_deref();
     let wc = watcher::Config::default();
     let cfg = controller::Config::default().concurrency(settings.concurrency);
-    let customers =
-        cached(api::<Customer>(&client, ns), wc.clone()).with_config(cfg.clone().debounce(Duration::from_secs(1)));
-    let workspaces = cached(api::<Workspace>(&client, ns), wc.clone()).with_config(cfg.clone());
-    let memberships = cached(api::<Membership>(&client, ns), wc.clone()).with_config(cfg.clone());
-    let policies = cached(api::<LockboxPolicy>(&client, ns), wc.clone()).with_config(cfg);
+    let queued = Queued::default();
+    let customers = cached(api::<Customer>(&client, ns), wc.clone(), queued.clone())
+        .with_config(cfg.clone().debounce(Duration::from_secs(1)));
+    let workspaces = cached(api::<Workspace>(&client, ns), wc.clone(), queued.clone()).with_config(cfg.clone());
+    let memberships = cached(api::<Membership>(&client, ns), wc.clone(), queued.clone()).with_config(cfg.clone());
+    let policies = cached(api::<LockboxPolicy>(&client, ns), wc.clone(), queued.clone()).with_config(cfg);
     let (c_cache, w_cache, m_cache, p_cache) =
         (customers.store(), workspaces.store(), memberships.store(), policies.store());
 
@@ -482,6 +537,7 @@ pub async fn run_controllers(
         },
         delivery: delivery.clone(),
         failures: Default::default(),
+        queued,
     });
     let sync = {
         let synced = synced.clone();

@@ -101,6 +101,9 @@ pub async fn reconcile<K: Managed>(obj: Arc<K>, ctx: Arc<Context>) -> Result<Act
     let gauge = ctx.metrics.in_flight.get_or_create_owned(&labels);
     gauge.inc();
     let _in_flight = InFlight(&gauge);
+    if let Some(waited) = ctx.queued.take(obj.meta().uid.as_deref().unwrap_or_default()) {
+        ctx.metrics.queue_wait.get_or_create(&labels).observe(waited.as_secs_f64());
+    }
     let started = Instant::now();
     let namespace = obj.namespace().ok_or(Error::Invalid("the object has no namespace".into()))?;
     tracing::Span::current().record("namespace", namespace.as_str());
