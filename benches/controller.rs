@@ -17,7 +17,7 @@ mod support;
 mod apiserver;
 
 use apiserver::http::ApiServer;
-use apiserver::registry::{FieldValidation, Resource};
+use apiserver::registry::{FieldValidation, Part, Resource};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -97,12 +97,17 @@ fn memory_mib(pid: u32, field: &str) -> f64 {
     kib.map_or(f64::NAN, |k| k as f64 / 1024.0)
 }
 
-/// `servicehub run` against `server`, without leader election, logging to `dir`.
-fn start_operator(server: &ApiServer, store_url: &str, dir: &std::path::Path) -> std::process::Child {
+/// `servicehub run` against `server`, without leader election, logging to `dir`; the
+/// process and the address of its `/metrics`.
+fn start_operator(
+    server: &ApiServer,
+    store_url: &str,
+    dir: &std::path::Path,
+) -> (std::process::Child, std::net::SocketAddr) {
     let kubeconfig = dir.join("kubeconfig");
     std::fs::write(&kubeconfig, server.kubeconfig()).expect("kubeconfig");
     let addr = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
-    Command::new(env!("CARGO_BIN_EXE_servicehub"))
+    let child = Command::new(env!("CARGO_BIN_EXE_servicehub"))
         .args(["run", "--leader-elect=false", "--store", store_url, "--http-addr", &addr.to_string()])
         .env("KUBECONFIG", &kubeconfig)
         .env("SERVICEHUB_LOG", "warn")
@@ -110,7 +115,8 @@ fn start_operator(server: &ApiServer, store_url: &str, dir: &std::path::Path) ->
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("operator.log")).expect("log"))
         .spawn()
-        .expect("start servicehub run")
+        .expect("start servicehub run");
+    (child, addr)
 }
 
 /// The Customer and `workspaces` Workspaces.
@@ -130,7 +136,7 @@ fn create_parents(server: &ApiServer, workspaces: usize) {
 async fn run(label: &str, store_url: &str) {
     let server = ApiServer::start_with_history(100_000).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = start_operator(&server, store_url, dir.path());
+    let (mut child, metrics) = start_operator(&server, store_url, dir.path());
     create_parents(&server, WORKSPACES);
     wait_ready(&server, "customers", 1, Duration::from_secs(120)).await;
     wait_ready(&server, "workspaces", WORKSPACES, Duration::from_secs(120)).await;
@@ -157,6 +163,7 @@ async fn run(label: &str, store_url: &str) {
     tokio::time::sleep(Duration::from_secs(30)).await;
     let idle = server.stats().writes - after.writes;
     let (peak, now) = (memory_mib(child.id(), "VmHWM:"), memory_mib(child.id(), "VmRSS:"));
+    let churned = churn(&server, metrics).await;
     let _ = child.kill();
     let _ = child.wait();
     // The floor: the emulation's own rate for the writes the operator makes, in the same run.
@@ -177,7 +184,134 @@ async fn run(label: &str, store_url: &str) {
     println!(
         "  operator RSS: peak {peak:.1} MiB (target <= 150), {now:.1} MiB when idle; {baseline:.1} MiB before the Memberships"
     );
+    println!(
+        "  churn, {} spec changes at {CHURN_RATE}/s over the converged set: change -> Ready at the new generation \
+         p50 {:.2} s, p99 {:.2} s, max {:.2} s (target p99 <= 5); reconcile queue wait p99 {:.3} s (target <= 1)",
+        churned.changes, churned.p50, churned.p99, churned.max, churned.queue_wait_p99
+    );
     server.stop().await;
+}
+
+/// Spec changes per second, and for how long, in the churn part.
+const CHURN_RATE: usize = 50;
+const CHURN_FOR: Duration = Duration::from_secs(60);
+
+/// What the churn part measured.
+struct Churned {
+    changes: usize,
+    p50: f64,
+    p99: f64,
+    max: f64,
+    queue_wait_p99: f64,
+}
+
+/// Over the converged Memberships, `CHURN_RATE` spec changes a second for `CHURN_FOR`
+/// (each a different Membership losing or regaining a permission, as a user's `kubectl
+/// apply` does): the time from each change to its Ready condition at the new generation,
+/// seen on a watch of the emulation, and the operator's p99 reconcile queue wait over the
+/// same span, from its `/metrics`.
+async fn churn(server: &ApiServer, metrics: std::net::SocketAddr) -> Churned {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    let waits_before = queue_wait_buckets(metrics).await;
+    // name -> (generation changed to, when); (name, generation) -> when first seen Ready at it
+    // (recorded for every generation, so a Ready that beats the bookkeeping is not missed).
+    let changed: Arc<Mutex<HashMap<String, (i64, Instant)>>> = Arc::default();
+    let readied: Arc<Mutex<HashMap<(String, i64), Instant>>> = Arc::default();
+    let (_, mut rx) = server.registry.watch_from(server.registry.resource_version()).expect("watch");
+    let watch = {
+        let readied = readied.clone();
+        tokio::spawn(async move {
+            while let Ok(e) = rx.recv().await {
+                if e.resource.plural != "memberships" || !ready(&e.object) {
+                    continue;
+                }
+                let name = e.object.pointer("/metadata/name").and_then(|n| n.as_str()).unwrap_or_default();
+                let generation = e.object.pointer("/metadata/generation").and_then(|g| g.as_i64()).unwrap_or(0);
+                readied.lock().expect("lock").entry((name.to_owned(), generation)).or_insert_with(Instant::now);
+            }
+        })
+    };
+    let done = |changed: &HashMap<String, (i64, Instant)>, readied: &HashMap<(String, i64), Instant>| {
+        changed
+            .iter()
+            .filter_map(|(name, (g, at))| Some((*readied.get(&(name.clone(), *g))? - *at).as_secs_f64()))
+            .collect::<Vec<f64>>()
+    };
+    let n = CHURN_RATE * CHURN_FOR.as_secs() as usize;
+    assert!(n <= MEMBERSHIPS, "each change is to a different Membership");
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / CHURN_RATE as u32);
+    for i in 0..n {
+        tick.tick().await;
+        // A stride coprime with MEMBERSHIPS visits each Membership once, spread over workspaces.
+        let name = format!("m-{}", (i * 7_919) % MEMBERSHIPS);
+        let patch = serde_json::json!({ "spec": { "permissions": ["Learning"] } });
+        let at = Instant::now();
+        let after = server
+            .registry
+            .merge_patch(&resource("memberships"), Some("bench"), &name, &patch, Part::Main, FieldValidation::Prune)
+            .expect("patch");
+        let generation = after.pointer("/metadata/generation").and_then(|g| g.as_i64()).expect("generation");
+        changed.lock().expect("lock").insert(name, (generation, at));
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut took = loop {
+        let took = done(&changed.lock().expect("lock"), &readied.lock().expect("lock"));
+        if took.len() == n {
+            break took;
+        }
+        assert!(Instant::now() < deadline, "churn: only {} of {n} changes Ready", took.len());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    watch.abort();
+    let waits_after = queue_wait_buckets(metrics).await;
+    took.sort_by(f64::total_cmp);
+    let at = |q: f64| took[((took.len() as f64 * q).ceil() as usize).clamp(1, took.len()) - 1];
+    let waits: Vec<(f64, f64)> = waits_after
+        .iter()
+        .map(|(le, count)| (*le, count - waits_before.iter().find(|b| b.0 == *le).map_or(0.0, |b| b.1)))
+        .collect();
+    Churned { changes: n, p50: at(0.5), p99: at(0.99), max: at(1.0), queue_wait_p99: quantile(&waits, 0.99) }
+}
+
+/// The Membership queue-wait histogram from the operator's `/metrics`: (upper bound,
+/// cumulative count) per bucket, `+Inf` last.
+async fn queue_wait_buckets(addr: std::net::SocketAddr) -> Vec<(f64, f64)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect to /metrics");
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await.expect("request");
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.expect("response");
+    let prefix = "servicehub_reconcile_queue_wait_seconds_bucket{";
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && l.contains("kind=\"Membership\""))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, l.rsplit(' ').next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The `q` quantile of a cumulative histogram, interpolated within its bucket as
+/// Prometheus' `histogram_quantile` does (the last finite bound when it falls in `+Inf`).
+fn quantile(buckets: &[(f64, f64)], q: f64) -> f64 {
+    let total = buckets.last().map_or(0.0, |b| b.1);
+    if total == 0.0 {
+        return f64::NAN;
+    }
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for &(le, count) in buckets {
+        if count >= rank {
+            if le.is_infinite() {
+                return lower.0;
+            }
+            return lower.0 + (le - lower.0) * (rank - lower.1) / (count - lower.1).max(f64::MIN_POSITIVE);
+        }
+        lower = (le, count);
+    }
+    lower.0
 }
 
 /// `servicehub run`'s default `--concurrency` (reconciles at once per kind).
@@ -236,7 +370,7 @@ async fn cold_start(label: &str, store_url: &str) {
     }
     let dir = tempfile::tempdir().expect("tempdir");
     let started = Instant::now();
-    let mut child = start_operator(&server, store_url, dir.path());
+    let (mut child, _) = start_operator(&server, store_url, dir.path());
     wait_ready(&server, "customers", 1, Duration::from_secs(600)).await;
     wait_ready(&server, "workspaces", COLD_WORKSPACES, Duration::from_secs(600)).await;
     wait_ready(&server, "memberships", COLD_MEMBERSHIPS, Duration::from_secs(1800)).await;
