@@ -105,7 +105,19 @@ impl SqlStore {
                     Ok(())
                 })
             }),
-            Backend::Postgres => options.max_connections(8),
+            // Every statement planned for its parameters. A prepared statement otherwise
+            // settles on a generic plan after five runs, costed for the tables as they were
+            // then: a store that starts empty keeps plans that find a membership, user or
+            // invitation by scanning the customer's index range and filtering (thousands of
+            // rows per focused read at 10,000 Memberships) until an ANALYZE invalidates
+            // them, which never comes where autovacuum is off. A custom plan sees the
+            // tables' current size; planning these short statements costs microseconds.
+            Backend::Postgres => options.max_connections(8).after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql("SET plan_cache_mode = force_custom_plan").execute(conn).await?;
+                    Ok(())
+                })
+            }),
         };
         if backend == Backend::Postgres {
             // One direct attempt first: a refused or unresolvable server is reported at once,
