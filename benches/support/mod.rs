@@ -6,13 +6,21 @@ use std::future::Future;
 
 /// Run `bench(label, url)` on a fresh SQLite file, then, when `SERVICEHUB_TEST_DATABASE_URL`
 /// is set, on a fresh PostgreSQL schema of that database, dropped afterwards.
+/// `SERVICEHUB_BENCH_STORE=sqlite` or `=postgres` runs on that store only (to profile one).
 pub async fn each_store<F, Fut>(mut bench: F)
 where
     F: FnMut(&'static str, String) -> Fut,
     Fut: Future<Output = ()>,
 {
+    let only = std::env::var("SERVICEHUB_BENCH_STORE").ok();
+    let wanted = |label: &str| only.as_deref().is_none_or(|o| o == label);
     let dir = tempfile::tempdir().expect("tempdir");
-    bench("sqlite", format!("sqlite://{}", dir.path().join("bench.db").display())).await;
+    if wanted("sqlite") {
+        bench("sqlite", format!("sqlite://{}", dir.path().join("bench.db").display())).await;
+    }
+    if !wanted("postgres") {
+        return;
+    }
     let Ok(base) = std::env::var("SERVICEHUB_TEST_DATABASE_URL") else {
         println!("postgres: skipped (set SERVICEHUB_TEST_DATABASE_URL to include it)");
         return;
