@@ -168,12 +168,7 @@ async fn fetch_in(
 
 /// The memberships a focus reads (always a superset of what its planner looks at), each
 /// selected through an index: by id, by (customer, workspace), or by customer.
-async fn focused_memberships(
-    conn: &mut AnyConnection,
-    snap: &Snapshot,
-    c: &str,
-    focus: &Focus,
-) -> Result<Vec<AnyRow>> {
+async fn focused_memberships(conn: &mut AnyConnection, snap: &Snapshot, c: &str, focus: &Focus) -> Result<Vec<AnyRow>> {
     let base = format!("SELECT {MEMBERSHIP_COLS} FROM memberships m WHERE m.customer_uid = $1 AND m.managed");
     let q = |extra: &str| format!("{base}{extra}");
     let rows = match focus {
@@ -193,10 +188,18 @@ async fn focused_memberships(
                 .await
                 .map_err(map_err)?;
             // The Workspace Administrators of its workspace, old and new: the
-            // last-administrator rule reads them.
-            let mut workspaces: Vec<String> =
-                rows.iter().filter_map(|r| get(r, "workspace_id").ok().flatten()).collect();
-            if let Some(name) = workspace {
+            // last-administrator rule reads them, and only when the stored membership is a
+            // Workspace Administrator itself (the rule is about it losing the role), so
+            // for any other membership they are not read.
+            let admin = "SELECT membership_id FROM role_assignments WHERE membership_id = $1 \
+                         AND role = 'WorkspaceAdministrator'";
+            let is_admin = !rows.is_empty()
+                && sqlx::query(admin).bind(id).fetch_optional(&mut *conn).await.map_err(map_err)?.is_some();
+            let mut workspaces: Vec<String> = Vec::new();
+            if is_admin {
+                workspaces.extend(rows.iter().filter_map(|r| get(r, "workspace_id").ok().flatten()));
+            }
+            if is_admin && let Some(name) = workspace {
                 workspaces.extend(snap.workspace_named(name).map(|w| w.record.id.clone()));
             }
             workspaces.sort();

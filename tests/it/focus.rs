@@ -14,9 +14,16 @@ fn ctx() -> Context {
     }
 }
 
-/// Every object's plan against its focused load equals its plan against the full load.
-async fn assert_same_plans(store: &dyn Store, objects: &[Sourced], uids: &[String], label: &str) -> usize {
+/// Every object's plan against its focused load equals its plan against the full load; the
+/// steps planned, and the reasons of the plans that refused.
+async fn assert_same_plans(
+    store: &dyn Store,
+    objects: &[Sourced],
+    uids: &[String],
+    label: &str,
+) -> (usize, Vec<String>) {
     let mut steps = 0;
+    let mut refused = Vec::new();
     for (s, uid) in objects.iter().zip(uids) {
         let o = &s.object;
         let id = Identity {
@@ -45,8 +52,12 @@ async fn assert_same_plans(store: &dyn Store, objects: &[Sourced], uids: &[Strin
         );
         assert!(focused.memberships.len() <= full.memberships.len());
         steps += a.batch.steps.len();
+        if a.stalled {
+            let conditions = a.status.conditions();
+            refused.extend(conditions.iter().filter(|c| c.type_ == "Ready").map(|c| c.reason.clone()));
+        }
     }
-    steps
+    (steps, refused)
 }
 
 #[tokio::test]
@@ -66,17 +77,18 @@ async fn focused_loads_plan_exactly_like_full_loads() {
         engine::run(store, &parents, &opts).await.expect("apply parents");
         let dry = engine::run(store, &report.objects, &Options { dry_run: true, ctx: ctx() }).await.expect("plan");
         let uids: Vec<String> = dry.objects.iter().map(|o| o.uid.clone()).collect();
-        let pending = assert_same_plans(store, &report.objects, &uids, "before memberships").await;
+        let (pending, _) = assert_same_plans(store, &report.objects, &uids, "before memberships").await;
         assert!(pending > 20, "{}: the memberships still have work to plan ({pending} steps)", s.name);
 
         // Stage 2: everything applied; nothing left to plan either way.
         let applied = engine::run(store, &report.objects, &opts).await.expect("apply");
         assert!(!applied.has_failures(), "{}: {:?}", s.name, applied.objects);
         let uids: Vec<String> = applied.objects.iter().map(|o| o.uid.clone()).collect();
-        assert_eq!(assert_same_plans(store, &report.objects, &uids, "applied").await, 0, "{}", s.name);
+        assert_eq!(assert_same_plans(store, &report.objects, &uids, "applied").await.0, 0, "{}", s.name);
 
-        // Stage 3: every spec changed: memberships lose their roles (which reaches the
-        // last-administrator rule) and workspaces lose their administrators.
+        // Stage 3: every spec changed: memberships lose their roles and workspaces lose
+        // their administrators (the examples' workspaces keep one of their own, so the
+        // last-administrator rule is reached in the test below).
         let changed: Vec<Sourced> = report
             .objects
             .iter()
@@ -94,7 +106,67 @@ async fn focused_loads_plan_exactly_like_full_loads() {
                 s
             })
             .collect();
-        let planned = assert_same_plans(store, &changed, &uids, "changed").await;
+        let (planned, _) = assert_same_plans(store, &changed, &uids, "changed").await;
         assert!(planned > 0, "{}: the changes plan steps", s.name);
+    }
+}
+
+/// The last-administrator rule on a focused load, which reads a workspace's other
+/// administrators only for a membership that is one: a workspace whose only administrator
+/// is a Membership (its other administrator rows removed behind the store's back, as the
+/// planner's unit test does; a workspace's own administrators always hold the role).
+/// Demoting it is refused, on the focused load as on the full one; the plain member's
+/// change plans alike.
+#[tokio::test]
+async fn the_last_administrator_rule_holds_on_a_focused_load() {
+    use servicehub_operator::validate::Document;
+    let doc = |value: serde_json::Value| Document { file: "test".into(), index: 1, value };
+    let membership = |name: &str, role: &str, permissions: &[&str]| {
+        doc(serde_json::json!({
+            "apiVersion": "servicehub.io/v1alpha1", "kind": "Membership",
+            "metadata": { "name": name, "namespace": "acme" },
+            "spec": {
+                "customerRef": { "name": "acme" }, "workspaceRef": { "name": "main" },
+                "subject": { "kind": "User", "email": format!("{name}@acme.example") },
+                "roles": [role], "permissions": permissions,
+            }
+        }))
+    };
+    let parents = vec![
+        doc(serde_json::json!({
+            "apiVersion": "servicehub.io/v1alpha1", "kind": "Customer",
+            "metadata": { "name": "acme", "namespace": "acme" },
+            "spec": {
+                "displayName": "Acme", "serviceAdministrator": { "email": "sa@acme.example" },
+                "agreement": { "kind": "Unified", "id": "U-9", "startDate": "2025-01-01" },
+            }
+        })),
+        doc(serde_json::json!({
+            "apiVersion": "servicehub.io/v1alpha1", "kind": "Workspace",
+            "metadata": { "name": "main", "namespace": "acme" },
+            "spec": { "customerRef": { "name": "acme" }, "displayName": "Main", "default": true, "administrators": [] }
+        })),
+    ];
+    let first = [membership("boss", "WorkspaceAdministrator", &[]), membership("pat", "User", &["Learning"])];
+    let later = [membership("boss", "User", &[]), membership("pat", "User", &[])];
+    for s in stores().await {
+        let store = s.store.as_ref();
+        let report = validate::validate_documents([parents.clone(), first.to_vec()].concat(), References::InSet);
+        assert!(!report.has_errors(), "{:?}", report.problems);
+        let applied =
+            engine::run(store, &report.objects, &Options { dry_run: false, ctx: ctx() }).await.expect("apply");
+        assert!(!applied.has_failures(), "{}: {:?}", s.name, applied.objects);
+        let uids: Vec<String> = applied.objects.iter().map(|o| o.uid.clone()).collect();
+        let boss = applied.objects.iter().find(|o| o.name == "boss").expect("boss").uid.clone();
+        let raw = servicehub_operator::store::sql::SqlStore::connect(s.url.parse().expect("url")).await.expect("store");
+        let others =
+            format!("DELETE FROM role_assignments WHERE role = 'WorkspaceAdministrator' AND membership_id <> '{boss}'");
+        assert!(raw.execute_raw(&others).await.expect("delete") > 0, "{}: the service administrator's row", s.name);
+        raw.close().await;
+        let report = validate::validate_documents([parents.clone(), later.to_vec()].concat(), References::InSet);
+        assert!(!report.has_errors(), "{:?}", report.problems);
+        let (planned, refused) = assert_same_plans(store, &report.objects, &uids, "demoted").await;
+        assert_eq!(refused, ["LastWorkspaceAdministrator"], "{}: only the demotion is refused", s.name);
+        assert!(planned > 0, "{}: the plain member's change plans steps", s.name);
     }
 }
