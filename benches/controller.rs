@@ -161,7 +161,10 @@ fn create_parents(server: &ApiServer, workspaces: usize) {
     }
 }
 
-async fn run(label: &str, store_url: &str) {
+/// Time to all Ready per store, for the side-by-side line at the end (issue 18, goal 6).
+static CONVERGED: std::sync::Mutex<Vec<(&'static str, f64)>> = std::sync::Mutex::new(Vec::new());
+
+async fn run(label: &'static str, store_url: &str) {
     let server = ApiServer::start_with_history(100_000).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let (mut child, metrics) = start_operator(&server, store_url, dir.path());
@@ -181,6 +184,7 @@ async fn run(label: &str, store_url: &str) {
     }
     let creating = created.elapsed();
     let converge = wait_ready(&server, "memberships", MEMBERSHIPS, Duration::from_secs(1800)).await;
+    CONVERGED.lock().expect("lock").push((label, converge.as_secs_f64()));
     // Let trailing writes (the Customer's counts) land before counting.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let after = server.stats();
@@ -440,4 +444,13 @@ async fn main() {
         return;
     }
     support::each_store(|label, url| async move { run(label, &url).await }).await;
+    let converged = CONVERGED.lock().expect("lock").clone();
+    let time = |store: &str| converged.iter().find(|(l, _)| *l == store).map(|(_, t)| *t);
+    if let (Some(sqlite), Some(postgres)) = (time("sqlite"), time("postgres")) {
+        println!(
+            "side by side: 10,000 Memberships Ready in {sqlite:.2} s on SQLite, {postgres:.2} s on PostgreSQL: \
+             {:.2}x (target <= 1.3)",
+            postgres / sqlite
+        );
+    }
 }
