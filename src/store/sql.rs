@@ -61,8 +61,7 @@ pub struct SqlStore {
     /// Writes: on a SQLite file a pool of one connection, so writers queue here, woken in
     /// turn, instead of in SQLite's busy handler, which sleeps and polls (1, 2, 5, 10 ... ms)
     /// while holding a pooled connection that reads then wait for. On PostgreSQL (row
-    /// locks, concurrent writers) a pool of 8 of its own, whose statements keep generic
-    /// plans (see `connect`); in-memory SQLite, the same pool as reads.
+    /// locks, concurrent writers) and in-memory SQLite, the same pool as reads.
     writer: AnyPool,
     url: StoreUrl,
     rows_written: AtomicU64,
@@ -89,13 +88,13 @@ impl SqlStore {
         if let Some(file) = url.sqlite_file() {
             create_private_file(&file).map_err(|e| StoreError::Unavailable(format!("{}: {e}", file.display())))?;
         }
-        let base = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
-        let options = match backend {
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
+        options = match backend {
             // One writer at a time is SQLite's model; a small pool keeps readers concurrent
             // under WAL while BEGIN IMMEDIATE queues the writers. Each connection caches up
             // to 8 MiB of pages (it was 64 MiB, up to 256 MiB over the pool against the
             // chart's 256Mi limit; the apply benchmark ran no slower with 8).
-            Backend::Sqlite => base.clone().max_connections(4).after_connect(|conn, _| {
+            Backend::Sqlite => options.max_connections(4).after_connect(|conn, _| {
                 Box::pin(async move {
                     sqlx::raw_sql(
                         "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA synchronous = NORMAL; \
@@ -106,16 +105,14 @@ impl SqlStore {
                     Ok(())
                 })
             }),
-            // Reads planned for their parameters. A prepared statement otherwise settles on
-            // a generic plan after five runs, costed for the tables as they were then: a
-            // store that starts empty keeps plans that find a membership, user or
+            // Every statement planned for its parameters. A prepared statement otherwise
+            // settles on a generic plan after five runs, costed for the tables as they were
+            // then: a store that starts empty keeps plans that find a membership, user or
             // invitation by scanning the customer's index range and filtering (thousands of
             // rows per focused read at 10,000 Memberships) until an ANALYZE invalidates
             // them, which never comes where autovacuum is off. A custom plan sees the
             // tables' current size; planning these short statements costs microseconds.
-            // Writes keep generic plans (their own pool, below): re-planning the bulk
-            // apply's multi-row statements each time made it 10-15% slower.
-            Backend::Postgres => base.clone().max_connections(8).after_connect(|conn, _| {
+            Backend::Postgres => options.max_connections(8).after_connect(|conn, _| {
                 Box::pin(async move {
                     sqlx::raw_sql("SET plan_cache_mode = force_custom_plan").execute(conn).await?;
                     Ok(())
@@ -135,8 +132,6 @@ impl SqlStore {
             // WAL is a property of the file: set once, it stays.
             sqlx::raw_sql("PRAGMA journal_mode = WAL;").execute(&pool).await.map_err(map_err)?;
             options.max_connections(1).connect(&target).await.map_err(|e| map_connect_error(&url, e))?
-        } else if backend == Backend::Postgres {
-            base.max_connections(8).connect(&target).await.map_err(|e| map_connect_error(&url, e))?
         } else {
             pool.clone()
         };
