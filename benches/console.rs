@@ -85,9 +85,9 @@ async fn session(store: &dyn Store, email: &str, now: i64) -> String {
     format!("servicehub-session={token}")
 }
 
+/// The `p` quantile of `sorted`, in milliseconds.
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
-    sorted[i].as_secs_f64() * 1000.0
+    support::percentile(sorted, p).as_secs_f64() * 1000.0
 }
 
 async fn run(label: &str, url: String) {

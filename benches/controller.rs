@@ -267,8 +267,8 @@ async fn churn(server: &ApiServer, metrics: std::net::SocketAddr) -> Churned {
     let done = |changed: &HashMap<String, (i64, Instant)>, readied: &HashMap<(String, i64), Instant>| {
         changed
             .iter()
-            .filter_map(|(name, (g, at))| Some((*readied.get(&(name.clone(), *g))? - *at).as_secs_f64()))
-            .collect::<Vec<f64>>()
+            .filter_map(|(name, (g, at))| Some(*readied.get(&(name.clone(), *g))? - *at))
+            .collect::<Vec<Duration>>()
     };
     let n = CHURN_RATE * CHURN_FOR.as_secs() as usize;
     assert!(n <= MEMBERSHIPS, "each change is to a different Membership");
@@ -297,8 +297,8 @@ async fn churn(server: &ApiServer, metrics: std::net::SocketAddr) -> Churned {
     };
     watch.abort();
     let waits_after = queue_wait_buckets(metrics).await;
-    took.sort_by(f64::total_cmp);
-    let at = |q: f64| took[((took.len() as f64 * q).ceil() as usize).clamp(1, took.len()) - 1];
+    took.sort();
+    let at = |q: f64| support::percentile(&took, q).as_secs_f64();
     let waits: Vec<(f64, f64)> = waits_after
         .iter()
         .map(|(le, count)| (*le, count - waits_before.iter().find(|b| b.0 == *le).map_or(0.0, |b| b.1)))

@@ -3,6 +3,7 @@
 
 use servicehub_operator::store::sql::SqlStore;
 use std::future::Future;
+use std::time::Duration;
 
 /// Run `bench(label, url)` on a fresh SQLite file, then, when `SERVICEHUB_TEST_DATABASE_URL`
 /// is set, on a fresh PostgreSQL schema of that database, dropped afterwards.
@@ -31,4 +32,12 @@ where
     let sep = if base.contains('?') { '&' } else { '?' };
     bench("postgres", format!("{base}{sep}options=-c%20search_path%3D{schema}")).await;
     admin.execute_raw(&format!("DROP SCHEMA {schema} CASCADE")).await.expect("drop");
+}
+
+/// The `p` quantile (0..=1) of `sorted` durations: the smallest one at least that share of
+/// them does not exceed.
+#[allow(dead_code)] // not every benchmark reports quantiles
+pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[i]
 }

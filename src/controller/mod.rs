@@ -325,7 +325,7 @@ fn cached<K: Managed>(api: Api<K>, wc: watcher::Config, queued: Queued) -> Contr
 pub(crate) struct Queued(Arc<std::sync::Mutex<QueuedState>>);
 
 #[derive(Default)]
-pub(crate) struct QueuedState {
+struct QueuedState {
     since: HashMap<String, std::time::Instant>,
     /// Size at which entries an hour old are dropped: an object deleted before any reconcile
     /// took it leaves one behind.

@@ -91,7 +91,8 @@ impl SqlStore {
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         options = match backend {
             // One writer at a time is SQLite's model; a small pool keeps readers concurrent
-            // under WAL while BEGIN IMMEDIATE queues the writers. Each connection caches up
+            // under WAL, and writers queue for the writer pool's one connection (below).
+            // Each connection caches up
             // to 8 MiB of pages (it was 64 MiB, up to 256 MiB over the pool against the
             // chart's 256Mi limit; the apply benchmark ran no slower with 8).
             Backend::Sqlite => options.max_connections(4).after_connect(|conn, _| {

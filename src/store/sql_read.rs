@@ -189,23 +189,19 @@ async fn focused_memberships(conn: &mut AnyConnection, snap: &Snapshot, c: &str,
                 .map_err(map_err)?;
             // The Workspace Administrators of its workspace, old and new: the
             // last-administrator rule reads them, and only when the stored membership is a
-            // Workspace Administrator itself (the rule is about it losing the role), so
-            // for any other membership they are not read.
-            let admin = "SELECT membership_id FROM role_assignments WHERE membership_id = $1 \
-                         AND role = 'WorkspaceAdministrator'";
-            let is_admin = !rows.is_empty()
-                && sqlx::query(admin).bind(id).fetch_optional(&mut *conn).await.map_err(map_err)?.is_some();
-            let mut workspaces: Vec<String> = Vec::new();
-            if is_admin {
-                workspaces.extend(rows.iter().filter_map(|r| get(r, "workspace_id").ok().flatten()));
-            }
-            if is_admin && let Some(name) = workspace {
+            // Workspace Administrator itself (the rule is about it losing the role). The
+            // condition on $3 is the same for every row, so the database tests it once
+            // (PostgreSQL's one-time filter) and, for any other membership, reads none.
+            let mut workspaces: Vec<String> =
+                rows.iter().filter_map(|r| get(r, "workspace_id").ok().flatten()).collect();
+            if let Some(name) = workspace {
                 workspaces.extend(snap.workspace_named(name).map(|w| w.record.id.clone()));
             }
             workspaces.sort();
             workspaces.dedup();
-            let admins = q(" AND m.workspace_id = $2 AND m.id <> $3 AND EXISTS (SELECT 1 FROM role_assignments r \
-                 WHERE r.membership_id = m.id AND r.role = 'WorkspaceAdministrator')");
+            let admins = q(" AND m.workspace_id = $2 AND m.id <> $3 \
+                 AND EXISTS (SELECT 1 FROM role_assignments r WHERE r.membership_id = m.id AND r.role = 'WorkspaceAdministrator') \
+                 AND EXISTS (SELECT 1 FROM role_assignments s WHERE s.membership_id = $3 AND s.role = 'WorkspaceAdministrator')");
             for w in workspaces {
                 let found = sqlx::query(AssertSqlSafe(admins.clone()))
                     .bind(c)

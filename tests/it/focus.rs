@@ -112,23 +112,23 @@ async fn focused_loads_plan_exactly_like_full_loads() {
 }
 
 /// The last-administrator rule on a focused load, which reads a workspace's other
-/// administrators only for a membership that is one: a workspace whose only administrator
-/// is a Membership (its other administrator rows removed behind the store's back, as the
+/// administrators only for a membership that is one: a workspace whose administrators are
+/// two Memberships (the other administrator rows removed behind the store's back, as the
 /// planner's unit test does; a workspace's own administrators always hold the role).
-/// Demoting it is refused, on the focused load as on the full one; the plain member's
-/// change plans alike.
+/// Demoting one is allowed, which the focused load only knows by reading the other; then
+/// demoting the other, the last, is refused. Each plan is the same on both loads.
 #[tokio::test]
 async fn the_last_administrator_rule_holds_on_a_focused_load() {
     use servicehub_operator::validate::Document;
     let doc = |value: serde_json::Value| Document { file: "test".into(), index: 1, value };
-    let membership = |name: &str, role: &str, permissions: &[&str]| {
+    let membership = |name: &str, role: &str| {
         doc(serde_json::json!({
             "apiVersion": "servicehub.io/v1alpha1", "kind": "Membership",
             "metadata": { "name": name, "namespace": "acme" },
             "spec": {
                 "customerRef": { "name": "acme" }, "workspaceRef": { "name": "main" },
                 "subject": { "kind": "User", "email": format!("{name}@acme.example") },
-                "roles": [role], "permissions": permissions,
+                "roles": [role],
             }
         }))
     };
@@ -147,26 +147,42 @@ async fn the_last_administrator_rule_holds_on_a_focused_load() {
             "spec": { "customerRef": { "name": "acme" }, "displayName": "Main", "default": true, "administrators": [] }
         })),
     ];
-    let first = [membership("boss", "WorkspaceAdministrator", &[]), membership("pat", "User", &["Learning"])];
-    let later = [membership("boss", "User", &[]), membership("pat", "User", &[])];
+    let admin = "WorkspaceAdministrator";
+    let stages = [
+        [membership("boss", admin), membership("ann", admin), membership("pat", "User")],
+        [membership("boss", "User"), membership("ann", admin), membership("pat", "User")],
+        [membership("boss", "User"), membership("ann", "User"), membership("pat", "User")],
+    ];
+    let opts = Options { dry_run: false, ctx: ctx() };
     for s in stores().await {
         let store = s.store.as_ref();
-        let report = validate::validate_documents([parents.clone(), first.to_vec()].concat(), References::InSet);
-        assert!(!report.has_errors(), "{:?}", report.problems);
-        let applied =
-            engine::run(store, &report.objects, &Options { dry_run: false, ctx: ctx() }).await.expect("apply");
+        let objects = |stage: &[Document]| {
+            let report = validate::validate_documents([parents.clone(), stage.to_vec()].concat(), References::InSet);
+            assert!(!report.has_errors(), "{:?}", report.problems);
+            report.objects
+        };
+        let raw = servicehub_operator::store::sql::SqlStore::connect(s.url.parse().expect("url")).await.expect("store");
+        // Only the Memberships named keep the role (the service administrator's row goes).
+        let only_admins = async |uids: &[&str]| {
+            let keep = uids.iter().map(|u| format!("'{u}'")).collect::<Vec<_>>().join(", ");
+            let sql = format!("DELETE FROM role_assignments WHERE role = '{admin}' AND membership_id NOT IN ({keep})");
+            raw.execute_raw(&sql).await.expect("delete");
+        };
+        let applied = engine::run(store, &objects(&stages[0]), &opts).await.expect("apply");
         assert!(!applied.has_failures(), "{}: {:?}", s.name, applied.objects);
         let uids: Vec<String> = applied.objects.iter().map(|o| o.uid.clone()).collect();
-        let boss = applied.objects.iter().find(|o| o.name == "boss").expect("boss").uid.clone();
-        let raw = servicehub_operator::store::sql::SqlStore::connect(s.url.parse().expect("url")).await.expect("store");
-        let others =
-            format!("DELETE FROM role_assignments WHERE role = 'WorkspaceAdministrator' AND membership_id <> '{boss}'");
-        assert!(raw.execute_raw(&others).await.expect("delete") > 0, "{}: the service administrator's row", s.name);
+        let uid = |name: &str| applied.objects.iter().find(|o| o.name == name).expect("applied").uid.clone();
+        only_admins(&[&uid("boss"), &uid("ann")]).await;
+
+        let (planned, refused) = assert_same_plans(store, &objects(&stages[1]), &uids, "one of two demoted").await;
+        assert!(refused.is_empty(), "{}: another administrator remains: {refused:?}", s.name);
+        assert!(planned > 0, "{}: the demotion plans steps", s.name);
+        let applied = engine::run(store, &objects(&stages[1]), &opts).await.expect("apply");
+        assert!(!applied.has_failures(), "{}: {:?}", s.name, applied.objects);
+        only_admins(&[&uid("ann")]).await;
+
+        let (_, refused) = assert_same_plans(store, &objects(&stages[2]), &uids, "the last demoted").await;
+        assert_eq!(refused, ["LastWorkspaceAdministrator"], "{}: the last administrator stays", s.name);
         raw.close().await;
-        let report = validate::validate_documents([parents.clone(), later.to_vec()].concat(), References::InSet);
-        assert!(!report.has_errors(), "{:?}", report.problems);
-        let (planned, refused) = assert_same_plans(store, &report.objects, &uids, "demoted").await;
-        assert_eq!(refused, ["LastWorkspaceAdministrator"], "{}: only the demotion is refused", s.name);
-        assert!(planned > 0, "{}: the plain member's change plans steps", s.name);
     }
 }
