@@ -135,24 +135,26 @@ pub fn file_name(id: &str) -> String {
     format!("{}-{hex}-{tail}", &name[..MAX - 24 - 26])
 }
 
-/// Write `bytes` to a new file at `path` that only its owner can read.
-async fn write_private(path: &std::path::Path, bytes: Vec<u8>) -> std::io::Result<()> {
-    let path = path.to_owned();
+/// Write `bytes` to a new file at `tmp` that only its owner can read, then rename it to
+/// `path`, on one blocking thread (one hand-off per message, not one per system call).
+async fn write_private(tmp: &std::path::Path, path: &std::path::Path, bytes: Vec<u8>) -> Result<(), SendError> {
+    let (tmp, path) = (tmp.to_owned(), path.to_owned());
     tokio::task::spawn_blocking(move || {
         use std::io::Write;
         // A temporary file left by a crash is replaced; removing first every time cost an
         // unlink per message (a tenth of file delivery's time).
-        let file = match crate::files::create_private(&path) {
+        let file = match crate::files::create_private(&tmp) {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                std::fs::remove_file(&path)?;
-                crate::files::create_private(&path)
+                std::fs::remove_file(&tmp).and_then(|()| crate::files::create_private(&tmp))
             }
             file => file,
         };
-        file?.write_all(&bytes)
+        file.and_then(|mut f| f.write_all(&bytes))
+            .map_err(|e| SendError::transient(format!("{}: {e}", tmp.display())))?;
+        std::fs::rename(&tmp, &path).map_err(|e| SendError::transient(format!("{}: {e}", path.display())))
     })
     .await
-    .map_err(std::io::Error::other)?
+    .map_err(|e| SendError::transient(e.to_string()))?
 }
 
 impl Transport {
@@ -190,10 +192,7 @@ impl Transport {
                 let tmp = dir.join(format!(".{name}.eml.tmp"));
                 // Written whole, then renamed: a re-send replaces the file, never half-writes it.
                 // The file carries a live token: readable by its owner only.
-                write_private(&tmp, raw).await.map_err(|e| SendError::transient(format!("{}: {e}", tmp.display())))?;
-                tokio::fs::rename(&tmp, &path)
-                    .await
-                    .map_err(|e| SendError::transient(format!("{}: {e}", path.display())))
+                write_private(&tmp, &path, raw).await
             }
             Transport::Smtp(client) => {
                 let msg = message::rfc5322(m, from).map_err(SendError::permanent)?;
@@ -245,12 +244,14 @@ mod tests {
     async fn a_stale_temporary_file_is_replaced_and_ends_private() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join(".m.eml.tmp");
-        write_private(&path, b"first".to_vec()).await.expect("new file");
+        let (tmp, path) = (dir.path().join(".m.eml.tmp"), dir.path().join("m.eml"));
+        write_private(&tmp, &path, b"first".to_vec()).await.expect("new file");
         assert_eq!(std::fs::read(&path).expect("read"), b"first");
-        // A crash left one behind, readable by others.
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        write_private(&path, b"second".to_vec()).await.expect("replaced");
+        assert!(!tmp.exists(), "renamed into place");
+        // A crash left a temporary file behind, readable by others.
+        std::fs::write(&tmp, b"half").expect("stale");
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        write_private(&tmp, &path, b"second".to_vec()).await.expect("replaced");
         assert_eq!(std::fs::read(&path).expect("read"), b"second");
         assert_eq!(std::fs::metadata(&path).expect("stat").permissions().mode() & 0o777, 0o600);
     }

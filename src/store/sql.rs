@@ -1407,6 +1407,37 @@ pub(super) async fn audit_entry(conn: &mut sqlx::AnyConnection, e: &AuditEntry) 
     Ok(())
 }
 
+/// Audit entries, in the caller's transaction, in one multi-row INSERT.
+pub(super) async fn audit_entries(
+    conn: &mut sqlx::AnyConnection,
+    backend: Backend,
+    entries: &[AuditEntry],
+) -> Result<u64> {
+    let mut rows = 0;
+    for chunk in entries.chunks(ROWS_PER_INSERT) {
+        let mut qb = Sql::for_backend(
+            backend,
+            "INSERT INTO audit (at, actor, channel, subject, action, kind, object, drift, before, after) ",
+        );
+        qb.values(chunk, |e| {
+            vec![
+                e.at.into(),
+                e.actor.as_str().into(),
+                e.channel.as_str().into(),
+                e.subject.as_str().into(),
+                e.action.as_str().into(),
+                e.kind.as_str().into(),
+                e.object.as_str().into(),
+                e.drift.into(),
+                e.before.clone().into(),
+                e.after.clone().into(),
+            ]
+        });
+        rows += qb.build().execute(&mut *conn).await.map_err(map_err)?.rows_affected();
+    }
+    Ok(rows)
+}
+
 /// Open a write transaction: on SQLite `BEGIN IMMEDIATE`, so the write lock is taken up
 /// front and two writers queue instead of failing halfway with `SQLITE_BUSY`.
 pub(super) async fn begin(pool: &AnyPool, backend: Backend) -> Result<Transaction<'static, Any>> {

@@ -7,10 +7,11 @@
 //! Each state change of an invitation, its audit entry and any re-issue are one transaction.
 
 use super::records::*;
-use super::sql::{audit_entry, begin, enqueue, get, invitation_key, map_err};
+use super::sql::{Sql, audit_entries, audit_entry, begin, enqueue, get, invitation_key, map_err};
 use super::{Backend, Result};
 use crate::domain::actor::Actor;
 use sqlx::{Any, AnyPool, Transaction};
+use std::collections::{HashMap, HashSet};
 
 /// Due entries, oldest deadline first, through the `outbox_due` partial index.
 pub(super) async fn due(pool: &AnyPool, at: i64, limit: i64) -> Result<Vec<OutboxEntry>> {
@@ -37,26 +38,6 @@ pub(super) async fn due(pool: &AnyPool, at: i64, limit: i64) -> Result<Vec<Outbo
         .collect()
 }
 
-/// The invitation an entry delivers, if it still wants delivering: (issue, expires_at).
-async fn live_invitation(
-    tx: &mut Transaction<'static, Any>,
-    entry: &OutboxEntry,
-) -> Result<Option<(i64, Option<i64>)>> {
-    let Some(id) = entry.invitation_id else { return Ok(None) };
-    let row = sqlx::query("SELECT membership_id, scope_key, issue, state, expires_at FROM invitations WHERE id = $1")
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
-        .map_err(map_err)?;
-    let Some(row) = row else { return Ok(None) };
-    let (membership, scope, issue, state): (String, String, i64, String) =
-        (get(&row, "membership_id")?, get(&row, "scope_key")?, get(&row, "issue")?, get(&row, "state")?);
-    // The entry is for this issue, and the invitation waits for it (`Failed` is re-tried only
-    // through a re-issue, which makes a new entry).
-    let wanted = invitation_key(&membership, &scope, issue) == entry.key && state == invitation_state::PENDING;
-    Ok(wanted.then_some((issue, get(&row, "expires_at")?)))
-}
-
 /// One claim request: the entry, when its next attempt is due if this one fails to report
 /// (a crash mid-send), and the hash of the token its message will carry, if any.
 pub struct ClaimRequest<'a> {
@@ -68,12 +49,20 @@ pub struct ClaimRequest<'a> {
     pub token_hash: Option<&'a str>,
 }
 
+/// Requests (or entries) handled per set of statements: each statement of a set binds a
+/// few values per entry, far below SQLite's and PostgreSQL's parameter limits.
+const PER_STATEMENT: usize = 200;
+
 /// Claim one attempt at `at` for each request, in one transaction (a message costs a share
 /// of one commit instead of one of its own, issue 18): count it and schedule the next try
 /// at `retry_at` (so a crash mid-send is retried), and for an invitation store the token
 /// hash (valid `validity` seconds from the first attempt). An entry with nothing left to
 /// deliver is closed as `Cancelled`; one another worker took is `Taken`, with nothing
 /// written for it.
+///
+/// Each step is one statement for all the requests, not one per request: on SQLite every
+/// statement is a round trip to the driver's worker thread, on PostgreSQL to the server,
+/// and eight of them per message were most of file delivery's time (issue 18).
 pub(super) async fn claim_all(
     pool: &AnyPool,
     backend: Backend,
@@ -83,80 +72,149 @@ pub(super) async fn claim_all(
 ) -> Result<Vec<Claim>> {
     let mut tx = begin(pool, backend).await?;
     let mut claims = Vec::with_capacity(requests.len());
-    for r in requests {
-        claims.push(claim_in(&mut tx, r, at, validity).await?);
+    for chunk in requests.chunks(PER_STATEMENT) {
+        claims.extend(claim_in(&mut tx, backend, chunk, at, validity).await?);
     }
     tx.commit().await.map_err(map_err)?;
     Ok(claims)
 }
 
+/// An invitation as a claim reads it.
+struct Invitation {
+    membership: String,
+    scope: String,
+    issue: i64,
+    state: String,
+    expires_at: Option<i64>,
+}
+
 async fn claim_in(
     tx: &mut Transaction<'static, Any>,
-    request: &ClaimRequest<'_>,
+    backend: Backend,
+    requests: &[ClaimRequest<'_>],
     at: i64,
     validity: i64,
-) -> Result<Claim> {
-    let ClaimRequest { entry, retry_at, token_hash } = *request;
-    let mut live = None;
-    if entry.kind == "invitation" {
-        let Some(invitation) = live_invitation(tx, entry).await? else {
-            sqlx::query("UPDATE outbox SET state = 'Cancelled' WHERE id = $1 AND state = 'Pending'")
-                .bind(entry.id)
-                .execute(&mut **tx)
-                .await
-                .map_err(map_err)?;
-            return Ok(Claim::Cancelled);
-        };
-        live = Some(invitation);
+) -> Result<Vec<Claim>> {
+    // 1. The invitations the invitation entries deliver.
+    let ids: Vec<i64> =
+        requests.iter().filter(|r| r.entry.kind == "invitation").filter_map(|r| r.entry.invitation_id).collect();
+    let mut invitations: HashMap<i64, Invitation> = HashMap::new();
+    if !ids.is_empty() {
+        let mut q = Sql::for_backend(
+            backend,
+            "SELECT id, membership_id, scope_key, issue, state, expires_at FROM invitations WHERE id",
+        );
+        in_ints(&mut q, &ids);
+        for row in q.build().fetch_all(&mut **tx).await.map_err(map_err)? {
+            let invitation = Invitation {
+                membership: get(&row, "membership_id")?,
+                scope: get(&row, "scope_key")?,
+                issue: get(&row, "issue")?,
+                state: get(&row, "state")?,
+                expires_at: get(&row, "expires_at")?,
+            };
+            invitations.insert(get(&row, "id")?, invitation);
+        }
     }
-    // Guarded by the attempt count as read, and first, so a lost claim writes nothing: of two
-    // workers claiming the same attempt, one wins (on PostgreSQL the loser waits on this row,
-    // then finds the count moved).
-    let claimed = sqlx::query(
-        "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = $2 WHERE id = $1 AND state = 'Pending' \
-         AND attempts = $3 RETURNING attempts",
-    )
-    .bind(entry.id)
-    .bind(retry_at)
-    .bind(entry.attempts)
-    .fetch_optional(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    let Some(row) = claimed else {
-        // Claimed, delivered or closed by another worker since it was read.
-        return Ok(Claim::Taken);
+    // An invitation entry is for one issue, and is live while its invitation waits for that
+    // issue (`Failed` is re-tried only through a re-issue, which makes a new entry).
+    let live = |r: &ClaimRequest<'_>| -> Option<&Invitation> {
+        let i = invitations.get(&r.entry.invitation_id?)?;
+        (invitation_key(&i.membership, &i.scope, i.issue) == r.entry.key && i.state == invitation_state::PENDING)
+            .then_some(i)
     };
-    let attempt = get(&row, "attempts")?;
-    let mut expires = None;
-    if let Some((issue, expires_at)) = live {
-        let id = entry.invitation_id.unwrap_or_default();
-        let expires_at = expires_at.unwrap_or(at + validity);
-        sqlx::query("UPDATE invitations SET attempts = attempts + 1, expires_at = $2 WHERE id = $1")
-            .bind(id)
-            .bind(expires_at)
-            .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
-        if let Some(hash) = token_hash {
-            sqlx::query(
-                "INSERT INTO invitation_tokens (token_hash, invitation_id, issue, created_at) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(hash)
-            .bind(id)
-            .bind(issue)
-            .bind(at)
-            .execute(&mut **tx)
-            .await
-            .map_err(map_err)?;
+    // 2. Entries with nothing left to deliver are closed.
+    let dead: Vec<i64> =
+        requests.iter().filter(|r| r.entry.kind == "invitation" && live(r).is_none()).map(|r| r.entry.id).collect();
+    if !dead.is_empty() {
+        let mut q = Sql::for_backend(backend, "UPDATE outbox SET state = 'Cancelled' WHERE state = 'Pending' AND id");
+        in_ints(&mut q, &dead);
+        q.build().execute(&mut **tx).await.map_err(map_err)?;
+    }
+    // 3. The claims, each guarded by the attempt count as read, and before anything else is
+    // written for the entry, so a lost claim writes nothing: of two workers claiming the same
+    // attempt, one wins (on PostgreSQL the loser waits on the row, then finds the count moved).
+    let wanted: Vec<&ClaimRequest<'_>> =
+        requests.iter().filter(|r| r.entry.kind != "invitation" || live(r).is_some()).collect();
+    let mut attempts: HashMap<i64, i64> = HashMap::new();
+    if !wanted.is_empty() {
+        let mut q = Sql::for_backend(backend, "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = CASE id");
+        for r in &wanted {
+            q.push(" WHEN ").bind(r.entry.id).push(" THEN ").bind(r.retry_at);
         }
-        expires = Some(expires_at);
-    } else if entry.kind == "signin" {
-        // The link's token is made for this attempt; only its hash is kept.
-        if let Some(hash) = token_hash {
-            expires = Some(super::sql_console::signin_token(tx, entry, hash, at).await?);
+        q.push(" END WHERE state = 'Pending' AND id");
+        in_ints(&mut q, &wanted.iter().map(|r| r.entry.id).collect::<Vec<_>>());
+        q.push(" AND attempts = CASE id");
+        for r in &wanted {
+            q.push(" WHEN ").bind(r.entry.id).push(" THEN ").bind(r.entry.attempts);
+        }
+        q.push(" END RETURNING id, attempts");
+        for row in q.build().fetch_all(&mut **tx).await.map_err(map_err)? {
+            attempts.insert(get(&row, "id")?, get(&row, "attempts")?);
         }
     }
-    Ok(Claim::Send { attempt, expires_at: expires })
+    // 4. For each claimed invitation: the attempt counted, the expiry fixed at the first
+    // attempt, and the hash of the token this attempt's message carries.
+    let claimed_invitations: Vec<(&ClaimRequest<'_>, i64, &Invitation, i64)> = wanted
+        .iter()
+        .filter(|r| attempts.contains_key(&r.entry.id))
+        .filter_map(|r| {
+            let i = live(r)?;
+            Some((*r, r.entry.invitation_id?, i, i.expires_at.unwrap_or(at + validity)))
+        })
+        .collect();
+    if !claimed_invitations.is_empty() {
+        let mut q = Sql::for_backend(backend, "UPDATE invitations SET attempts = attempts + 1, expires_at = CASE id");
+        for (_, id, _, expires_at) in &claimed_invitations {
+            q.push(" WHEN ").bind(*id).push(" THEN ").bind(*expires_at);
+        }
+        q.push(" END WHERE id");
+        in_ints(&mut q, &claimed_invitations.iter().map(|(_, id, ..)| *id).collect::<Vec<_>>());
+        q.build().execute(&mut **tx).await.map_err(map_err)?;
+        let tokens: Vec<(&str, i64, i64)> =
+            claimed_invitations.iter().filter_map(|(r, id, i, _)| Some((r.token_hash?, *id, i.issue))).collect();
+        if !tokens.is_empty() {
+            let mut q = Sql::for_backend(
+                backend,
+                "INSERT INTO invitation_tokens (token_hash, invitation_id, issue, created_at) ",
+            );
+            q.values(&tokens, |(hash, id, issue)| vec![(*hash).into(), (*id).into(), (*issue).into(), at.into()]);
+            q.build().execute(&mut **tx).await.map_err(map_err)?;
+        }
+    }
+    let expiry: HashMap<i64, i64> = claimed_invitations.iter().map(|(r, _, _, e)| (r.entry.id, *e)).collect();
+    let mut claims = Vec::with_capacity(requests.len());
+    for r in requests {
+        let claim = if r.entry.kind == "invitation" && live(r).is_none() {
+            Claim::Cancelled
+        } else if let Some(&attempt) = attempts.get(&r.entry.id) {
+            let mut expires_at = expiry.get(&r.entry.id).copied();
+            // A sign-in link's token is made for this attempt; only its hash is kept.
+            if r.entry.kind == "signin"
+                && let Some(hash) = r.token_hash
+            {
+                expires_at = Some(super::sql_console::signin_token(tx, r.entry, hash, at).await?);
+            }
+            Claim::Send { attempt, expires_at }
+        } else {
+            // Claimed, delivered or closed by another worker since it was read.
+            Claim::Taken
+        };
+        claims.push(claim);
+    }
+    Ok(claims)
+}
+
+/// Append ` IN (…)` binding `ids`.
+fn in_ints(q: &mut Sql, ids: &[i64]) {
+    q.push(" IN (");
+    for (i, id) in ids.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.bind(*id);
+    }
+    q.push(")");
 }
 
 /// The Membership an invitation belongs to.
@@ -190,6 +248,7 @@ async fn audit(
 
 /// Mark entries delivered, in one transaction; an invitation becomes `Sent` (once: a re-send
 /// after a crash finds it sent already) and is audited. The Membership to refresh, per entry.
+/// As in [`claim_all`], each step is one statement for all the entries.
 pub(super) async fn sent_all(
     pool: &AnyPool,
     backend: Backend,
@@ -199,8 +258,8 @@ pub(super) async fn sent_all(
 ) -> Result<Vec<Option<MembershipRef>>> {
     let mut tx = begin(pool, backend).await?;
     let mut out = Vec::with_capacity(entries.len());
-    for entry in entries {
-        out.push(sent_in(&mut tx, entry, at, by).await?);
+    for chunk in entries.chunks(PER_STATEMENT) {
+        out.extend(sent_in(&mut tx, backend, chunk, at, by).await?);
     }
     tx.commit().await.map_err(map_err)?;
     Ok(out)
@@ -208,36 +267,61 @@ pub(super) async fn sent_all(
 
 async fn sent_in(
     tx: &mut Transaction<'static, Any>,
-    entry: &OutboxEntry,
+    backend: Backend,
+    entries: &[&OutboxEntry],
     at: i64,
     by: &Actor,
-) -> Result<Option<MembershipRef>> {
-    let done = sqlx::query(
-        "UPDATE outbox SET state = 'Sent', sent_at = $2, last_error = NULL WHERE id = $1 AND state = 'Pending'",
-    )
-    .bind(entry.id)
-    .bind(at)
-    .execute(&mut **tx)
-    .await
-    .map_err(map_err)?;
-    let mut touched = None;
-    if let Some(id) = entry.invitation_id
-        && done.rows_affected() == 1
-    {
-        let marked = sqlx::query(
-            "UPDATE invitations SET state = 'Sent', sent_at = $2, last_error = NULL WHERE id = $1 AND state = 'Pending'",
-        )
-        .bind(id)
-        .bind(at)
-        .execute(&mut **tx)
-        .await
-        .map_err(map_err)?;
-        if marked.rows_affected() == 1 {
-            audit(tx, at, by, "invitation.send", &entry.key, serde_json::json!({ "state": "Sent" })).await?;
-            touched = membership_of(tx, id).await?;
+) -> Result<Vec<Option<MembershipRef>>> {
+    let mut q = Sql::for_backend(backend, "UPDATE outbox SET state = 'Sent', sent_at = ");
+    q.bind(at).push(", last_error = NULL WHERE state = 'Pending' AND id");
+    in_ints(&mut q, &entries.iter().map(|e| e.id).collect::<Vec<_>>());
+    q.push(" RETURNING id");
+    let mut done: HashSet<i64> = HashSet::new();
+    for row in q.build().fetch_all(&mut **tx).await.map_err(map_err)? {
+        done.insert(get(&row, "id")?);
+    }
+    // The invitations of the entries this call delivered (not those a crashed attempt did).
+    let invitations: Vec<i64> =
+        entries.iter().filter(|e| done.contains(&e.id)).filter_map(|e| e.invitation_id).collect();
+    let mut marked: HashSet<i64> = HashSet::new();
+    let mut touched: HashMap<i64, MembershipRef> = HashMap::new();
+    if !invitations.is_empty() {
+        let mut q = Sql::for_backend(backend, "UPDATE invitations SET state = 'Sent', sent_at = ");
+        q.bind(at).push(", last_error = NULL WHERE state = 'Pending' AND id");
+        in_ints(&mut q, &invitations);
+        q.push(" RETURNING id");
+        for row in q.build().fetch_all(&mut **tx).await.map_err(map_err)? {
+            marked.insert(get(&row, "id")?);
         }
     }
-    Ok(touched)
+    if !marked.is_empty() {
+        let after = Some(serde_json::json!({ "state": "Sent" }).to_string());
+        let audit: Vec<AuditEntry> = entries
+            .iter()
+            .filter(|e| e.invitation_id.is_some_and(|id| done.contains(&e.id) && marked.contains(&id)))
+            .map(|e| AuditEntry::new(at, by, "invitation.send", "Invitation", &e.key, None, after.clone()))
+            .collect();
+        audit_entries(tx, backend, &audit).await?;
+        let mut q = Sql::for_backend(
+            backend,
+            "SELECT i.id, m.namespace, m.name, m.origin FROM invitations i JOIN memberships m ON m.id = i.membership_id \
+             WHERE i.id",
+        );
+        in_ints(&mut q, &marked.iter().copied().collect::<Vec<_>>());
+        for r in q.build().fetch_all(&mut **tx).await.map_err(map_err)? {
+            let m =
+                MembershipRef { namespace: get(&r, "namespace")?, name: get(&r, "name")?, origin: get(&r, "origin")? };
+            touched.insert(get(&r, "id")?, m);
+        }
+    }
+    Ok(entries
+        .iter()
+        .map(|e| {
+            e.invitation_id
+                .filter(|id| done.contains(&e.id) && marked.contains(id))
+                .and_then(|id| touched.get(&id).cloned())
+        })
+        .collect())
 }
 
 /// Record a failed attempt: retry at `retry_at`, or with `None` give up (the entry and its

@@ -557,3 +557,76 @@ async fn of_two_workers_claiming_the_same_delivery_attempt_exactly_one_wins() {
         assert_eq!(s.store.count("SELECT attempts FROM invitations").await.expect("invitation"), 1);
     }
 }
+
+#[tokio::test]
+async fn a_claim_and_a_delivery_of_several_entries_judge_each_entry_on_its_own() {
+    use servicehub_operator::domain::actor::Actor;
+    use servicehub_operator::store::Claim;
+    let (at, validity) = (1_700_000_000, 3600);
+    for s in stores().await {
+        for c in ["c1", "c2", "c3"] {
+            // Three customers, so in namespaces of their own.
+            let mut b = seed(c);
+            for step in &mut b.steps {
+                match &mut step.change {
+                    Change::PutCustomer(r) => r.namespace = c.into(),
+                    Change::PutWorkspace(r) => r.namespace = c.into(),
+                    Change::PutMembership(r) => r.namespace = c.into(),
+                    _ => {}
+                }
+            }
+            s.store.apply(&b).await.expect("seed");
+        }
+        let due = s.store.outbox_due(i64::MAX / 2, 10).await.expect("due");
+        assert_eq!(due.len(), 3, "{}", s.name);
+        let of = |c: &str| due.iter().find(|e| e.key.contains(&format!("/{c}-m/"))).expect("entry");
+        // c2's invitation was revoked after it was queued; c3's attempt was claimed by another
+        // worker after this one read it.
+        s.store
+            .execute_raw("UPDATE invitations SET state = 'Revoked' WHERE customer_uid = 'c2'")
+            .await
+            .expect("revoke");
+        let other = "o".repeat(64);
+        let first = [ClaimRequest { entry: of("c3"), retry_at: at + 60, token_hash: Some(&other) }];
+        assert!(matches!(s.store.outbox_claim_all(&first, at, validity).await.expect("other")[0], Claim::Send { .. }));
+        let hashes: Vec<String> = ["a", "b", "c"].iter().map(|h| h.repeat(64)).collect();
+        let requests: Vec<ClaimRequest<'_>> = ["c1", "c2", "c3"]
+            .iter()
+            .zip(&hashes)
+            .map(|(c, h)| ClaimRequest { entry: of(c), retry_at: at + 60, token_hash: Some(h) })
+            .collect();
+        let claims = s.store.outbox_claim_all(&requests, at, validity).await.expect("claim");
+        assert_eq!(
+            claims,
+            vec![Claim::Send { attempt: 1, expires_at: Some(at + validity) }, Claim::Cancelled, Claim::Taken],
+            "{}",
+            s.name
+        );
+        let state = |c: &str| format!("SELECT COUNT(*) FROM outbox WHERE state = 'Cancelled' AND id = {}", of(c).id);
+        assert_eq!(s.store.count(&state("c2")).await.expect("c2"), 1, "{}: the dead entry is closed", s.name);
+        assert_eq!(s.store.count(&state("c1")).await.expect("c1"), 0);
+        // Tokens: c1's from this claim and c3's from the other worker's, none for the losers.
+        let tokens =
+            "SELECT COUNT(*) FROM invitation_tokens WHERE token_hash IN ('".to_owned() + &hashes.join("', '") + "')";
+        assert_eq!(s.store.count(&tokens).await.expect("tokens"), 1, "{}", s.name);
+        assert_eq!(s.store.count("SELECT COUNT(*) FROM invitation_tokens").await.expect("all"), 2);
+        let attempts = |c: &str| format!("SELECT attempts FROM invitations WHERE customer_uid = '{c}'");
+        for (c, n) in [("c1", 1), ("c2", 0), ("c3", 1)] {
+            assert_eq!(s.store.count(&attempts(c)).await.expect("attempts"), n, "{}: {c}", s.name);
+        }
+
+        // Delivered: c1 and c3 become Sent, each audited once, and name their Membership; a
+        // second report of c1 (a re-send after a crash) changes and audits nothing.
+        let by = Actor::operator("test");
+        let touched = s.store.outbox_sent_all(&[of("c1"), of("c3")], at + 1, &by).await.expect("sent");
+        let names: Vec<Option<&str>> = touched.iter().map(|t| t.as_ref().map(|m| m.name.as_str())).collect();
+        assert_eq!(names, vec![Some("c1-m"), Some("c3-m")], "{}", s.name);
+        let again = s.store.outbox_sent_all(&[of("c1")], at + 2, &by).await.expect("again");
+        assert!(again[0].is_none(), "{}: {again:?}", s.name);
+        let sends = "SELECT COUNT(*) FROM audit WHERE action = 'invitation.send'";
+        assert_eq!(s.store.count(sends).await.expect("audit"), 2, "{}", s.name);
+        let sent = "SELECT COUNT(*) FROM invitations WHERE state = 'Sent' AND sent_at = 1700000001";
+        assert_eq!(s.store.count(sent).await.expect("sent"), 2, "{}", s.name);
+        assert_eq!(s.store.count("SELECT COUNT(*) FROM outbox WHERE state = 'Sent'").await.expect("outbox"), 2);
+    }
+}
