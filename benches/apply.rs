@@ -13,6 +13,10 @@
 
 mod support;
 
+// The engine in process runs on the allocator the binary uses (src/main.rs).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use servicehub_operator::engine::{self, Options};
 use servicehub_operator::plan::Context;
 use servicehub_operator::validate::{self, Document, References};
