@@ -353,7 +353,9 @@ pub async fn run_with_progress(
     progress: &Progress,
 ) -> Result<Report, StoreError> {
     let written_before = store.rows_written();
-    let mut report = Report::default();
+    // Sized up front: an object's report is some 500 bytes, and growing the vector by
+    // doubling held the old and the new copy at once (issue 18: peak RSS of a bulk apply).
+    let mut report = Report { objects: Vec::with_capacity(objects.len()), rows_written: 0 };
     let mut groups: BTreeMap<(String, String), Vec<usize>> = BTreeMap::new();
     let mut ids = Vec::with_capacity(objects.len());
     // Whether the uid was made up here (the store knew none): another process applying the
