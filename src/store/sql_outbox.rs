@@ -60,9 +60,10 @@ const PER_STATEMENT: usize = 200;
 /// deliver is closed as `Cancelled`; one another worker took is `Taken`, with nothing
 /// written for it.
 ///
-/// Each step is one statement for all the requests, not one per request: on SQLite every
-/// statement is a round trip to the driver's worker thread, on PostgreSQL to the server,
-/// and eight of them per message were most of file delivery's time (issue 18).
+/// The requests name distinct entries, as [`due`] returns them. Each step is one statement
+/// for all the requests, not one per request: on SQLite every statement is a round trip to
+/// the driver's worker thread, on PostgreSQL to the server, and eight of them per message
+/// were most of file delivery's time (issue 18).
 pub(super) async fn claim_all(
     pool: &AnyPool,
     backend: Backend,
