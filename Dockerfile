@@ -6,6 +6,8 @@
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
+# Build settings of the dependencies (the bundled SQLite's flags: see .cargo/config.toml).
+COPY .cargo ./.cargo
 RUN mkdir -p src benches tests/it \
     && echo 'fn main() {}' > src/main.rs && touch src/lib.rs \
     && for b in $(sed -n '/^\[\[bench\]\]/{n;s/^name = "\(.*\)"/\1/p}' Cargo.toml); do echo 'fn main() {}' > benches/$b.rs; done \
