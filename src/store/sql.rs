@@ -94,8 +94,8 @@ impl SqlStore {
             // under WAL, and writers queue for the writer pool's one connection (below).
             // Each connection caches up
             // to 2 MiB of pages (it was 64 MiB, up to 256 MiB over the pool against the
-            // chart's 256Mi limit, then 8 MiB). The apply benchmark ran no slower with 2 and
-            // peaked 7 MB lower; a page SQLite does not cache is still in the kernel's.
+            // chart's 256Mi limit, then 8 MiB). A first apply of 10,000 Memberships ran as fast
+            // with 2 and peaked 7 MB lower; a page SQLite does not cache is still in the kernel's.
             Backend::Sqlite => options.max_connections(4).after_connect(|conn, _| {
                 Box::pin(async move {
                     sqlx::raw_sql(
@@ -741,10 +741,7 @@ async fn insert_audit(
     backend: Backend,
     entries: &[(&Batch, &Step)],
 ) -> Result<u64> {
-    let mut qb = Sql::for_backend(
-        backend,
-        "INSERT INTO audit (at, actor, channel, subject, action, kind, object, drift, before, after) ",
-    );
+    let mut qb = Sql::for_backend(backend, AUDIT_INSERT);
     qb.values(entries, |(batch, step)| {
         let (kind, action) = step.change.audit_action();
         vec![
@@ -1385,30 +1382,35 @@ pub(super) async fn enqueue(
     Ok(done.rows_affected())
 }
 
+const AUDIT_INSERT: &str =
+    "INSERT INTO audit (at, actor, channel, subject, action, kind, object, drift, before, after) ";
+
+/// The values of an audit entry, in [`AUDIT_INSERT`]'s column order.
+fn audit_row(e: &AuditEntry) -> Vec<Arg> {
+    vec![
+        e.at.into(),
+        e.actor.as_str().into(),
+        e.channel.as_str().into(),
+        e.subject.as_str().into(),
+        e.action.as_str().into(),
+        e.kind.as_str().into(),
+        e.object.as_str().into(),
+        e.drift.into(),
+        e.before.clone().into(),
+        e.after.clone().into(),
+    ]
+}
+
 /// One audit entry, in the caller's transaction (the entries of a planned batch go through
 /// the multi-row `insert_audit` instead).
 pub(super) async fn audit_entry(conn: &mut sqlx::AnyConnection, e: &AuditEntry) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO audit (at, actor, channel, subject, action, kind, object, drift, before, after) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(e.at)
-    .bind(&e.actor)
-    .bind(e.channel.as_str())
-    .bind(&e.subject)
-    .bind(&e.action)
-    .bind(&e.kind)
-    .bind(&e.object)
-    .bind(e.drift)
-    .bind(&e.before)
-    .bind(&e.after)
-    .execute(conn)
-    .await
-    .map_err(map_err)?;
+    let mut qb = Sql::new(AUDIT_INSERT);
+    qb.values(std::slice::from_ref(e), audit_row);
+    qb.build().execute(conn).await.map_err(map_err)?;
     Ok(())
 }
 
-/// Audit entries, in the caller's transaction, in one multi-row INSERT.
+/// Audit entries, in the caller's transaction, a multi-row INSERT per hundred.
 pub(super) async fn audit_entries(
     conn: &mut sqlx::AnyConnection,
     backend: Backend,
@@ -1416,27 +1418,23 @@ pub(super) async fn audit_entries(
 ) -> Result<u64> {
     let mut rows = 0;
     for chunk in entries.chunks(ROWS_PER_INSERT) {
-        let mut qb = Sql::for_backend(
-            backend,
-            "INSERT INTO audit (at, actor, channel, subject, action, kind, object, drift, before, after) ",
-        );
-        qb.values(chunk, |e| {
-            vec![
-                e.at.into(),
-                e.actor.as_str().into(),
-                e.channel.as_str().into(),
-                e.subject.as_str().into(),
-                e.action.as_str().into(),
-                e.kind.as_str().into(),
-                e.object.as_str().into(),
-                e.drift.into(),
-                e.before.clone().into(),
-                e.after.clone().into(),
-            ]
-        });
+        let mut qb = Sql::for_backend(backend, AUDIT_INSERT);
+        qb.values(chunk, audit_row);
         rows += qb.build().execute(&mut *conn).await.map_err(map_err)?.rows_affected();
     }
     Ok(rows)
+}
+
+/// Append ` IN (…)` binding `items`.
+pub(super) fn in_list<T: Clone + Into<Arg>>(qb: &mut Sql, items: &[T]) {
+    qb.push(" IN (");
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            qb.push(", ");
+        }
+        qb.bind(item.clone());
+    }
+    qb.push(")");
 }
 
 /// Open a write transaction: on SQLite `BEGIN IMMEDIATE`, so the write lock is taken up

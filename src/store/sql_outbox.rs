@@ -7,7 +7,7 @@
 //! Each state change of an invitation, its audit entry and any re-issue are one transaction.
 
 use super::records::*;
-use super::sql::{Sql, audit_entries, audit_entry, begin, enqueue, get, invitation_key, map_err};
+use super::sql::{Sql, audit_entries, audit_entry, begin, enqueue, get, in_list, invitation_key, map_err};
 use super::{Backend, Result};
 use crate::domain::actor::Actor;
 use sqlx::{Any, AnyPool, Transaction};
@@ -105,7 +105,7 @@ async fn claim_in(
             backend,
             "SELECT id, membership_id, scope_key, issue, state, expires_at FROM invitations WHERE id",
         );
-        in_ints(&mut q, &ids);
+        in_list(&mut q, &ids);
         for row in q.build().fetch_all(&mut **tx).await.map_err(map_err)? {
             let invitation = Invitation {
                 membership: get(&row, "membership_id")?,
@@ -117,26 +117,34 @@ async fn claim_in(
             invitations.insert(get(&row, "id")?, invitation);
         }
     }
-    // An invitation entry is for one issue, and is live while its invitation waits for that
-    // issue (`Failed` is re-tried only through a re-issue, which makes a new entry).
-    let live = |r: &ClaimRequest<'_>| -> Option<&Invitation> {
-        let i = invitations.get(&r.entry.invitation_id?)?;
-        (invitation_key(&i.membership, &i.scope, i.issue) == r.entry.key && i.state == invitation_state::PENDING)
-            .then_some(i)
-    };
+    // Per request, whether it still has something to deliver and, for an invitation entry,
+    // its invitation. An invitation entry is for one issue: it has nothing to deliver once
+    // its invitation is gone or no longer waits for that issue (`Failed` is re-tried only
+    // through a re-issue, which makes a new entry).
+    let live: Vec<Option<Option<&Invitation>>> = requests
+        .iter()
+        .map(|r| {
+            if r.entry.kind != "invitation" {
+                return Some(None);
+            }
+            let i = invitations.get(&r.entry.invitation_id?)?;
+            let waits =
+                invitation_key(&i.membership, &i.scope, i.issue) == r.entry.key && i.state == invitation_state::PENDING;
+            waits.then_some(Some(i))
+        })
+        .collect();
     // 2. Entries with nothing left to deliver are closed.
-    let dead: Vec<i64> =
-        requests.iter().filter(|r| r.entry.kind == "invitation" && live(r).is_none()).map(|r| r.entry.id).collect();
+    let dead: Vec<i64> = requests.iter().zip(&live).filter(|(_, l)| l.is_none()).map(|(r, _)| r.entry.id).collect();
     if !dead.is_empty() {
         let mut q = Sql::for_backend(backend, "UPDATE outbox SET state = 'Cancelled' WHERE state = 'Pending' AND id");
-        in_ints(&mut q, &dead);
+        in_list(&mut q, &dead);
         q.build().execute(&mut **tx).await.map_err(map_err)?;
     }
     // 3. The claims, each guarded by the attempt count as read, and before anything else is
     // written for the entry, so a lost claim writes nothing: of two workers claiming the same
     // attempt, one wins (on PostgreSQL the loser waits on the row, then finds the count moved).
     let wanted: Vec<&ClaimRequest<'_>> =
-        requests.iter().filter(|r| r.entry.kind != "invitation" || live(r).is_some()).collect();
+        requests.iter().zip(&live).filter(|(_, l)| l.is_some()).map(|(r, _)| r).collect();
     let mut attempts: HashMap<i64, i64> = HashMap::new();
     if !wanted.is_empty() {
         let mut q = Sql::for_backend(backend, "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = CASE id");
@@ -144,7 +152,7 @@ async fn claim_in(
             q.push(" WHEN ").bind(r.entry.id).push(" THEN ").bind(r.retry_at);
         }
         q.push(" END WHERE state = 'Pending' AND id");
-        in_ints(&mut q, &wanted.iter().map(|r| r.entry.id).collect::<Vec<_>>());
+        in_list(&mut q, &wanted.iter().map(|r| r.entry.id).collect::<Vec<_>>());
         q.push(" AND attempts = CASE id");
         for r in &wanted {
             q.push(" WHEN ").bind(r.entry.id).push(" THEN ").bind(r.entry.attempts);
@@ -156,24 +164,25 @@ async fn claim_in(
     }
     // 4. For each claimed invitation: the attempt counted, the expiry fixed at the first
     // attempt, and the hash of the token this attempt's message carries.
-    let claimed_invitations: Vec<(&ClaimRequest<'_>, i64, &Invitation, i64)> = wanted
+    let claimed: Vec<(&ClaimRequest<'_>, i64, &Invitation, i64)> = requests
         .iter()
-        .filter(|r| attempts.contains_key(&r.entry.id))
-        .filter_map(|r| {
-            let i = live(r)?;
-            Some((*r, r.entry.invitation_id?, i, i.expires_at.unwrap_or(at + validity)))
+        .zip(&live)
+        .filter(|(r, _)| attempts.contains_key(&r.entry.id))
+        .filter_map(|(r, l)| {
+            let i = (*l)??;
+            Some((r, r.entry.invitation_id?, i, i.expires_at.unwrap_or(at + validity)))
         })
         .collect();
-    if !claimed_invitations.is_empty() {
+    if !claimed.is_empty() {
         let mut q = Sql::for_backend(backend, "UPDATE invitations SET attempts = attempts + 1, expires_at = CASE id");
-        for (_, id, _, expires_at) in &claimed_invitations {
+        for (_, id, _, expires_at) in &claimed {
             q.push(" WHEN ").bind(*id).push(" THEN ").bind(*expires_at);
         }
         q.push(" END WHERE id");
-        in_ints(&mut q, &claimed_invitations.iter().map(|(_, id, ..)| *id).collect::<Vec<_>>());
+        in_list(&mut q, &claimed.iter().map(|(_, id, ..)| *id).collect::<Vec<_>>());
         q.build().execute(&mut **tx).await.map_err(map_err)?;
         let tokens: Vec<(&str, i64, i64)> =
-            claimed_invitations.iter().filter_map(|(r, id, i, _)| Some((r.token_hash?, *id, i.issue))).collect();
+            claimed.iter().filter_map(|(r, id, i, _)| Some((r.token_hash?, *id, i.issue))).collect();
         if !tokens.is_empty() {
             let mut q = Sql::for_backend(
                 backend,
@@ -183,10 +192,10 @@ async fn claim_in(
             q.build().execute(&mut **tx).await.map_err(map_err)?;
         }
     }
-    let expiry: HashMap<i64, i64> = claimed_invitations.iter().map(|(r, _, _, e)| (r.entry.id, *e)).collect();
+    let expiry: HashMap<i64, i64> = claimed.iter().map(|(r, _, _, e)| (r.entry.id, *e)).collect();
     let mut claims = Vec::with_capacity(requests.len());
-    for r in requests {
-        let claim = if r.entry.kind == "invitation" && live(r).is_none() {
+    for (r, l) in requests.iter().zip(&live) {
+        let claim = if l.is_none() {
             Claim::Cancelled
         } else if let Some(&attempt) = attempts.get(&r.entry.id) {
             let mut expires_at = expiry.get(&r.entry.id).copied();
@@ -204,18 +213,6 @@ async fn claim_in(
         claims.push(claim);
     }
     Ok(claims)
-}
-
-/// Append ` IN (…)` binding `ids`.
-fn in_ints(q: &mut Sql, ids: &[i64]) {
-    q.push(" IN (");
-    for (i, id) in ids.iter().enumerate() {
-        if i > 0 {
-            q.push(", ");
-        }
-        q.bind(*id);
-    }
-    q.push(")");
 }
 
 /// The Membership an invitation belongs to.
@@ -275,7 +272,7 @@ async fn sent_in(
 ) -> Result<Vec<Option<MembershipRef>>> {
     let mut q = Sql::for_backend(backend, "UPDATE outbox SET state = 'Sent', sent_at = ");
     q.bind(at).push(", last_error = NULL WHERE state = 'Pending' AND id");
-    in_ints(&mut q, &entries.iter().map(|e| e.id).collect::<Vec<_>>());
+    in_list(&mut q, &entries.iter().map(|e| e.id).collect::<Vec<_>>());
     q.push(" RETURNING id");
     let mut done: HashSet<i64> = HashSet::new();
     for row in q.build().fetch_all(&mut **tx).await.map_err(map_err)? {
@@ -285,22 +282,26 @@ async fn sent_in(
     let invitations: Vec<i64> =
         entries.iter().filter(|e| done.contains(&e.id)).filter_map(|e| e.invitation_id).collect();
     let mut marked: HashSet<i64> = HashSet::new();
-    let mut touched: HashMap<i64, MembershipRef> = HashMap::new();
     if !invitations.is_empty() {
         let mut q = Sql::for_backend(backend, "UPDATE invitations SET state = 'Sent', sent_at = ");
         q.bind(at).push(", last_error = NULL WHERE state = 'Pending' AND id");
-        in_ints(&mut q, &invitations);
+        in_list(&mut q, &invitations);
         q.push(" RETURNING id");
         for row in q.build().fetch_all(&mut **tx).await.map_err(map_err)? {
             marked.insert(get(&row, "id")?);
         }
     }
+    // Per entry, the invitation this call made `Sent`: audited, and its Membership refreshed.
+    let sent: Vec<Option<i64>> =
+        entries.iter().map(|e| e.invitation_id.filter(|id| done.contains(&e.id) && marked.contains(id))).collect();
+    let mut touched: HashMap<i64, MembershipRef> = HashMap::new();
     if !marked.is_empty() {
         let after = Some(serde_json::json!({ "state": "Sent" }).to_string());
         let audit: Vec<AuditEntry> = entries
             .iter()
-            .filter(|e| e.invitation_id.is_some_and(|id| done.contains(&e.id) && marked.contains(&id)))
-            .map(|e| AuditEntry::new(at, by, "invitation.send", "Invitation", &e.key, None, after.clone()))
+            .zip(&sent)
+            .filter(|(_, s)| s.is_some())
+            .map(|(e, _)| AuditEntry::new(at, by, "invitation.send", "Invitation", &e.key, None, after.clone()))
             .collect();
         audit_entries(tx, backend, &audit).await?;
         let mut q = Sql::for_backend(
@@ -308,21 +309,14 @@ async fn sent_in(
             "SELECT i.id, m.namespace, m.name, m.origin FROM invitations i JOIN memberships m ON m.id = i.membership_id \
              WHERE i.id",
         );
-        in_ints(&mut q, &marked.iter().copied().collect::<Vec<_>>());
+        in_list(&mut q, &marked.iter().copied().collect::<Vec<_>>());
         for r in q.build().fetch_all(&mut **tx).await.map_err(map_err)? {
             let m =
                 MembershipRef { namespace: get(&r, "namespace")?, name: get(&r, "name")?, origin: get(&r, "origin")? };
             touched.insert(get(&r, "id")?, m);
         }
     }
-    Ok(entries
-        .iter()
-        .map(|e| {
-            e.invitation_id
-                .filter(|id| done.contains(&e.id) && marked.contains(id))
-                .and_then(|id| touched.get(&id).cloned())
-        })
-        .collect())
+    Ok(sent.into_iter().map(|id| id.and_then(|id| touched.get(&id).cloned())).collect())
 }
 
 /// Record a failed attempt: retry at `retry_at`, or with `None` give up (the entry and its

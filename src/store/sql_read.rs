@@ -3,7 +3,7 @@
 
 use super::records::*;
 use super::snapshot::{Snapshot, Versioned};
-use super::sql::{Map, Sql, get, grant, map_err, role};
+use super::sql::{Map, Sql, get, grant, in_list, map_err, role};
 use super::{AuditFilter, Focus, Result};
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, AnyPool, AssertSqlSafe};
@@ -131,18 +131,6 @@ fn invitation(r: &AnyRow) -> Result<InvitationRecord> {
 /// Bound values per statement in `IN (...)` lists: far below SQLite's and PostgreSQL's
 /// parameter limits, and short enough for the planners to use the index per value.
 const IN_CHUNK: usize = 500;
-
-/// Append `IN ($1, $2, ...)` binding `items`.
-fn in_list(qb: &mut Sql, items: &[String]) {
-    qb.push(" IN (");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            qb.push(", ");
-        }
-        qb.bind(item.as_str());
-    }
-    qb.push(")");
-}
 
 /// Rows of `select` (ending in `WHERE ` or in `= ` for the customer `c`) whose `column` is
 /// one of `values`, a chunk per statement.
