@@ -125,6 +125,19 @@ fn memory_mib(pid: u32, field: &str) -> f64 {
     kib.map_or(f64::NAN, |k| k as f64 / 1024.0)
 }
 
+/// CPU seconds (user + system) a process has used so far, from `/proc/PID/stat` (`self` for
+/// this one, which runs the emulation): with the wall time it tells whether a run was bound
+/// by the machine's two cores, and which side used them.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces, and ends with ')').
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok()).unwrap_or(f64::NAN);
+    // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name; in clock
+    // ticks, 100 a second on Linux.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// `servicehub run` against `server`, without leader election, logging to `dir`; the
 /// process and the address of its `/metrics`.
 fn start_operator(
@@ -138,7 +151,8 @@ fn start_operator(
     let child = Command::new(env!("CARGO_BIN_EXE_servicehub"))
         .args(["run", "--leader-elect=false", "--store", store_url, "--http-addr", &addr.to_string()])
         .env("KUBECONFIG", &kubeconfig)
-        .env("SERVICEHUB_LOG", "warn")
+        // `SERVICEHUB_BENCH_LOG=debug` (any `SERVICEHUB_LOG` filter) to see what a run did.
+        .env("SERVICEHUB_LOG", std::env::var("SERVICEHUB_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
         .env("SERVICEHUB_LOG_FORMAT", "text")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("operator.log")).expect("log"))
@@ -176,6 +190,9 @@ async fn run(label: &'static str, store_url: &str) {
     let baseline = memory_mib(child.id(), "VmRSS:");
     let before = server.stats();
     let created = Instant::now();
+    let pid = child.id().to_string();
+    let metrics_before = scrape(metrics).await;
+    let cpu_before = (cpu_seconds(&pid), cpu_seconds("self"));
     for i in 0..MEMBERSHIPS {
         server
             .registry
@@ -184,6 +201,8 @@ async fn run(label: &'static str, store_url: &str) {
     }
     let creating = created.elapsed();
     let converge = wait_ready(&server, "memberships", MEMBERSHIPS, Duration::from_secs(1800)).await;
+    let cpu = (cpu_seconds(&pid) - cpu_before.0, cpu_seconds("self") - cpu_before.1);
+    let spent = time_spent(&metrics_before, &scrape(metrics).await);
     CONVERGED.lock().expect("lock").push((label, converge.as_secs_f64()));
     // Let trailing writes (the Customer's counts) land before counting.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -205,6 +224,15 @@ async fn run(label: &'static str, store_url: &str) {
     println!("controller [{label}]: {MEMBERSHIPS} Memberships across {WORKSPACES} Workspaces");
     println!("  created in the emulation in {:.2} s", creating.as_secs_f64());
     println!("  last create -> all Ready: {:.2} s", converge.as_secs_f64());
+    let wall = (creating + converge).as_secs_f64();
+    println!(
+        "  CPU from the first create to all Ready ({wall:.2} s, 2 cores): operator {:.2} s, emulation and \
+         this benchmark {:.2} s ({:.0}% of the machine)",
+        cpu.0,
+        cpu.1,
+        100.0 * (cpu.0 + cpu.1) / (2.0 * wall)
+    );
+    println!("  summed over concurrent calls: {spent}");
     println!("  API writes per Membership: {per_object:.2} (finalizer + status; target <= 2)");
     println!("  Events per Membership: {events:.2} (one per pass that changed something)");
     println!("  API writes in 30 s idle: {idle} (target 0)");
@@ -309,11 +337,7 @@ async fn churn(server: &ApiServer, metrics: std::net::SocketAddr) -> Churned {
 /// The Membership queue-wait histogram from the operator's `/metrics`: (upper bound,
 /// cumulative count) per bucket, `+Inf` last.
 async fn queue_wait_buckets(addr: std::net::SocketAddr) -> Vec<(f64, f64)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect to /metrics");
-    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await.expect("request");
-    let mut text = String::new();
-    conn.read_to_string(&mut text).await.expect("response");
+    let text = scrape(addr).await;
     let prefix = "servicehub_reconcile_queue_wait_seconds_bucket{";
     text.lines()
         .filter(|l| l.starts_with(prefix) && l.contains("kind=\"Membership\""))
@@ -323,6 +347,46 @@ async fn queue_wait_buckets(addr: std::net::SocketAddr) -> Vec<(f64, f64)> {
             Some((le, l.rsplit(' ').next()?.parse().ok()?))
         })
         .collect()
+}
+
+/// The operator's `/metrics`, as text.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect to /metrics");
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n").await.expect("request");
+    let mut text = String::new();
+    conn.read_to_string(&mut text).await.expect("response");
+    text
+}
+
+/// The value of the sample `name{labels}` in a `/metrics` text (0 when absent).
+fn sample(text: &str, name: &str, labels: &str) -> f64 {
+    let key = format!("{name}{{{labels}}} ");
+    text.lines().find_map(|l| l.strip_prefix(&key)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// Where the operator's time went between two scrapes: reconciles and their total seconds
+/// per kind, store calls and their total seconds per operation.
+fn time_spent(before: &str, after: &str) -> String {
+    let delta = |name: &str, labels: &str| sample(after, name, labels) - sample(before, name, labels);
+    let mut parts = Vec::new();
+    for kind in ["Customer", "Workspace", "Membership"] {
+        let l = format!("kind=\"{kind}\"");
+        parts.push(format!(
+            "{kind} {:.0} reconciles ({:.1} s)",
+            delta("servicehub_reconciles_total", &l),
+            delta("servicehub_reconcile_duration_seconds_sum", &l)
+        ));
+    }
+    for op in ["load", "apply"] {
+        let l = format!("operation=\"{op}\"");
+        parts.push(format!(
+            "store {op} {:.0} calls ({:.1} s)",
+            delta("servicehub_store_latency_seconds_count", &l),
+            delta("servicehub_store_latency_seconds_sum", &l)
+        ));
+    }
+    parts.join(", ")
 }
 
 /// The `q` quantile of a cumulative histogram, interpolated within its bucket as
