@@ -426,7 +426,9 @@ async fn apply<K: Managed>(api: &Api<K>, obj: Arc<K>, ctx: &Context) -> Result<A
             && i.attempts.unwrap_or(0) <= 1 && i.last_error.is_none()));
     let unshown = obj.status_json().is_none_or(|s| s.get("invitation").is_none_or(serde_json::Value::is_null));
     let delivering = ctx.delivery.notifier.is_some();
-    let defer = untried && !stalled && (just_invited || (unshown && delivering));
+    // Without a notifier nothing will try it: the status is written now (deferring cost every
+    // Membership a second load 5 s later, and the time to Ready as much).
+    let defer = untried && !stalled && delivering && (just_invited || unshown);
     let new = serde_json::to_value(&status).map_err(|e| Error::Invalid(e.to_string()))?;
     if !defer && obj.status_json().as_ref() != Some(&new) {
         write_status(api, obj.as_ref(), &new, ctx).await?;

@@ -11,6 +11,7 @@ mod records;
 mod snapshot;
 pub mod sql;
 mod sql_console;
+mod sql_group;
 mod sql_lockbox;
 mod sql_outbox;
 mod sql_read;
@@ -30,7 +31,8 @@ use async_trait::async_trait;
 pub const DEFAULT_STORE_URL: &str = "sqlite://servicehub.db";
 
 /// Errors from the store. Each has a [`category`](StoreError::category) used as metric label.
-#[derive(Debug, thiserror::Error)]
+/// Cloned for each batch of a group commit that failed as a whole.
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database cannot be reached or is busy. Retryable.
     #[error("store unavailable: {0}")]

@@ -54,6 +54,15 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 /// Rows per multi-row INSERT: keeps statements well under SQLite's parameter limit.
 const ROWS_PER_INSERT: usize = 100;
 
+/// Group-commit writers at once: SQLite has one writer; PostgreSQL's row locks let a few
+/// groups commit side by side, each on a connection of the pool (of 8) that reads share.
+fn group_writers(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 1,
+        Backend::Postgres => 3,
+    }
+}
+
 /// The SQL store.
 pub struct SqlStore {
     /// Reads.
@@ -63,6 +72,8 @@ pub struct SqlStore {
     /// while holding a pooled connection that reads then wait for. On PostgreSQL (row
     /// locks, concurrent writers) and in-memory SQLite, the same pool as reads.
     writer: AnyPool,
+    /// Single-batch applies, combined into shared transactions (see `sql_group`).
+    group: super::sql_group::GroupCommit,
     url: StoreUrl,
     rows_written: AtomicU64,
 }
@@ -137,7 +148,8 @@ impl SqlStore {
         } else {
             pool.clone()
         };
-        Ok(SqlStore { pool, writer, url, rows_written: AtomicU64::new(0) })
+        let group = super::sql_group::GroupCommit::new(writer.clone(), backend, group_writers(backend));
+        Ok(SqlStore { pool, writer, group, url, rows_written: AtomicU64::new(0) })
     }
 
     fn migrator(&self) -> &'static Migrator {
@@ -218,124 +230,122 @@ impl SqlStore {
     async fn begin(&self) -> Result<Transaction<'static, Any>> {
         begin(&self.writer, self.url.backend()).await
     }
+}
 
-    /// One batch inside an open transaction: guard, changes, audit. With `defer`, role,
-    /// grant and audit rows are collected for one multi-row INSERT per chunk instead.
-    async fn apply_in<'a>(
-        &self,
-        tx: &mut Transaction<'static, Any>,
-        batch: &'a Batch,
-        mut defer: Option<&mut Deferred<'a>>,
-    ) -> Result<ApplyOutcome> {
-        // A new object's first write creates its row: that insert doubles as the guard.
-        let creates = batch
-            .guard
-            .as_ref()
-            .filter(|g| g.expected.is_none())
-            .and_then(|g| batch.steps.iter().position(|s| put_id(&s.change) == Some(g.id.as_str())));
-        let guard_rows = if creates.is_some() { 0 } else { self.check_guard(tx, batch).await? };
-        let mut out = ApplyOutcome { rows: guard_rows, invitations: 0 };
-        let backend = self.backend();
-        let mut i = 0;
-        while i < batch.steps.len() {
-            let step = &batch.steps[i];
-            if let Some(d) = defer.as_deref_mut() {
-                let deferred = match &step.change {
-                    Change::AddRole { membership_id, role } => {
-                        d.roles.push((membership_id, *role));
-                        true
-                    }
-                    Change::AddGrant { membership_id, grant } => {
-                        d.grants.push((membership_id, grant));
-                        true
-                    }
-                    Change::PutUser(u) => {
-                        d.users.push(u);
-                        true
-                    }
-                    Change::PutMembership(m) => {
-                        d.memberships.push((m, creates == Some(i)));
-                        true
-                    }
-                    Change::IssueInvitation { invitation, payload } => {
-                        d.invitations.push((invitation, payload, batch.at));
-                        out.invitations += 1;
-                        true
-                    }
-                    _ => false,
-                };
-                if deferred {
-                    i += 1;
-                    continue;
+/// One batch inside an open transaction: guard, changes, audit. With `defer`, role, grant
+/// and audit rows are collected for one multi-row INSERT per chunk instead.
+pub(super) async fn apply_in<'a>(
+    tx: &mut Transaction<'static, Any>,
+    backend: Backend,
+    batch: &'a Batch,
+    mut defer: Option<&mut Deferred<'a>>,
+) -> Result<ApplyOutcome> {
+    // A new object's first write creates its row: that insert doubles as the guard.
+    let creates = batch
+        .guard
+        .as_ref()
+        .filter(|g| g.expected.is_none())
+        .and_then(|g| batch.steps.iter().position(|s| put_id(&s.change) == Some(g.id.as_str())));
+    let guard_rows = if creates.is_some() { 0 } else { check_guard(tx, batch).await? };
+    let mut out = ApplyOutcome { rows: guard_rows, invitations: 0 };
+    let mut i = 0;
+    while i < batch.steps.len() {
+        let step = &batch.steps[i];
+        if let Some(d) = defer.as_deref_mut() {
+            let deferred = match &step.change {
+                Change::AddRole { membership_id, role } => {
+                    d.roles.push((membership_id, *role));
+                    true
                 }
-            }
-            // Runs of grant additions become multi-row INSERTs: a reconcile adds many at once.
-            let run: Vec<(&str, &Grant)> = batch.steps[i..]
-                .iter()
-                .map_while(|s| match &s.change {
-                    Change::AddGrant { membership_id, grant } => Some((membership_id.as_str(), grant)),
-                    _ => None,
-                })
-                .collect();
-            if run.len() > 1 {
-                for chunk in run.chunks(ROWS_PER_INSERT) {
-                    out.rows += insert_grants(tx, backend, chunk).await?;
+                Change::AddGrant { membership_id, grant } => {
+                    d.grants.push((membership_id, grant));
+                    true
                 }
-                i += run.len();
+                Change::PutUser(u) => {
+                    d.users.push(u);
+                    true
+                }
+                Change::PutMembership(m) => {
+                    d.memberships.push((m, creates == Some(i)));
+                    true
+                }
+                Change::IssueInvitation { invitation, payload } => {
+                    d.invitations.push((invitation, payload, batch.at));
+                    out.invitations += 1;
+                    true
+                }
+                _ => false,
+            };
+            if deferred {
+                i += 1;
                 continue;
             }
-            let create_only = creates == Some(i);
-            let n = execute(tx, backend, &step.change, batch.at, create_only).await?;
-            if create_only && n == 0 {
-                let what = batch.guard.as_ref().map(|g| format!("{} {}", g.table.kind(), g.id)).unwrap_or_default();
-                return Err(StoreError::Conflict(format!("{what} was created concurrently")));
-            }
-            out.rows += n;
-            if matches!(step.change, Change::IssueInvitation { .. }) {
-                out.invitations += 1;
-            }
-            i += 1;
         }
-        match defer {
-            Some(d) => d.audit.extend(batch.steps.iter().map(|s| (batch, s))),
-            None => {
-                let entries: Vec<(&Batch, &Step)> = batch.steps.iter().map(|s| (batch, s)).collect();
-                for chunk in entries.chunks(ROWS_PER_INSERT) {
-                    out.rows += insert_audit(tx, backend, chunk).await?;
-                }
+        // Runs of grant additions become multi-row INSERTs: a reconcile adds many at once.
+        let run: Vec<(&str, &Grant)> = batch.steps[i..]
+            .iter()
+            .map_while(|s| match &s.change {
+                Change::AddGrant { membership_id, grant } => Some((membership_id.as_str(), grant)),
+                _ => None,
+            })
+            .collect();
+        if run.len() > 1 {
+            for chunk in run.chunks(ROWS_PER_INSERT) {
+                out.rows += insert_grants(tx, backend, chunk).await?;
             }
+            i += run.len();
+            continue;
         }
-        Ok(out)
+        let create_only = creates == Some(i);
+        let n = execute(tx, backend, &step.change, batch.at, create_only).await?;
+        if create_only && n == 0 {
+            let what = batch.guard.as_ref().map(|g| format!("{} {}", g.table.kind(), g.id)).unwrap_or_default();
+            return Err(StoreError::Conflict(format!("{what} was created concurrently")));
+        }
+        out.rows += n;
+        if matches!(step.change, Change::IssueInvitation { .. }) {
+            out.invitations += 1;
+        }
+        i += 1;
     }
+    match defer {
+        Some(d) => d.audit.extend(batch.steps.iter().map(|s| (batch, s))),
+        None => {
+            let entries: Vec<(&Batch, &Step)> = batch.steps.iter().map(|s| (batch, s)).collect();
+            for chunk in entries.chunks(ROWS_PER_INSERT) {
+                out.rows += insert_audit(tx, backend, chunk).await?;
+            }
+        }
+    }
+    Ok(out)
+}
 
-    async fn check_guard(&self, tx: &mut Transaction<'static, Any>, batch: &Batch) -> Result<u64> {
-        let Some(g) = &batch.guard else { return Ok(0) };
-        let (table, key) = g.table.table();
-        match g.expected {
-            Some(v) => {
-                let sql = format!(
-                    "UPDATE {table} SET row_version = row_version + 1 WHERE {key} = $1 AND row_version = $2 AND managed"
-                );
-                let n =
-                    sqlx::query(AssertSqlSafe(sql)).bind(&g.id).bind(v).execute(&mut **tx).await.map_err(map_err)?;
-                if n.rows_affected() == 0 {
-                    return Err(StoreError::Conflict(format!(
-                        "{} {} changed since it was read (expected version {v})",
-                        g.table.kind(),
-                        g.id
-                    )));
-                }
-                Ok(n.rows_affected())
+async fn check_guard(tx: &mut Transaction<'static, Any>, batch: &Batch) -> Result<u64> {
+    let Some(g) = &batch.guard else { return Ok(0) };
+    let (table, key) = g.table.table();
+    match g.expected {
+        Some(v) => {
+            let sql = format!(
+                "UPDATE {table} SET row_version = row_version + 1 WHERE {key} = $1 AND row_version = $2 AND managed"
+            );
+            let n = sqlx::query(AssertSqlSafe(sql)).bind(&g.id).bind(v).execute(&mut **tx).await.map_err(map_err)?;
+            if n.rows_affected() == 0 {
+                return Err(StoreError::Conflict(format!(
+                    "{} {} changed since it was read (expected version {v})",
+                    g.table.kind(),
+                    g.id
+                )));
             }
-            None => {
-                let sql = format!("SELECT COUNT(*) FROM {table} WHERE {key} = $1");
-                let n: i64 =
-                    sqlx::query_scalar(AssertSqlSafe(sql)).bind(&g.id).fetch_one(&mut **tx).await.map_err(map_err)?;
-                if n > 0 {
-                    return Err(StoreError::Conflict(format!("{} {} was created concurrently", g.table.kind(), g.id)));
-                }
-                Ok(0)
+            Ok(n.rows_affected())
+        }
+        None => {
+            let sql = format!("SELECT COUNT(*) FROM {table} WHERE {key} = $1");
+            let n: i64 =
+                sqlx::query_scalar(AssertSqlSafe(sql)).bind(&g.id).fetch_one(&mut **tx).await.map_err(map_err)?;
+            if n > 0 {
+                return Err(StoreError::Conflict(format!("{} {} was created concurrently", g.table.kind(), g.id)));
             }
+            Ok(0)
         }
     }
 }
@@ -603,9 +613,7 @@ impl Store for SqlStore {
         if batch.is_empty() {
             return Ok(ApplyOutcome::default());
         }
-        let mut tx = self.begin().await?;
-        let out = self.apply_in(&mut tx, batch, None).await?;
-        tx.commit().await.map_err(map_err)?;
+        let out = self.group.apply(batch).await?;
         self.rows_written.fetch_add(out.rows, Ordering::Relaxed);
         Ok(out)
     }
@@ -623,7 +631,7 @@ impl Store for SqlStore {
         let mut deferred = Deferred::default();
         for batch in batches {
             let defer = if merge { Some(&mut deferred) } else { None };
-            match self.apply_in(&mut tx, batch, defer).await {
+            match apply_in(&mut tx, self.backend(), batch, defer).await {
                 Ok(out) => outs.push(out),
                 Err(e) if e.is_retryable() && !matches!(e, StoreError::Conflict(_)) => return Err(e),
                 Err(_) => {
@@ -781,7 +789,7 @@ const LIVE_INVITATION: &str = "('Pending', 'Sent')";
 ///   touch one row twice on PostgreSQL);
 /// - rows written are counted as the statements per row would count them.
 #[derive(Default)]
-struct Deferred<'a> {
+pub(super) struct Deferred<'a> {
     users: Vec<&'a UserRecord>,
     /// Each with whether it creates its object's row (the guard).
     memberships: Vec<(&'a MembershipRecord, bool)>,

@@ -419,6 +419,70 @@ async fn concurrent_writers_on_one_object_exactly_one_wins() {
 }
 
 #[tokio::test]
+async fn batches_applied_at_once_keep_each_its_own_all_or_nothing() {
+    // Applies that wait for the writer together share a transaction (group commit), each
+    // batch in a savepoint of its own. Started at once on this single-threaded runtime they
+    // queue before the writer runs, so they meet in one group: new members, one that breaks a
+    // schema rule halfway, one whose plan is stale, one creating a member already there.
+    for s in stores().await {
+        s.store.apply(&seed("c1")).await.expect("seed");
+        s.store.apply(&new_member("m-taken", "taken@contoso.com", "Taken")).await.expect("first");
+        let audit = s.store.audit(&AuditFilter::default()).await.expect("audit").len();
+        let customer_guard = |v| Some(Guard { table: GuardTable::Customer, id: "c1".into(), expected: Some(v) });
+        let batches = vec![
+            new_member("m0", "p0@contoso.com", "Zero"),
+            batch(
+                customer_guard(1),
+                vec![
+                    Change::PutUser(user("c1", "halfway@contoso.com")),
+                    Change::PutWorkspace(workspace("ws-2", "c1", "apac", false)),
+                    Change::PutWorkspace(workspace("ws-3", "c1", "amer", true)),
+                ],
+            ),
+            new_member("m1", "p1@contoso.com", "One"),
+            batch(customer_guard(7), vec![Change::PutUser(user("c1", "stale@contoso.com"))]),
+            new_member("m-taken", "taken@contoso.com", "Again"),
+            new_member("m2", "p2@contoso.com", "Two"),
+        ];
+        let tasks: Vec<_> = batches
+            .iter()
+            .cloned()
+            .map(|b| {
+                let store = s.store.clone();
+                tokio::spawn(async move { store.apply(&b).await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for t in tasks {
+            results.push(t.await.expect("join"));
+        }
+        for i in [0, 2, 5] {
+            assert!(results[i].is_ok(), "{}: batch {i}: {:?}", s.name, results[i]);
+        }
+        assert!(matches!(&results[1], Err(StoreError::Constraint(_))), "{}: {:?}", s.name, results[1]);
+        assert!(matches!(&results[3], Err(StoreError::Conflict(_))), "{}: {:?}", s.name, results[3]);
+        assert!(matches!(&results[4], Err(StoreError::Conflict(_))), "{}: {:?}", s.name, results[4]);
+        let snap = s.store.load_customer("contoso", "contoso").await.expect("load");
+        for m in ["m0", "m1", "m2", "m-taken"] {
+            assert!(snap.memberships.contains_key(m), "{}: {m} is stored", s.name);
+        }
+        for (email, why) in [
+            ("halfway@contoso.com", "the refused batch's first change is undone"),
+            ("stale@contoso.com", "the stale batch wrote nothing"),
+        ] {
+            assert!(!snap.users.contains_key(email), "{}: {why}", s.name);
+        }
+        assert!(!snap.workspaces.contains_key("ws-2"), "{}: the refused batch wrote nothing", s.name);
+        assert_eq!(snap.users["taken@contoso.com"].display_name, "Taken", "{}: the duplicate wrote nothing", s.name);
+        let now = s.store.audit(&AuditFilter::default()).await.expect("audit").len();
+        let applied: usize = [0, 2, 5].iter().map(|i| batches[*i].steps.len()).sum();
+        assert_eq!(now - audit, applied, "{}: audited once per applied change, never for a refused one", s.name);
+        // The store goes on after a mixed group: the next write lands.
+        s.store.apply(&new_member("m3", "p3@contoso.com", "Three")).await.expect("after the group");
+    }
+}
+
+#[tokio::test]
 async fn rows_are_keyed_by_uid_so_a_recreated_object_starts_empty() {
     for s in stores().await {
         s.store.apply(&seed("old-uid")).await.expect("seed");
