@@ -84,6 +84,7 @@ async fn engine_in_process() {
             now: jiff::Timestamp::now(),
             actor: servicehub_operator::domain::actor::Actor::cli(None, "bench", "host"),
         },
+        summaries: true,
     };
 
     let start = Instant::now();

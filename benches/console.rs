@@ -101,7 +101,7 @@ async fn run(label: &str, url: String) {
         actor: servicehub_operator::domain::actor::Actor::cli(None, "bench", "host"),
     };
     let started = Instant::now();
-    engine::run(&store, &report.objects, &Options { dry_run: false, ctx }).await.expect("apply");
+    engine::run(&store, &report.objects, &Options { dry_run: false, ctx, summaries: true }).await.expect("apply");
     let (uid, _) = store.lockbox_policy("contoso", "contoso").await.expect("policy").expect("customer");
     let pg = label == "postgres";
     let mut from = 1;

@@ -49,7 +49,7 @@ async fn run(label: &str, url: &str) {
         now: jiff::Timestamp::from_second(T).expect("t"),
         actor: servicehub_operator::domain::actor::Actor::cli(None, "bench", "host"),
     };
-    engine::run(&store, &report.objects, &Options { dry_run: false, ctx }).await.expect("apply");
+    engine::run(&store, &report.objects, &Options { dry_run: false, ctx, summaries: true }).await.expect("apply");
     let (uid, _) = store.lockbox_policy("contoso", "contoso").await.expect("policy").expect("customer");
     let pg = label == "postgres";
 

@@ -102,7 +102,9 @@ async fn main() {
                 now: jiff::Timestamp::now(),
                 actor: servicehub_operator::domain::actor::Actor::cli(None, "bench", "host"),
             };
-            engine::run(store.as_ref(), &objects, &Options { dry_run: false, ctx }).await.expect("apply");
+            engine::run(store.as_ref(), &objects, &Options { dry_run: false, ctx, summaries: true })
+                .await
+                .expect("apply");
             let smtp = TransportConfig::Smtp {
                 host: "127.0.0.1".into(),
                 port: Some(port),

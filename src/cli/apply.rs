@@ -75,7 +75,7 @@ struct Prepared {
 /// What `apply`, `plan` and `delete` share: validate the files (printing problems), open
 /// the store, build the planning context.
 async fn prepare(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<Prepared> {
-    let ApplyArgs { paths, dry_run, output, now, actor, store, deliver: _, notify: _, exit_code: _, quiet: _ } = args;
+    let ApplyArgs { paths, dry_run, output, now, actor, store, deliver: _, notify: _, exit_code: _, quiet } = args;
     let dry_run = dry_run || force_dry_run;
     let now = super::clock(now, dry_run, "--now")?;
     let report = validate::validate_paths(&paths, References::MayBeInStore);
@@ -97,7 +97,13 @@ async fn prepare(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<Prepare
     let (db, scratch) = if dry_run { preview_store(&store).await? } else { (open_store(&store).await?, None) };
     let actor = super::cli_actor(actor.as_deref());
     let ctx = Context { now, actor };
-    Ok(Prepared { report, db, opts: Options { dry_run, ctx }, output, _scratch: scratch })
+    Ok(Prepared {
+        report,
+        db,
+        opts: Options { dry_run, ctx, summaries: !(quiet && output.is_table()) },
+        output,
+        _scratch: scratch,
+    })
 }
 
 /// The store a preview reads: the named one if it exists; for a SQLite file that does not
@@ -208,6 +214,8 @@ pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCod
 pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let DeleteArgs { apply, yes } = args;
     let Prepared { report, db, mut opts, output, _scratch } = prepare(apply, false).await?;
+    // Its output names each object's changes, quiet or not.
+    opts.summaries = true;
     let dry_run = opts.dry_run;
     if !dry_run && !yes {
         // Look first: a delete that takes more than the named objects with it is shown,

@@ -66,7 +66,7 @@ async fn focused_loads_plan_exactly_like_full_loads() {
     assert!(!report.has_errors(), "{:?}", report.problems);
     for s in stores().await {
         let store = s.store.as_ref();
-        let opts = Options { dry_run: false, ctx: ctx() };
+        let opts = Options { dry_run: false, ctx: ctx(), summaries: true };
         // Stage 1: customer and workspaces provisioned, memberships and policy not yet.
         let parents: Vec<Sourced> = report
             .objects
@@ -75,7 +75,9 @@ async fn focused_loads_plan_exactly_like_full_loads() {
             .cloned()
             .collect();
         engine::run(store, &parents, &opts).await.expect("apply parents");
-        let dry = engine::run(store, &report.objects, &Options { dry_run: true, ctx: ctx() }).await.expect("plan");
+        let dry = engine::run(store, &report.objects, &Options { dry_run: true, ctx: ctx(), summaries: true })
+            .await
+            .expect("plan");
         let uids: Vec<String> = dry.objects.iter().map(|o| o.uid.clone()).collect();
         let (pending, _) = assert_same_plans(store, &report.objects, &uids, "before memberships").await;
         assert!(pending > 20, "{}: the memberships still have work to plan ({pending} steps)", s.name);
@@ -153,7 +155,7 @@ async fn the_last_administrator_rule_holds_on_a_focused_load() {
         [membership("boss", "User"), membership("ann", admin), membership("pat", "User")],
         [membership("boss", "User"), membership("ann", "User"), membership("pat", "User")],
     ];
-    let opts = Options { dry_run: false, ctx: ctx() };
+    let opts = Options { dry_run: false, ctx: ctx(), summaries: true };
     for s in stores().await {
         let store = s.store.as_ref();
         let objects = |stage: &[Document]| {

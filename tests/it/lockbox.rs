@@ -31,7 +31,9 @@ async fn scenario(s: &TestStore, policy: impl Fn(&mut servicehub_operator::api::
         now: jiff::Timestamp::from_second(T).expect("time"),
         actor: servicehub_operator::domain::actor::Actor::cli(None, "test", "host"),
     };
-    let report = engine::run(s.store.as_ref(), &objects, &Options { dry_run: false, ctx }).await.expect("apply");
+    let report = engine::run(s.store.as_ref(), &objects, &Options { dry_run: false, ctx, summaries: true })
+        .await
+        .expect("apply");
     assert!(!report.has_failures(), "{:?}", report.objects);
 }
 

@@ -245,6 +245,30 @@ fn apply_summary_lists_refused_objects_and_quiet_prints_only_the_summary() {
 }
 
 #[test]
+fn a_quiet_first_apply_counts_every_change_and_json_still_lists_them() {
+    // With --quiet and the table, the report keeps each change's action and drift, not its
+    // summary (issue 18: memory); the counts come out the same, and -o json, which lists
+    // the changes, keeps their summaries however it is asked.
+    let (quiet_home, json_home) = (tempfile::tempdir().expect("tempdir"), tempfile::tempdir().expect("tempdir"));
+    let quiet = ok(quiet_home.path(), &["apply", "-f", &examples(), "--quiet", "--deliver=false"]);
+    let out = at(json_home.path(), &["apply", "-f", &examples(), "--quiet", "--deliver=false", "-o", "json"]);
+    let doc: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let changes: Vec<&Value> = doc["objects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|o| o["changes"].as_array().into_iter().flatten())
+        .collect();
+    assert!(changes.len() > 10, "{doc}");
+    assert!(changes.iter().all(|c| c["summary"].as_str().is_some_and(|s| !s.is_empty())), "{doc}");
+    let objects = doc["objects"].as_array().map_or(0, Vec::len);
+    let summary = format!("{objects} object(s): {objects} with changes ({} change(s))", changes.len());
+    assert!(quiet.contains(&summary), "{summary}\n{quiet}");
+    // One row per changed object, with its grants counted.
+    assert!(quiet.lines().any(|l| l.starts_with("Membership/") && l.contains("True")), "{quiet}");
+}
+
+#[test]
 fn progress_is_shown_at_a_terminal_only() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path();
