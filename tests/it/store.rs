@@ -429,7 +429,7 @@ async fn batches_applied_at_once_keep_each_its_own_all_or_nothing() {
         s.store.apply(&new_member("m-taken", "taken@contoso.com", "Taken")).await.expect("first");
         let audit = s.store.audit(&AuditFilter::default()).await.expect("audit").len();
         let customer_guard = |v| Some(Guard { table: GuardTable::Customer, id: "c1".into(), expected: Some(v) });
-        let batches = vec![
+        let batches = [
             new_member("m0", "p0@contoso.com", "Zero"),
             batch(
                 customer_guard(1),
