@@ -75,7 +75,7 @@ struct Prepared {
 /// What `apply`, `plan` and `delete` share: validate the files (printing problems), open
 /// the store, build the planning context.
 async fn prepare(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<Prepared> {
-    let ApplyArgs { paths, dry_run, output, now, actor, store, deliver: _, notify: _, exit_code: _, quiet } = args;
+    let ApplyArgs { paths, dry_run, output, now, actor, store, deliver: _, notify: _, exit_code: _, quiet: _ } = args;
     let dry_run = dry_run || force_dry_run;
     let now = super::clock(now, dry_run, "--now")?;
     let report = validate::validate_paths(&paths, References::MayBeInStore);
@@ -97,13 +97,7 @@ async fn prepare(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<Prepare
     let (db, scratch) = if dry_run { preview_store(&store).await? } else { (open_store(&store).await?, None) };
     let actor = super::cli_actor(actor.as_deref());
     let ctx = Context { now, actor };
-    Ok(Prepared {
-        report,
-        db,
-        opts: Options { dry_run, ctx, summaries: !(quiet && output.is_table()) },
-        output,
-        _scratch: scratch,
-    })
+    Ok(Prepared { report, db, opts: Options { dry_run, ctx, summaries: true }, output, _scratch: scratch })
 }
 
 /// The store a preview reads: the named one if it exists; for a SQLite file that does not
@@ -169,7 +163,9 @@ pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCod
     // A misconfigured transport is reported before anything is applied.
     let delivery = delivery.map(|n| n.into_config()).transpose().map_err(anyhow::Error::msg)?.flatten();
     let quiet = args.quiet;
-    let Prepared { report, db, opts, output, _scratch } = prepare(args, force_dry_run).await?;
+    let Prepared { report, db, mut opts, output, _scratch } = prepare(args, force_dry_run).await?;
+    // A quiet table prints counts only: the report need not hold what each change says.
+    opts.summaries = !(quiet && output.is_table());
     let (dry_run, invalid) = (opts.dry_run, report.has_errors());
     let progress = Progress::start(report.objects.len(), dry_run, output.is_table());
     let result = engine::run_with_progress(db.as_ref(), &report.objects, &opts, &progress.counters).await;
@@ -214,8 +210,6 @@ pub async fn run(args: ApplyArgs, force_dry_run: bool) -> anyhow::Result<ExitCod
 pub async fn delete(args: DeleteArgs) -> anyhow::Result<ExitCode> {
     let DeleteArgs { apply, yes } = args;
     let Prepared { report, db, mut opts, output, _scratch } = prepare(apply, false).await?;
-    // Its output names each object's changes, quiet or not.
-    opts.summaries = true;
     let dry_run = opts.dry_run;
     if !dry_run && !yes {
         // Look first: a delete that takes more than the named objects with it is shown,

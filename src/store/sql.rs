@@ -54,15 +54,6 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 /// Rows per multi-row INSERT: keeps statements well under SQLite's parameter limit.
 const ROWS_PER_INSERT: usize = 100;
 
-/// Group-commit writers at once: SQLite has one writer; PostgreSQL's row locks let a few
-/// groups commit side by side, each on a connection of the pool (of 8) that reads share.
-fn group_writers(backend: Backend) -> usize {
-    match backend {
-        Backend::Sqlite => 1,
-        Backend::Postgres => 3,
-    }
-}
-
 /// The SQL store.
 pub struct SqlStore {
     /// Reads.
@@ -148,7 +139,7 @@ impl SqlStore {
         } else {
             pool.clone()
         };
-        let group = super::sql_group::GroupCommit::new(writer.clone(), backend, group_writers(backend));
+        let group = super::sql_group::GroupCommit::new(writer.clone(), backend);
         Ok(SqlStore { pool, writer, group, url, rows_written: AtomicU64::new(0) })
     }
 
@@ -209,6 +200,13 @@ impl SqlStore {
     #[doc(hidden)]
     pub async fn strings(&self, sql: &str) -> Result<Vec<String>> {
         sqlx::query_scalar(AssertSqlSafe(sql.to_owned())).fetch_all(&self.pool).await.map_err(map_err)
+    }
+
+    /// Batches applied in a shared transaction (a group of two or more) since the store
+    /// opened (tests that check a group formed).
+    #[doc(hidden)]
+    pub fn batches_grouped(&self) -> u64 {
+        self.group.grouped()
     }
 
     /// SQLite's query plan for `sql`, one line per step (tests that check index use).

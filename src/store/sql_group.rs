@@ -40,6 +40,8 @@ struct Queue {
     jobs: VecDeque<Job>,
     /// Writer tasks running now.
     writers: usize,
+    /// Batches taken in groups of two or more, since the store opened.
+    grouped: u64,
 }
 
 /// The queue of batches and the writer tasks that drain it.
@@ -47,14 +49,26 @@ pub(super) struct GroupCommit {
     queue: Arc<Mutex<Queue>>,
     pool: AnyPool,
     backend: Backend,
-    /// Writer tasks at most: 1 on SQLite (one writer is its model); a few on PostgreSQL,
-    /// whose row locks let groups commit side by side.
-    writers: usize,
 }
 
 impl GroupCommit {
-    pub(super) fn new(pool: AnyPool, backend: Backend, writers: usize) -> GroupCommit {
-        GroupCommit { queue: Default::default(), pool, backend, writers: writers.max(1) }
+    /// Batches applied through `pool` (the store's writer pool).
+    pub(super) fn new(pool: AnyPool, backend: Backend) -> GroupCommit {
+        GroupCommit { queue: Default::default(), pool, backend }
+    }
+
+    /// Writer tasks at most: SQLite has one writer; PostgreSQL's row locks let a few groups
+    /// commit side by side, each on a connection of the pool (of 8) that reads share.
+    fn writers(&self) -> usize {
+        match self.backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => 3,
+        }
+    }
+
+    /// Batches applied in a group of two or more so far (tests check that a group formed).
+    pub(super) fn grouped(&self) -> u64 {
+        lock(&self.queue).grouped
     }
 
     /// Apply `batch` in a transaction shared with the batches waiting beside it.
@@ -63,7 +77,7 @@ impl GroupCommit {
         let start = {
             let mut q = lock(&self.queue);
             q.jobs.push_back(Job { batch: batch.clone(), done });
-            let start = q.writers < self.writers;
+            let start = q.writers < self.writers();
             q.writers += usize::from(start);
             start
         };
@@ -80,8 +94,9 @@ fn lock(queue: &Mutex<Queue>) -> std::sync::MutexGuard<'_, Queue> {
 }
 
 /// One writer task: takes the waiting batches, applies them as a group, until none wait.
-/// Dropped (it ended, or panicked), it gives its place back, and the jobs it held report
-/// that the writer stopped.
+/// Dropped before it ran out of work (it panicked, or the runtime shut down), it gives its
+/// place back; the jobs it held, and those queued when no writer is left, report that the
+/// writer stopped rather than wait for a writer that the next apply would start.
 struct Writer {
     queue: Arc<Mutex<Queue>>,
     /// Still counted in `Queue::writers`.
@@ -91,7 +106,11 @@ struct Writer {
 impl Drop for Writer {
     fn drop(&mut self) {
         if self.counted {
-            lock(&self.queue).writers -= 1;
+            let mut q = lock(&self.queue);
+            q.writers -= 1;
+            if q.writers == 0 {
+                q.jobs.clear();
+            }
         }
     }
 }
@@ -109,6 +128,9 @@ impl Writer {
                     self.counted = false;
                     return;
                 }
+                if n > 1 {
+                    q.grouped += n as u64;
+                }
                 q.jobs.drain(..n).collect()
             };
             let batches: Vec<&Batch> = jobs.iter().map(|j| &j.batch).collect();
@@ -122,41 +144,29 @@ impl Writer {
 }
 
 /// Apply `batches` in one transaction, each in a savepoint of its own (a lone batch needs
-/// none): one outcome per batch, in order.
+/// none: its failure is the transaction's): one outcome per batch, in order.
 async fn apply_group(pool: &AnyPool, backend: Backend, batches: &[&Batch]) -> Vec<Result<ApplyOutcome>> {
     let all_fail = |e: &StoreError| batches.iter().map(|_| Err(e.clone())).collect();
     let mut tx = match super::sql::begin(pool, backend).await {
         Ok(tx) => tx,
         Err(e) => return all_fail(&e),
     };
+    let grouped = batches.len() > 1;
     let mut outcomes = Vec::with_capacity(batches.len());
-    if let [batch] = batches {
-        match super::sql::apply_in(&mut tx, backend, batch, None).await {
-            Ok(out) => outcomes.push(Ok(out)),
-            Err(e) => return vec![Err(e)],
+    for batch in batches {
+        if grouped && let Err(e) = savepoint(&mut tx, "SAVEPOINT batch").await {
+            return all_fail(&e);
         }
-    } else {
-        for batch in batches {
-            if let Err(e) = savepoint(&mut tx, "SAVEPOINT batch").await {
-                return all_fail(&e);
-            }
-            match super::sql::apply_in(&mut tx, backend, batch, None).await {
-                Ok(out) => {
-                    if let Err(e) = savepoint(&mut tx, "RELEASE SAVEPOINT batch").await {
-                        return all_fail(&e);
-                    }
-                    outcomes.push(Ok(out));
-                }
-                Err(e) => {
-                    // Back to before this batch; the transaction goes on with the next one.
-                    if let Err(undo) = savepoint(&mut tx, "ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch").await
-                    {
-                        return all_fail(&undo);
-                    }
-                    outcomes.push(Err(e));
-                }
-            }
+        let (outcome, end) = match super::sql::apply_in(&mut tx, backend, batch, None).await {
+            Ok(out) => (Ok(out), "RELEASE SAVEPOINT batch"),
+            Err(e) if !grouped => return vec![Err(e)],
+            // Back to before this batch; the transaction goes on with the next one.
+            Err(e) => (Err(e), "ROLLBACK TO SAVEPOINT batch; RELEASE SAVEPOINT batch"),
+        };
+        if grouped && let Err(e) = savepoint(&mut tx, end).await {
+            return all_fail(&e);
         }
+        outcomes.push(outcome);
     }
     match tx.commit().await {
         Ok(()) => outcomes,

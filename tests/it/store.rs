@@ -390,24 +390,39 @@ async fn a_stale_plan_is_a_retryable_conflict() {
     }
 }
 
+/// Apply each of `batches` from a task of its own, all started before any runs; the results
+/// in order.
+async fn apply_at_once(s: &TestStore, batches: &[Batch]) -> Vec<Result<ApplyOutcome, StoreError>> {
+    let tasks: Vec<_> = batches
+        .iter()
+        .cloned()
+        .map(|b| {
+            let store = s.store.clone();
+            tokio::spawn(async move { store.apply(&b).await })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        results.push(t.await.expect("join"));
+    }
+    results
+}
+
 #[tokio::test]
 async fn concurrent_writers_on_one_object_exactly_one_wins() {
     for s in stores().await {
         s.store.apply(&seed("c1")).await.expect("seed");
-        let mut tasks = Vec::new();
-        for i in 0..8 {
-            let store = s.store.clone();
-            tasks.push(tokio::spawn(async move {
-                let b = batch(
+        let racers: Vec<Batch> = (0..8)
+            .map(|i| {
+                batch(
                     Some(Guard { table: GuardTable::Customer, id: "c1".into(), expected: Some(1) }),
                     vec![Change::PutUser(user("c1", &format!("racer{i}@contoso.com")))],
-                );
-                store.apply(&b).await
-            }));
-        }
+                )
+            })
+            .collect();
         let mut won = 0;
-        for t in tasks {
-            match t.await.expect("join") {
+        for result in apply_at_once(&s, &racers).await {
+            match result {
                 Ok(_) => won += 1,
                 Err(e) => assert!(e.is_retryable(), "{}: {e:?}", s.name),
             }
@@ -444,18 +459,9 @@ async fn batches_applied_at_once_keep_each_its_own_all_or_nothing() {
             new_member("m-taken", "taken@contoso.com", "Again"),
             new_member("m2", "p2@contoso.com", "Two"),
         ];
-        let tasks: Vec<_> = batches
-            .iter()
-            .cloned()
-            .map(|b| {
-                let store = s.store.clone();
-                tokio::spawn(async move { store.apply(&b).await })
-            })
-            .collect();
-        let mut results = Vec::new();
-        for t in tasks {
-            results.push(t.await.expect("join"));
-        }
+        let grouped = s.store.batches_grouped();
+        let results = apply_at_once(&s, &batches).await;
+        assert_eq!(s.store.batches_grouped() - grouped, batches.len() as u64, "{}: one group", s.name);
         for i in [0, 2, 5] {
             assert!(results[i].is_ok(), "{}: batch {i}: {:?}", s.name, results[i]);
         }
