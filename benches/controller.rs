@@ -155,6 +155,9 @@ fn start_operator(
         // `SERVICEHUB_BENCH_LOG=debug` (any `SERVICEHUB_LOG` filter) to see what a run did.
         .env("SERVICEHUB_LOG", std::env::var("SERVICEHUB_BENCH_LOG").unwrap_or_else(|_| "warn".into()))
         .env("SERVICEHUB_LOG_FORMAT", "text")
+        // The invitations are delivered as files, as by default, but into the run's own
+        // directory, not the working directory (10,000 of them a run).
+        .env("SERVICEHUB_NOTIFY_DIR", dir.join("outbox"))
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(dir.join("operator.log")).expect("log"))
         .spawn()
