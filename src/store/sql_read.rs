@@ -22,10 +22,31 @@ const INVITATION_COLS: &str = "i.customer_uid, i.membership_id, i.scope_key, i.s
     i.state, i.attempts, i.created_at, i.sent_at, i.expires_at, i.accepted_at, \
     i.accepted_by, i.last_error";
 
-/// A user's row in the columns of `'invitation' AS kind, {INVITATION_COLS}, display_name,
-/// account_type` (one statement reads a focus's users and invitations).
-const USER_AS_PERSON: &str = "SELECT 'user', u.customer_uid, NULL, NULL, NULL, u.email, NULL, NULL, NULL, NULL, NULL, NULL, \
-    NULL, NULL, NULL, u.display_name, u.account_type FROM users u";
+/// A focus's invitations and users in one statement, as its two halves (each followed by
+/// the customer's bound uid and an `IN` list): the invitations' columns with the users' two
+/// after them, then each user in the same columns, its `customer_uid` and `email` where an
+/// invitation has them and NULL elsewhere; `kind` tells the rows apart. The users' half is
+/// derived from `INVITATION_COLS`, so the two cannot drift apart.
+static PEOPLE: std::sync::LazyLock<(String, String)> = std::sync::LazyLock::new(|| {
+    let padded: Vec<&str> = INVITATION_COLS
+        .split(',')
+        .map(|c| match c.trim() {
+            "i.customer_uid" => "u.customer_uid",
+            "i.email" => "u.email",
+            _ => "NULL",
+        })
+        .collect();
+    (
+        format!(
+            "SELECT 'invitation' AS kind, {INVITATION_COLS}, NULL AS display_name, NULL AS account_type \
+             FROM invitations i WHERE i.customer_uid = "
+        ),
+        format!(
+            " UNION ALL SELECT 'user', {}, u.display_name, u.account_type FROM users u WHERE u.customer_uid = ",
+            padded.join(", ")
+        ),
+    )
+});
 
 const POLICY_COLS: &str = "p.uid, p.customer_uid, p.namespace, p.name, CASE WHEN p.enabled THEN 1 ELSE 0 END AS enabled, \
     p.approvers, p.pending_ttl_seconds, p.max_access_seconds, p.workloads, p.recipients, p.spec_hash, p.applied_spec, p.row_version";
@@ -155,7 +176,7 @@ async fn focused_memberships(conn: &mut AnyConnection, snap: &Snapshot, c: &str,
             // Itself and, in the same statement, the Workspace Administrators of its
             // workspace, old and new: the last-administrator rule reads them, and only when
             // the stored membership is a Workspace Administrator itself (the rule is about it
-            // losing the role). The last condition is the same for every row, so the
+            // losing the role). The condition on $2's role is the same for every row, so the
             // database tests it once (SQLite codes it outside the loop, PostgreSQL as a
             // one-time filter) and, for any other membership, reads none. Each branch goes
             // through an index: by id, and by (customer, workspace) for the workspace it names (in
@@ -297,17 +318,13 @@ async fn load_on(conn: &mut AnyConnection, namespace: &str, name: &str, focus: &
         let sql = format!("SELECT {INVITATION_COLS} FROM invitations i WHERE i.customer_uid = $1");
         each_row(sqlx::query(AssertSqlSafe(sql)).bind(&uid), conn, |r| add_invitation(&mut snap, &r)).await?;
     } else {
-        // Both in one statement per chunk (a round trip fewer per read): the users' rows
-        // are padded to the invitations' columns, and `kind` tells them apart.
+        // Both in one statement per chunk (a round trip fewer per read; see `PEOPLE`).
         for chunk in subjects.chunks(IN_CHUNK) {
-            let mut qb = Sql::new(format!(
-                "SELECT 'invitation' AS kind, {INVITATION_COLS}, NULL AS display_name, NULL AS account_type \
-                 FROM invitations i WHERE i.customer_uid = "
-            ));
+            let (invitations, users) = &*PEOPLE;
+            let mut qb = Sql::new(invitations.as_str());
             qb.bind(uid.as_str()).push(" AND i.subject_key");
             in_list(&mut qb, chunk);
-            qb.push(&format!(" UNION ALL {USER_AS_PERSON} WHERE u.customer_uid = "));
-            qb.bind(uid.as_str()).push(" AND u.email");
+            qb.push(users).bind(uid.as_str()).push(" AND u.email");
             in_list(&mut qb, chunk);
             for r in qb.build().fetch_all(&mut *conn).await.map_err(map_err)? {
                 match get::<String>(&r, "kind")?.as_str() {
